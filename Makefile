@@ -1,0 +1,61 @@
+# The two commands of the README: `make run` and `make test`.
+# Both need only Python 3.11+ and pip; everything else is installed into .venv.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+PUBLIC_BASE_URL ?= http://$(HOST):$(PORT)
+export HOST PORT PUBLIC_BASE_URL
+
+.PHONY: run test lint bench install clean help
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make run    start web server, Celery worker and beat on embedded defaults ($(PUBLIC_BASE_URL))"
+	@echo "make test   run the test suite (embedded defaults, or DATABASE_URL / CELERY_BROKER_URL)"
+	@echo "make lint   ruff check, ruff format --check, mypy"
+	@echo "make bench  run the benchmarks in bench/"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.run-deps: $(BIN)/python pyproject.toml
+	@echo "Installing the service into $(VENV) ..."
+	$(BIN)/pip install --quiet --progress-bar off -e .
+	@touch $@
+
+$(VENV)/.all-deps: $(BIN)/python pyproject.toml
+	@echo "Installing the service with test and dev tools into $(VENV) ..."
+	$(BIN)/pip install --quiet --progress-bar off -e ".[test,dev]"
+	@touch $@ $(VENV)/.run-deps
+
+install: $(VENV)/.run-deps
+
+run: $(VENV)/.run-deps
+	$(BIN)/python manage.py bootstrap
+	@echo ""
+	@echo "  Demo shop      $(PUBLIC_BASE_URL)/"
+	@echo "  Admin          $(PUBLIC_BASE_URL)/admin/"
+	@echo "  API docs       $(PUBLIC_BASE_URL)/api/docs/"
+	@echo "  Health         $(PUBLIC_BASE_URL)/healthz"
+	@echo "  Sandbox        $(PUBLIC_BASE_URL)/sandbox/"
+	@echo "  Ctrl-C stops the web server, the worker and beat."
+	@echo ""
+	$(BIN)/honcho start --port $(PORT) --procfile Procfile
+
+test: $(VENV)/.all-deps
+	$(BIN)/pytest
+
+lint: $(VENV)/.all-deps
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+bench: $(VENV)/.all-deps
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf var/celery var/test.sqlite3*

@@ -1,0 +1,13 @@
+"""WSGI entry point (gunicorn merchant.wsgi)."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "merchant.settings")
+
+application = get_wsgi_application()
+
+from merchant.startup import refuse_to_start_on_errors  # noqa: E402  (needs the app loaded)
+
+refuse_to_start_on_errors()

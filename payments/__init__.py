@@ -1,0 +1,1 @@
+"""Everything about orders and payments: the protocol client, services, IPN, API, admin."""

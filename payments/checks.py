@@ -1,0 +1,74 @@
+"""System checks: production refuses to start without its secrets.
+
+`manage.py` commands run these by themselves; gunicorn and Celery run them
+through `merchant.startup.refuse_to_start_on_errors`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+
+
+def _secret_key_missing() -> bool:
+    try:
+        return not settings.SECRET_KEY
+    except ImproperlyConfigured:
+        return True
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_base64(value: str) -> bool:
+    try:
+        return bool(base64.b64decode(value, validate=True))
+    except (binascii.Error, ValueError):
+        return False
+
+
+@checks.register(checks.Tags.security, deploy=False)
+def check_secrets(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    production = not settings.DEBUG
+    level = checks.Error if production else checks.Warning
+    found: list[checks.CheckMessage] = []
+    if production and _secret_key_missing():
+        found.append(
+            checks.Error(
+                "DJANGO_SECRET_KEY is not set.",
+                hint="Production (DJANGO_DEBUG off) needs a long random DJANGO_SECRET_KEY "
+                "in the environment.",
+                id="payments.E001",
+            )
+        )
+    key, secret = settings.GATEWAY_API_KEY, settings.GATEWAY_API_SECRET
+    if not key or not _is_uuid(key):
+        found.append(
+            level(
+                "GATEWAY_API_KEY is missing or is not a UUID.",
+                hint="Set GATEWAY_API_KEY to the gateway's API key id "
+                "(`make run` generates sandbox credentials in development).",
+                id="payments.E002" if production else "payments.W002",
+            )
+        )
+    if not secret or not _is_base64(secret):
+        found.append(
+            level(
+                "GATEWAY_API_SECRET is missing or is not base64.",
+                hint="Set GATEWAY_API_SECRET to the gateway's API secret, base64 as the "
+                "gateway gives it.",
+                id="payments.E003" if production else "payments.W003",
+            )
+        )
+    return found

@@ -1,0 +1,128 @@
+"""Fixtures shared by the whole suite: a real Celery worker process and its environment."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def database_url() -> str:
+    """The URL of the database the tests run on (the test database, once created)."""
+    db: dict[str, Any] = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['NAME']}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def service_env(**extra: str) -> dict[str, str]:
+    """Environment for a process of the service that shares the tests' database and broker."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": database_url(),
+        "VAR_DIR": str(settings.VAR_DIR),
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update(extra)
+    return env
+
+
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+class WorkerProcess:
+    """A real `celery worker` subprocess, started and stopped by the tests."""
+
+    def __init__(self, name: str, log_path: Path, extra_env: dict[str, str]) -> None:
+        self.name = name
+        self.log_path = log_path
+        self.extra_env = extra_env
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> None:
+        from merchant.celery import app
+
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "--app",
+                "merchant",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--pool",
+                "prefork",
+                "--concurrency",
+                "2",
+                "--hostname",
+                f"{self.name}@%h",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            cwd=BASE_DIR,
+            env=service_env(**self.extra_env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited early; see {self.log_path}")
+            replies = app.control.ping(timeout=0.5) or []
+            if any(name.startswith(f"{self.name}@") for reply in replies for name in reply):
+                return
+        self.stop()
+        raise RuntimeError(f"worker did not answer within {timeout}s; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fresh_queue_folder() -> None:
+    """Embedded broker: start the run with an empty queue, not one left by a killed run."""
+    if settings.CELERY_BROKER_URL.startswith("filesystem://"):
+        shutil.rmtree(Path(settings.VAR_DIR) / "celery", ignore_errors=True)
+        for folder in settings.CELERY_BROKER_TRANSPORT_OPTIONS.values():
+            if isinstance(folder, str):
+                Path(folder).mkdir(parents=True, exist_ok=True)
+
+
+@pytest.fixture
+def start_worker(transactional_db: None, tmp_path: Path) -> Iterator[Any]:
+    """Start real worker processes on the test database: `start_worker("w1")`."""
+    started: list[WorkerProcess] = []
+
+    def start(name: str = "tests", **extra_env: str) -> WorkerProcess:
+        worker = WorkerProcess(name, tmp_path / f"{name}.log", extra_env)
+        worker.start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()

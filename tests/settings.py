@@ -1,0 +1,22 @@
+"""Test settings: the project's settings with a var/ of their own and fixed credentials.
+
+Everything else (DATABASE_URL, CELERY_BROKER_URL) comes from the environment
+exactly as in production, so the same suite runs on the embedded defaults and
+on PostgreSQL + Redis.
+"""
+
+import os
+from pathlib import Path
+
+# A queue folder and SQLite file apart from a `make run` that may be running.
+os.environ.setdefault("VAR_DIR", str(Path(__file__).resolve().parent.parent / "var" / "test"))
+os.environ.setdefault("GATEWAY_API_KEY", "6f1d2c3b-4a59-4e8d-9c7b-0a1b2c3d4e5f")
+os.environ.setdefault(
+    "GATEWAY_API_SECRET",
+    # base64 of 64 bytes, as the gateway issues them; a test value, not a secret.
+    "dGVzdC1zZWNyZXQtZm9yLXRoZS1tZXJjaGFudC1wYXltZW50cy1zdWl0ZS0wMTIzNDU2Nzg5YWJjZGVmMDEyMw==",
+)
+
+from merchant.settings import *  # noqa: F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
