@@ -15,6 +15,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from merchant.celery import ensure_broker_folders
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -107,9 +109,7 @@ def _fresh_queue_folder() -> None:
     """Embedded broker: start the run with an empty queue, not one left by a killed run."""
     if settings.CELERY_BROKER_URL.startswith("filesystem://"):
         shutil.rmtree(Path(settings.VAR_DIR) / "celery", ignore_errors=True)
-        for folder in settings.CELERY_BROKER_TRANSPORT_OPTIONS.values():
-            if isinstance(folder, str):
-                Path(folder).mkdir(parents=True, exist_ok=True)
+        ensure_broker_folders(settings.CELERY_BROKER_TRANSPORT_OPTIONS)
 
 
 @pytest.fixture
