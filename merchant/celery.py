@@ -1,7 +1,6 @@
 """The Celery app: configured from Django settings (CELERY_ namespace)."""
 
 import os
-
 from pathlib import Path
 from typing import Any
 

@@ -46,8 +46,9 @@ def test_healthz_is_200_with_a_live_worker(client: Client, start_worker) -> None
 def test_healthz_is_503_when_the_broker_is_unreachable() -> None:
     # A process of its own: the broker URL is read once, as in production.
     probe = (
-        "import django, json; django.setup(); from django.test import Client; "
-        "r = Client(SERVER_NAME='localhost').get('/healthz'); print(r.status_code, r.content.decode())"
+        "import django; django.setup(); from django.test import Client; "
+        "r = Client(SERVER_NAME='localhost').get('/healthz'); "
+        "print(r.status_code, r.content.decode())"
     )
     env = service_env(CELERY_BROKER_URL="redis://127.0.0.1:9/0")  # nothing listens there
     result = subprocess.run(
