@@ -157,6 +157,20 @@ GATEWAY_READ_TIMEOUT = env.float("GATEWAY_READ_TIMEOUT", default=15.0)
 GATEWAY_USER_AGENT = env.str(
     "GATEWAY_USER_AGENT", default="merchant-payments/0.1 (+python-requests)"
 )
+# A private call rejected for a stale nonce (another process's call overtook
+# it) is re-signed with a fresh nonce this many times before giving up.
+GATEWAY_NONCE_RETRIES = env.int("GATEWAY_NONCE_RETRIES", default=8)
+# The gateway caches public methods for 10 s and drops clients that poll faster.
+GATEWAY_PUBLIC_CACHE_SECONDS = env.int("GATEWAY_PUBLIC_CACHE_SECONDS", default=10)
+
+# BTC price of each currency in the sandbox, as decimal strings ("USD=12.50000,EUR=9.80000").
+SANDBOX_RATES = env.dict("SANDBOX_RATES", default={})
+# The gateway re-sends an IPN that was not answered "[OK]" every 30 minutes.
+SANDBOX_IPN_RETRY_SECONDS = env.int("SANDBOX_IPN_RETRY_SECONDS", default=1800)
+SANDBOX_IPN_TIMEOUT = env.float("SANDBOX_IPN_TIMEOUT", default=10.0)
+
+# --- Cache (public gateway calls); shared by every process of the service ----
+CACHES = {"default": env.cache("CACHE_URL", default=f"filecache://{VAR_DIR / 'cache'}")}
 
 # --- REST API -----------------------------------------------------------------
 REST_FRAMEWORK = {
