@@ -45,8 +45,10 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "payments",
     "sandbox",
+    "demo_shop",
 ]
 
 MIDDLEWARE = [
@@ -163,6 +165,15 @@ GATEWAY_NONCE_RETRIES = env.int("GATEWAY_NONCE_RETRIES", default=8)
 # The gateway caches public methods for 10 s and drops clients that poll faster.
 GATEWAY_PUBLIC_CACHE_SECONDS = env.int("GATEWAY_PUBLIC_CACHE_SECONDS", default=10)
 
+# --- Orders -------------------------------------------------------------------
+# Seconds an order waits for payment before it expires.
+PAYMENTS_ORDER_TTL = env.int("PAYMENTS_ORDER_TTL", default=3600)
+# Hosts the shop's return URLs may point at (no open redirects). The service's
+# own host is always allowed.
+PAYMENTS_RETURN_HOSTS = env.list("PAYMENTS_RETURN_HOSTS", default=[])
+# The demo shop at / (development).
+DEMO_SHOP_ENABLED = env.bool("DEMO_SHOP_ENABLED", default=DEBUG)
+
 # BTC price of each currency in the sandbox, as decimal strings ("USD=12.50000,EUR=9.80000").
 SANDBOX_RATES = env.dict("SANDBOX_RATES", default={})
 # The gateway re-sends an IPN that was not answered "[OK]" every 30 minutes.
@@ -186,6 +197,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Create orders at the gateway and follow their payments.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from the installed sidecar package, not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }
 
 # --- Logging ------------------------------------------------------------------

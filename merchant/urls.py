@@ -5,11 +5,18 @@ from django.contrib import admin
 from django.urls import include, path
 
 from merchant.health import healthz
+from payments import ipn
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("api/", include("payments.api.urls")),
+    path("checkout/", include("payments.urls")),
+    path("payments/ipn/", ipn.receive, name="payments-ipn"),
 ]
+
+if settings.DEMO_SHOP_ENABLED:
+    urlpatterns.append(path("", include("demo_shop.urls")))
 
 if settings.SANDBOX_ENABLED:
     urlpatterns.append(path("sandbox/", include("sandbox.urls")))

@@ -88,4 +88,4 @@ def to_decimal(amount_int: int, currency: str) -> Decimal:
 
 def display(amount_int: int, currency: str) -> str:
     """A human display: '12.50000 USD', '0.12345678 BTC'."""
-    return f"{to_decimal(amount_int, currency)} {currency}"
+    return f"{to_decimal(amount_int, currency):f} {currency}"  # :f, or 1 satoshi shows 1E-8

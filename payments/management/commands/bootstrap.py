@@ -4,6 +4,7 @@ Idempotent: running it again reuses what exists and prints no secret twice.
 - development only: writes var/dev.env with a lasting DJANGO_SECRET_KEY and
   sandbox gateway credentials, unless the environment already gives them;
 - applies the migrations;
+- the sandbox gateway's merchant account for the service's credentials;
 - an admin user (DJANGO_SUPERUSER_USERNAME / _PASSWORD / _EMAIL, or
   admin with a generated password) and its API token (SHOP_API_TOKEN, or
   generated), printed once when created.
@@ -23,6 +24,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.core.management.utils import get_random_secret_key
+from django.test.utils import override_settings
 from rest_framework.authtoken.models import Token
 
 
@@ -62,12 +64,26 @@ class Command(BaseCommand):
             self.stdout.write(f"Development settings in {settings.VAR_DIR / 'dev.env'}")
         call_command("migrate", interactive=False, verbosity=1 if options["verbosity"] > 1 else 0)
         self.stdout.write("Database migrated.")
-        if values:
-            self._after_dev_env(values)
+        if settings.SANDBOX_ENABLED:
+            self._ensure_sandbox_account(values)
         self._ensure_admin()
 
-    def _after_dev_env(self, values: dict[str, str]) -> None:
-        """Hook for apps that need the generated credentials (the sandbox account)."""
+    def _ensure_sandbox_account(self, generated: dict[str, str]) -> None:
+        """The sandbox gateway holds the merchant account the service's credentials name."""
+        from sandbox.accounts import ensure_configured_account
+
+        # On the first start the credentials were generated after settings were read.
+        credentials = {
+            name: generated.get(name) or getattr(settings, name)
+            for name in ("GATEWAY_API_KEY", "GATEWAY_API_SECRET")
+        }
+        if not all(credentials.values()):
+            self.stdout.write("Sandbox: no GATEWAY_API_KEY / GATEWAY_API_SECRET; no account made.")
+            return
+        with override_settings(**credentials):
+            account, created = ensure_configured_account()
+        verb = "created" if created else "ready"
+        self.stdout.write(f"Sandbox merchant account {verb}: key {account.api_key}")
 
     def _ensure_admin(self) -> None:
         user_model = get_user_model()

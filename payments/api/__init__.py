@@ -1,0 +1,1 @@
+"""The REST API for shop backends: create orders, follow them."""

@@ -1,0 +1,121 @@
+"""Input validation and output shapes of the orders API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.urls import reverse
+from rest_framework import serializers
+
+from payments import money
+from payments.models import Order, OrderFlag
+from payments.selectors import return_host_allowed
+from payments.services import NewOrder, public_url
+from payments.templatetags.checkout import button_html
+
+
+class DecimalStringField(serializers.Field):
+    """A decimal amount sent as a string ("12.50"); a JSON number would pass through a float."""
+
+    default_error_messages = {"not_a_string": 'Send the amount as a string, such as "12.50".'}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("not_a_string")
+        return data
+
+    def to_representation(self, value: Any) -> str:
+        return str(value)
+
+
+def validate_return_url(url: str) -> None:
+    if not return_host_allowed(url):
+        raise serializers.ValidationError(
+            "This host is not allowed for return URLs (PAYMENTS_RETURN_HOSTS)."
+        )
+
+
+class OrderCreateInput(serializers.Serializer):
+    reference = serializers.CharField(max_length=100)
+    amount = DecimalStringField(required=False, help_text='Decimal string, e.g. "12.50".')
+    amount_int = serializers.IntegerField(
+        required=False, min_value=1, max_value=money.MAX_AMOUNT_INT,
+        help_text="Integer in the currency's smallest unit (BTC 1E8, JPY/SEK 1E3, fiat 1E5).",
+    )  # fmt: skip
+    currency = serializers.ChoiceField(choices=money.CURRENCIES)
+    description = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    # The metaclass moves fields out of the class, so this does not hide Serializer.data.
+    data = serializers.CharField(  # type: ignore[assignment]
+        max_length=1024, required=False, allow_blank=True
+    )
+    return_success = serializers.URLField(
+        max_length=2000, required=False, validators=[validate_return_url]
+    )
+    return_failure = serializers.URLField(
+        max_length=2000, required=False, validators=[validate_return_url]
+    )
+    multipay = serializers.BooleanField(default=False)
+    instant_only = serializers.BooleanField(default=False)
+    email = serializers.BooleanField(default=False)
+    autosell = serializers.BooleanField(default=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        amount, amount_int = attrs.pop("amount", None), attrs.get("amount_int")
+        if (amount is None) == (amount_int is None):
+            raise serializers.ValidationError(
+                {"amount": "Give exactly one of amount (a decimal string) or amount_int."}
+            )
+        if amount is not None and "currency" in attrs:
+            try:
+                attrs["amount_int"] = money.to_int(amount, attrs["currency"])
+            except money.AmountError as exc:
+                raise serializers.ValidationError({"amount": str(exc)}) from exc
+        return attrs
+
+    def to_new_order(self) -> NewOrder:
+        return NewOrder(**self.validated_data)
+
+
+class FlagOutput(serializers.ModelSerializer):
+    reviewed = serializers.SerializerMethodField()
+
+    class Meta:
+        model = OrderFlag
+        fields = ("kind", "detail", "created", "reviewed")
+
+    def get_reviewed(self, flag: OrderFlag) -> bool:
+        return flag.reviewed_at is not None
+
+
+class OrderOutput(serializers.ModelSerializer):
+    amount = serializers.SerializerMethodField()
+    checkout_url = serializers.SerializerMethodField()
+    button_html = serializers.SerializerMethodField()
+    payments = serializers.SerializerMethodField()
+    flags = FlagOutput(many=True, read_only=True)
+
+    class Meta:
+        model = Order
+        fields = (
+            "id", "reference", "status", "amount", "amount_int", "currency", "description",
+            "transaction", "payment_url", "checkout_url", "button_html", "failure_reason",
+            "created", "deadline", "payments", "flags",
+        )  # fmt: skip
+
+    def get_amount(self, order: Order) -> str:
+        return format(money.to_decimal(order.amount_int, order.currency), "f")
+
+    def get_checkout_url(self, order: Order) -> str:
+        return public_url(reverse("checkout", args=[order.id]))
+
+    def get_button_html(self, order: Order) -> str:
+        return str(button_html(order))
+
+    def get_payments(self, order: Order) -> list[dict[str, Any]]:
+        return []  # payments arrive with the IPN receiver
+
+
+class ErrorOutput(serializers.Serializer):
+    error = serializers.CharField()
+    detail = serializers.CharField()
+    order = serializers.UUIDField(required=False)

@@ -1,0 +1,119 @@
+"""Orders API: one class per operation, thin over services and selectors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from payments.api.serializers import ErrorOutput, OrderCreateInput, OrderOutput
+from payments.gateway.errors import GatewayRejected, GatewayTimeout, GatewayUnavailable
+from payments.models import Order
+from payments.selectors import order_get, order_list
+from payments.services import IdempotencyConflict, OrderCreationFailed, order_create
+from payments.states import OrderStatus
+
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    location=OpenApiParameter.HEADER,
+    required=False,
+    description="Retrying a POST with the same key returns the same order without a second "
+    "gateway call; the same key with a different body is a 409.",
+)
+MAX_IDEMPOTENCY_KEY = 255
+
+
+def gateway_failure_response(failure: OrderCreationFailed) -> Response:
+    cause = failure.cause
+    http: int
+    if isinstance(cause, GatewayRejected):
+        code, http = "gateway_rejected", status.HTTP_502_BAD_GATEWAY
+        detail = cause.message
+    elif isinstance(cause, GatewayTimeout):
+        code, http = "gateway_timeout", status.HTTP_504_GATEWAY_TIMEOUT
+        detail = "The gateway did not answer in time; the order is recorded as failed."
+    elif isinstance(cause, GatewayUnavailable):
+        code, http = "gateway_unavailable", status.HTTP_503_SERVICE_UNAVAILABLE
+        detail = "The gateway could not be reached; the order is recorded as failed."
+    else:
+        code, http = "gateway_invalid_reply", status.HTTP_502_BAD_GATEWAY
+        detail = "The gateway's reply was not understood; the order is recorded as failed."
+    return Response({"error": code, "detail": detail, "order": failure.order.id}, status=http)
+
+
+class OrderCursorPagination(CursorPagination):
+    ordering = ("-created", "-id")
+    page_size = 50
+    max_page_size = 200
+    page_size_query_param = "page_size"
+
+
+class OrderListCreateApi(APIView):
+    class FilterInput(serializers.Serializer):
+        status = serializers.ChoiceField(choices=OrderStatus.choices, required=False)
+        reference = serializers.CharField(max_length=100, required=False)
+
+    @extend_schema(
+        request=OrderCreateInput,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={
+            201: OrderOutput,
+            200: OrderOutput,
+            400: None,
+            401: None,
+            409: ErrorOutput,
+            502: ErrorOutput,
+            503: ErrorOutput,
+            504: ErrorOutput,
+        },
+        summary="Create an order at the gateway",
+    )
+    def post(self, request: Request) -> Response:
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY and key.isprintable()):
+            return Response(
+                {"error": "invalid_idempotency_key", "detail": "1 to 255 printable characters."},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        given = OrderCreateInput(data=request.data)
+        given.is_valid(raise_exception=True)
+        try:
+            order, created = order_create(
+                new=given.to_new_order(), created_by=request.user, idempotency_key=key
+            )
+        except IdempotencyConflict as exc:
+            return Response(
+                {"error": "idempotency_conflict", "detail": str(exc)},
+                status=status.HTTP_409_CONFLICT,
+            )
+        except OrderCreationFailed as failure:
+            return gateway_failure_response(failure)
+        return Response(
+            OrderOutput(order).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+    @extend_schema(
+        parameters=[FilterInput], responses={200: OrderOutput(many=True)}, summary="List orders"
+    )
+    def get(self, request: Request) -> Response:
+        filters = self.FilterInput(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        paginator = OrderCursorPagination()
+        page = paginator.paginate_queryset(order_list(**filters.validated_data), request, view=self)
+        return paginator.get_paginated_response(OrderOutput(page, many=True).data)
+
+
+class OrderDetailApi(APIView):
+    @extend_schema(responses={200: OrderOutput, 404: None}, summary="One order")
+    def get(self, request: Request, order_id: Any) -> Response:
+        try:
+            order = order_get(order_id=order_id)
+        except Order.DoesNotExist:
+            return Response({"detail": "No such order."}, status=status.HTTP_404_NOT_FOUND)
+        return Response(OrderOutput(order).data)

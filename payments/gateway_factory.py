@@ -1,0 +1,34 @@
+"""The gateway client configured from Django settings (read at call time, not at import)."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from django.conf import settings
+from django.core.cache import caches
+
+from payments.gateway.client import GatewayClient, GatewayConfig
+from payments.nonces import nonce_next
+
+
+def gateway_config() -> GatewayConfig:
+    return GatewayConfig(
+        api_url=settings.GATEWAY_API_URL,
+        api_key=settings.GATEWAY_API_KEY,
+        api_secret=settings.GATEWAY_API_SECRET,
+        user_agent=settings.GATEWAY_USER_AGENT,
+        connect_timeout=settings.GATEWAY_CONNECT_TIMEOUT,
+        read_timeout=settings.GATEWAY_READ_TIMEOUT,
+        nonce_retries=settings.GATEWAY_NONCE_RETRIES,
+        cache_seconds=settings.GATEWAY_PUBLIC_CACHE_SECONDS,
+    )
+
+
+def gateway_client() -> GatewayClient:
+    """A new client (one per thread or task: its requests.Session is not shared)."""
+    config = gateway_config()
+    return GatewayClient(
+        config,
+        nonce_source=partial(nonce_next, api_key=config.api_key),
+        cache=caches["default"],
+    )

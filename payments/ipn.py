@@ -1,0 +1,85 @@
+"""POST /payments/ipn/: the gateway's notifications.
+
+Verify before parsing (size, key, signature on the raw bytes), store and
+apply in one transaction, and answer `[OK]` only after the commit. The
+gateway re-sends anything not answered `[OK]` every 30 minutes, so an
+authentic notification that cannot be applied is still acknowledged once
+stored, and a database failure is answered 503 so that it comes back.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+from django.conf import settings
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from payments.gateway.signing import verify
+from payments.services import notification_receive, notification_reject_record
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+ACK = b"[OK]"
+
+
+def _plain(status: int, text: str) -> HttpResponse:
+    return HttpResponse(text, status=status, content_type="text/plain; charset=utf-8")
+
+
+def _content_length(request: HttpRequest) -> int | None:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+
+
+def _rejection(request: HttpRequest) -> str | None:
+    """Why this request is not an authentic notification, or None."""
+    key = request.headers.get("Rest-Key", "")
+    expected_key = settings.GATEWAY_API_KEY
+    if not key or not hmac.compare_digest(key.encode(), expected_key.encode()):
+        return "unknown_key"
+    if not request.headers.get("Rest-Sign"):
+        return "missing_signature"
+    if not verify(request.body, request.headers["Rest-Sign"], settings.GATEWAY_API_SECRET):
+        return "bad_signature"
+    return None
+
+
+def _reject(request: HttpRequest, reason: str, body: bytes = b"") -> HttpResponse:
+    remote_addr = request.META.get("REMOTE_ADDR")
+    logger.warning("IPN rejected: %s from %s", reason, remote_addr)
+    try:
+        notification_reject_record(reason=reason, remote_addr=remote_addr, body=body)
+    except DatabaseError:
+        logger.exception("could not record a rejected IPN")
+    return _plain(403, "Forbidden: the notification could not be verified.\n")
+
+
+@csrf_exempt  # the gateway cannot send a CSRF token; the HMAC signature authenticates it
+@require_POST
+def receive(request: HttpRequest) -> HttpResponse:
+    length = _content_length(request)
+    if length is None or length > MAX_BODY_BYTES:
+        return _plain(413, f"Request body too large: at most {MAX_BODY_BYTES} bytes.\n")
+    reason = _rejection(request)
+    if reason is not None:
+        return _reject(request, reason, request.body)
+    try:
+        notification = notification_receive(
+            body=request.body,
+            headers=dict(request.headers),
+            remote_addr=request.META.get("REMOTE_ADDR"),
+        )
+    except DatabaseError:
+        logger.exception("IPN could not be stored; answering 503 so the gateway retries")
+        return _plain(503, "Temporarily unable to store the notification; retry later.\n")
+    logger.info(
+        "IPN %s %s: %s", notification.status, notification.transaction, notification.outcome
+    )
+    return HttpResponse(ACK, content_type="text/plain")

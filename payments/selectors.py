@@ -1,0 +1,33 @@
+"""Reads shared by views, the API, tasks and the admin."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+from uuid import UUID
+
+from django.conf import settings
+from django.db.models import QuerySet
+
+from payments.models import Order
+
+
+def order_list(*, status: str | None = None, reference: str | None = None) -> QuerySet[Order]:
+    orders = Order.objects.prefetch_related("flags")
+    if status:
+        orders = orders.filter(status=status)
+    if reference:
+        orders = orders.filter(reference=reference)
+    return orders
+
+
+def order_get(*, order_id: UUID) -> Order:
+    return Order.objects.prefetch_related("flags").get(pk=order_id)
+
+
+def return_host_allowed(url: str) -> bool:
+    """True when `url` is http(s) on the service's own host or a PAYMENTS_RETURN_HOSTS entry."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return False
+    allowed = {urlsplit(settings.PUBLIC_BASE_URL).hostname, *settings.PAYMENTS_RETURN_HOSTS}
+    return parts.hostname.lower() in {host.lower() for host in allowed if host}

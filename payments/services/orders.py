@@ -1,0 +1,189 @@
+"""Orders: creation at the gateway, the one transition function, flags."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass
+from functools import partial
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.db import transaction
+from django.dispatch import Signal
+from django.urls import reverse
+
+from payments import signals
+from payments.gateway.errors import GatewayError, GatewayRejected, GatewayTimeout
+from payments.gateway_factory import gateway_client
+from payments.models import IdempotencyKey, Order, OrderFlag, OrderTransition
+from payments.states import InvalidTransition, OrderStatus, can_transition
+
+logger = logging.getLogger(__name__)
+
+STATUS_SIGNALS: dict[str, Signal] = {
+    OrderStatus.PAID: signals.order_paid,
+    OrderStatus.CONFIRMING: signals.order_confirming,
+    OrderStatus.CANCELLED: signals.order_cancelled,
+    OrderStatus.EXPIRED: signals.order_expired,
+}
+
+
+class OrderCreationFailed(Exception):
+    """The gateway did not create the order; the order is recorded as failed."""
+
+    def __init__(self, order: Order, cause: GatewayError) -> None:
+        super().__init__(str(cause))
+        self.order = order
+        self.cause = cause
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used with another body, or its first request is still running."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewOrder:
+    """What a shop asks for; validated by the caller (API serializer, demo shop)."""
+
+    reference: str
+    amount_int: int
+    currency: str
+    description: str = ""
+    data: str = ""
+    return_success: str = ""
+    return_failure: str = ""
+    multipay: bool = False
+    instant_only: bool = False
+    email: bool = False
+    autosell: bool = False
+
+    def fingerprint(self) -> str:
+        canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def public_url(path: str) -> str:
+    return f"{settings.PUBLIC_BASE_URL}{path}"
+
+
+def order_create(
+    *, new: NewOrder, created_by: Any = None, idempotency_key: str | None = None
+) -> tuple[Order, bool]:
+    """Record an order, create it at the gateway, store the gateway's answer.
+
+    Returns (order, created): created is False when an Idempotency-Key gave
+    back an earlier order without a new gateway call. The order row is
+    committed before the gateway is called, so the call never runs inside a
+    transaction (the sandbox may share the database) and a crash leaves a
+    visible `created` order rather than nothing.
+    """
+    order, is_new = _order_claim(new=new, owner=created_by, key=idempotency_key)
+    if is_new:
+        _order_submit(order)
+    return order, is_new
+
+
+def _order_claim(*, new: NewOrder, owner: Any, key: str | None) -> tuple[Order, bool]:
+    """A new order row, or the one an earlier request with the same key made.
+
+    The key's row is locked while deciding, so two requests with one key
+    never both reach the gateway.
+    """
+    with transaction.atomic():
+        if key is None:
+            return Order.objects.create(**asdict(new), created_by=owner), True
+        record, _ = IdempotencyKey.objects.select_for_update().get_or_create(
+            owner=owner, key=key, defaults={"fingerprint": new.fingerprint()}
+        )
+        if record.fingerprint != new.fingerprint():
+            raise IdempotencyConflict("this Idempotency-Key was used with a different request")
+        earlier = record.order
+        if earlier is not None and earlier.status == OrderStatus.CREATED:
+            raise IdempotencyConflict("a request with this Idempotency-Key is still in progress")
+        if earlier is not None and earlier.status != OrderStatus.FAILED:
+            return earlier, False
+        # First use, or a retry after a failed attempt: a new attempt.
+        order = Order.objects.create(**asdict(new), created_by=owner)
+        record.order = order
+        record.save(update_fields=["order"])
+        return order, True
+
+
+def _order_submit(order: Order) -> None:
+    """Call merchant/order/create and move the order to awaiting_payment or failed."""
+    try:
+        created = gateway_client().order_create(
+            currency=order.currency,
+            amount_int=order.amount_int,
+            return_success=public_url(reverse("checkout-success", args=[order.id])),
+            return_failure=public_url(reverse("checkout-failure", args=[order.id])),
+            description=order.description or None,
+            ipn=public_url(reverse("payments-ipn")),
+            data=order.data or None,
+            email=order.email,
+            autosell=order.autosell,
+            multipay=order.multipay,
+            instant_only=order.instant_only,
+        )
+    except GatewayError as exc:
+        reason = _failure_reason(exc)
+        order_transition(order_id=order.id, to=OrderStatus.FAILED, reason=reason[:255])
+        Order.objects.filter(pk=order.pk).update(failure_reason=reason)
+        if getattr(exc, "may_have_reached_gateway", False):
+            order_flag(
+                order_id=order.id,
+                kind=OrderFlag.Kind.GATEWAY_UNCERTAIN,
+                detail="The gateway may have created this order; a payment for it "
+                "would arrive as a notification for an unknown transaction.",
+            )
+        order.refresh_from_db()
+        raise OrderCreationFailed(order, exc) from exc
+    with transaction.atomic():
+        Order.objects.filter(pk=order.pk).update(
+            transaction=created.transaction, payment_url=created.payment_url
+        )
+        order_transition(
+            order_id=order.id, to=OrderStatus.AWAITING_PAYMENT, reason="gateway accepted the order"
+        )
+    order.refresh_from_db()
+
+
+def _failure_reason(exc: GatewayError) -> str:
+    if isinstance(exc, GatewayRejected):
+        return f"gateway rejected the order: {exc.message}"
+    if isinstance(exc, GatewayTimeout):
+        return "the gateway did not answer in time"
+    return f"gateway error: {exc}"
+
+
+def order_transition(*, order_id: UUID, to: str, reason: str) -> Order:
+    """The one function that changes an order's status: lock, check the table, write, record.
+
+    Raises InvalidTransition for a change the table does not allow; the
+    caller decides whether that is an error or a stale event to record.
+    """
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=order_id)
+        if not can_transition(order.status, to):
+            raise InvalidTransition(f"order {order.pk}: {order.status} -> {to} is not allowed")
+        OrderTransition.objects.create(
+            order=order, from_status=order.status, to_status=to, reason=reason
+        )
+        order.status = to
+        order.save(update_fields=["status", "updated"])
+        signal = STATUS_SIGNALS.get(to)
+        if signal is not None:
+            transaction.on_commit(partial(signal.send_robust, sender=Order, order=order))
+    return order
+
+
+def order_flag(*, order_id: UUID, kind: str, detail: str = "") -> OrderFlag:
+    """Raise a flag for a person to review; `order_flagged` is sent after commit."""
+    flag = OrderFlag.objects.create(order_id=order_id, kind=kind, detail=detail[:500])
+    transaction.on_commit(
+        partial(signals.order_flagged.send_robust, sender=Order, order=flag.order, flag=flag)
+    )
+    return flag
