@@ -1,0 +1,57 @@
+"""Fixtures for the payments tests: API clients, orders in a given state, the live sandbox."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from payments.models import Order
+from payments.states import OrderStatus
+
+
+@pytest.fixture
+def shop_user(db: None) -> Any:
+    return get_user_model().objects.create_user("shop", password="unused-password-123")
+
+
+@pytest.fixture
+def api_client(shop_user: Any) -> APIClient:
+    token = Token.objects.create(user=shop_user)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def make_order(db: None) -> Callable[..., Order]:
+    """An order the gateway already accepted (awaiting payment unless told otherwise)."""
+
+    def make(**fields: Any) -> Order:
+        values: dict[str, Any] = {
+            "reference": f"ref-{uuid.uuid4().hex[:8]}",
+            "amount_int": 12_345_678,
+            "currency": "BTC",
+            "transaction": uuid.uuid4(),
+            "payment_url": "http://127.0.0.1/sandbox/pay/x",
+            "status": OrderStatus.AWAITING_PAYMENT,
+        }
+        values.update(fields)
+        return Order.objects.create(**values)
+
+    return make
+
+
+@pytest.fixture
+def live_gateway(live_server: Any, settings: Any) -> str:
+    """The service and the sandbox gateway on one live HTTP server; returns its URL."""
+    url = live_server.url
+    settings.PUBLIC_BASE_URL = url
+    settings.GATEWAY_API_URL = f"{url}/sandbox/api/"
+    settings.GATEWAY_PAYMENT_HOST = f"{url}/sandbox"
+    return url

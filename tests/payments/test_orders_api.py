@@ -1,0 +1,290 @@
+"""POST/GET /api/orders/: validation, the round trip to the sandbox, gateway failures, idempotency."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from payments.models import Order
+from sandbox.accounts import ensure_configured_account
+from sandbox.models import SandboxOrder
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+VALID = {"reference": "order-42", "amount": "12.50", "currency": "USD"}
+
+
+def create(client: APIClient, body: dict[str, Any], **headers: str) -> Any:
+    return client.post("/api/orders/", body, format="json", headers=headers)
+
+
+# --- the round trip -------------------------------------------------------------
+
+
+def test_create_round_trip_through_the_sandbox(api_client: APIClient, live_gateway: str) -> None:
+    response = create(api_client, {**VALID, "description": "Two mugs", "multipay": True})
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["status"] == "awaiting_payment"
+    assert body["amount"] == "12.50000"
+    assert body["amount_int"] == 1_250_000
+    assert body["currency"] == "USD"
+    assert body["payment_url"] == f"{live_gateway}/sandbox/pay/{body['transaction']}"
+    assert body["checkout_url"] == f"{live_gateway}/checkout/{body['id']}/"
+    assert body["payments"] == [] and body["flags"] == []
+    assert {"id", "reference", "created", "deadline", "button_html"} <= body.keys()
+    at_gateway = SandboxOrder.objects.get(transaction=body["transaction"])
+    assert at_gateway.amount_int == 1_250_000
+    assert at_gateway.currency == "USD"
+    assert at_gateway.multipay is True
+    assert at_gateway.ipn == f"{live_gateway}/payments/ipn/"
+    assert at_gateway.return_success == f"{live_gateway}/checkout/{body['id']}/success/"
+    assert at_gateway.return_failure == f"{live_gateway}/checkout/{body['id']}/failure/"
+
+
+def test_amount_int_is_sent_as_is(api_client: APIClient, live_gateway: str) -> None:
+    response = create(api_client, {"reference": "r", "amount_int": 1_500_000, "currency": "JPY"})
+
+    assert response.status_code == 201, response.content
+    assert response.json()["amount"] == "1500.000"
+    assert SandboxOrder.objects.get().amount_int == 1_500_000
+
+
+def test_list_filters_and_detail(api_client: APIClient, make_order: Any) -> None:
+    paid = make_order(reference="a", status="paid")
+    make_order(reference="b")
+
+    listed = api_client.get("/api/orders/", {"status": "paid"}).json()
+    assert [o["id"] for o in listed["results"]] == [str(paid.id)]
+    by_ref = api_client.get("/api/orders/", {"reference": "b"}).json()["results"]
+    assert [o["reference"] for o in by_ref] == ["b"]
+    assert api_client.get(f"/api/orders/{paid.id}/").json()["status"] == "paid"
+    assert api_client.get("/api/orders/00000000-0000-0000-0000-000000000000/").status_code == 404
+    assert api_client.get("/api/orders/", {"status": "nonsense"}).status_code == 400
+
+
+def test_list_is_cursor_paginated(api_client: APIClient, make_order: Any) -> None:
+    for n in range(5):
+        make_order(reference=f"r{n}")
+
+    first = api_client.get("/api/orders/", {"page_size": 2}).json()
+    second = api_client.get(first["next"]).json()
+
+    assert len(first["results"]) == 2 and len(second["results"]) == 2
+    seen = {o["id"] for o in first["results"]} | {o["id"] for o in second["results"]}
+    assert len(seen) == 4
+
+
+# --- bad input --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"amount": "12.123456"}, "amount"),  # USD has 5 decimals
+        ({"amount": "0"}, "amount"),
+        ({"amount": "-1"}, "amount"),
+        ({"amount": "abc"}, "amount"),
+        ({"amount": "1e3"}, "amount"),
+        ({"amount": "NaN"}, "amount"),
+        ({"amount": "Infinity"}, "amount"),
+        ({"amount": 12.5}, "amount"),  # a JSON number went through a float
+        ({"currency": "XYZ"}, "currency"),
+        ({"reference": "x" * 101}, "reference"),
+        ({"description": "x" * 256}, "description"),
+        ({"data": "x" * 1025}, "data"),
+        ({"return_success": "https://evil.example/phish"}, "return_success"),
+        ({"return_failure": "javascript:alert(1)"}, "return_failure"),
+        ({"amount_int": 5}, "amount"),  # both amount and amount_int
+    ],
+)
+def test_bad_input_is_a_400_naming_the_field(
+    api_client: APIClient, change: dict[str, Any], field: str
+) -> None:
+    response = create(api_client, {**VALID, **change})
+
+    assert response.status_code == 400, response.content
+    assert field in response.json()
+    assert not Order.objects.exists()
+
+
+def test_missing_amount_is_a_400(api_client: APIClient) -> None:
+    response = create(api_client, {"reference": "r", "currency": "USD"})
+    assert response.status_code == 400
+    assert "amount" in response.json()
+
+
+def test_zero_amount_int_is_a_400(api_client: APIClient) -> None:
+    response = create(api_client, {"reference": "r", "currency": "USD", "amount_int": 0})
+    assert response.status_code == 400
+    assert "amount_int" in response.json()
+
+
+def test_allowed_return_host_is_accepted(
+    api_client: APIClient, live_gateway: str, settings: Any
+) -> None:
+    settings.PAYMENTS_RETURN_HOSTS = ["shop.example"]
+    response = create(api_client, {**VALID, "return_success": "https://shop.example/thanks"})
+    assert response.status_code == 201, response.content
+    assert Order.objects.get().return_success == "https://shop.example/thanks"
+
+
+def test_no_token_is_a_401(client: Any) -> None:
+    assert client.post("/api/orders/", VALID, content_type="application/json").status_code == 401
+    assert client.get("/api/orders/").status_code == 401
+
+
+def test_bad_token_is_a_401(db: None) -> None:
+    anonymous = APIClient()
+    anonymous.credentials(HTTP_AUTHORIZATION="Token " + "0" * 40)
+    assert create(anonymous, VALID).status_code == 401
+
+
+# --- the gateway fails ----------------------------------------------------------------
+
+
+def test_gateway_refusal_is_a_502_and_the_order_failed(
+    api_client: APIClient, live_gateway: str, settings: Any
+) -> None:
+    ensure_configured_account()  # the sandbox knows our key with the right secret
+    settings.GATEWAY_API_SECRET = "c2FuZGJveC1tZXJjaGFudC1zZWNyZXQtMg=="  # we sign with another
+    response = create(api_client, VALID)
+
+    assert response.status_code == 502
+    body = response.json()
+    assert body["error"] == "gateway_rejected"
+    assert body["detail"]
+    order = Order.objects.get(pk=body["order"])
+    assert order.status == "failed"
+    assert "rejected" in order.failure_reason
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_unreachable_gateway_is_a_503(api_client: APIClient, settings: Any) -> None:
+    settings.GATEWAY_API_URL = f"http://127.0.0.1:{free_port()}/api/"
+    response = create(api_client, VALID)
+
+    assert response.status_code == 503
+    assert response.json()["error"] == "gateway_unavailable"
+    assert Order.objects.get().status == "failed"
+
+
+@pytest.fixture
+def slow_gateway() -> Iterator[tuple[str, list[str]]]:
+    """A gateway that takes longer than the client's read timeout; records each request."""
+    hits: list[str] = []
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            hits.append(self.path)
+            time.sleep(1.5)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/api/", hits
+    server.shutdown()
+    server.server_close()
+
+
+def test_gateway_timeout_is_a_504_without_a_second_call(
+    api_client: APIClient, settings: Any, slow_gateway: tuple[str, list[str]]
+) -> None:
+    settings.GATEWAY_API_URL, hits = slow_gateway
+    settings.GATEWAY_READ_TIMEOUT = 0.3
+    response = create(api_client, VALID)
+
+    assert response.status_code == 504
+    assert response.json()["error"] == "gateway_timeout"
+    order = Order.objects.get()
+    assert order.status == "failed"
+    assert [flag.kind for flag in order.flags.all()] == ["gateway_uncertain"]
+    assert len(hits) == 1  # a POST that may have reached the gateway is never retried
+
+
+# --- idempotency -------------------------------------------------------------------------
+
+
+def test_same_idempotency_key_returns_the_same_order_without_a_second_call(
+    api_client: APIClient, live_gateway: str
+) -> None:
+    first = create(api_client, VALID, **{"Idempotency-Key": "k-1"})
+    again = create(api_client, VALID, **{"Idempotency-Key": "k-1"})
+
+    assert first.status_code == 201 and again.status_code == 200
+    assert first.json()["id"] == again.json()["id"]
+    assert Order.objects.count() == 1
+    assert SandboxOrder.objects.count() == 1
+
+
+def test_same_key_with_another_body_is_a_409(api_client: APIClient, live_gateway: str) -> None:
+    create(api_client, VALID, **{"Idempotency-Key": "k-2"})
+    response = create(api_client, {**VALID, "amount": "13.00"}, **{"Idempotency-Key": "k-2"})
+
+    assert response.status_code == 409
+    assert response.json()["error"] == "idempotency_conflict"
+    assert SandboxOrder.objects.count() == 1
+
+
+def test_retry_after_a_failure_makes_a_new_attempt(
+    api_client: APIClient, live_gateway: str, settings: Any
+) -> None:
+    real_url = settings.GATEWAY_API_URL
+    settings.GATEWAY_API_URL = f"http://127.0.0.1:{free_port()}/api/"
+    failed = create(api_client, VALID, **{"Idempotency-Key": "k-3"})
+    settings.GATEWAY_API_URL = real_url
+    retried = create(api_client, VALID, **{"Idempotency-Key": "k-3"})
+
+    assert failed.status_code == 503
+    assert retried.status_code == 201
+    assert retried.json()["id"] != failed.json()["order"]
+    assert Order.objects.get(pk=failed.json()["order"]).status == "failed"
+    assert SandboxOrder.objects.count() == 1
+
+
+def test_overlong_idempotency_key_is_a_400(api_client: APIClient) -> None:
+    response = create(api_client, VALID, **{"Idempotency-Key": "k" * 256})
+    assert response.status_code == 400
+    assert not Order.objects.exists()
+
+
+def test_keys_belong_to_their_owner(api_client: APIClient, live_gateway: str) -> None:
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    other = get_user_model().objects.create_user("other-shop")
+    other_client = APIClient()
+    other_client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=other).key}")
+
+    mine = create(api_client, VALID, **{"Idempotency-Key": "shared"})
+    theirs = create(other_client, VALID, **{"Idempotency-Key": "shared"})
+
+    assert mine.status_code == 201 and theirs.status_code == 201
+    assert mine.json()["id"] != theirs.json()["id"]
+
+
+def test_schema_and_docs_are_served(client: Any) -> None:
+    schema = client.get("/api/schema/")
+    assert schema.status_code == 200
+    assert b"/api/orders/" in schema.content
+    docs = client.get("/api/docs/")
+    assert docs.status_code == 200
+    assert b"swagger" in docs.content.lower()
