@@ -30,7 +30,7 @@ FORM = "application/x-www-form-urlencoded"
 
 def ipn_body(
     *,
-    transaction: uuid.UUID | str,
+    transaction: uuid.UUID | str | None,
     status: str,
     payment_id: uuid.UUID | str | None = None,
     amount_int: int | None = None,
@@ -43,6 +43,8 @@ def ipn_body(
     data: str | None = None,
 ) -> bytes:
     """An IPN body with the gateway's fields, in its order, for `status`."""
+    if transaction is None:
+        raise ValueError("the order has no gateway transaction yet")
     fields: list[tuple[str, Any]] = [
         ("id", transaction),
         ("payment_id", payment_id or uuid.uuid4()),

@@ -66,7 +66,10 @@ def test_the_signing_vector_body_verifies_byte_for_byte(client: Client, settings
         content_type="application/x-www-form-urlencoded",
         headers={
             "Rest-Key": settings.GATEWAY_API_KEY,
-            "Rest-Sign": "E+eJaEUNcRffWbE4NiV5zCjqLjIctyfUlQL01KxiWPbGhu7hdQbnbasVXm2rBfw4BxLVystrQXO2PoO05rBE2w==",
+            "Rest-Sign": (
+                "E+eJaEUNcRffWbE4NiV5zCjqLjIctyfUlQL01KxiWPbGhu7hdQbnbasVXm2rBfw4BxLVystrQXO2"
+                "PoO05rBE2w=="
+            ),
         },
     )
 

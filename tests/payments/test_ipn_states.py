@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -23,7 +25,7 @@ def send(client: Client, order: Order, status: str, **fields: Any) -> Notificati
         fields.setdefault("amount_int", order.amount_int)
     body = ipn_body(transaction=order.transaction, status=status, **fields)
     assert post_ipn(client, body).content == b"[OK]"
-    return Notification.objects.get(body_sha256=__import__("hashlib").sha256(body).hexdigest())
+    return Notification.objects.get(body_sha256=hashlib.sha256(body).hexdigest())
 
 
 def flags(order: Order) -> list[str]:
@@ -221,7 +223,7 @@ def test_the_same_payment_in_a_new_body_is_a_duplicate(client: Client, make_orde
         order,
         "paid",
         payment_id=payment_id,
-        date=__import__("datetime").datetime(2030, 1, 1),
+        date=datetime(2030, 1, 1, tzinfo=UTC),
     )
     assert note.outcome == "duplicate"
     assert Payment.objects.count() == 1

@@ -1,4 +1,4 @@
-"""POST/GET /api/orders/: validation, the round trip to the sandbox, gateway failures, idempotency."""
+"""POST/GET /api/orders/: validation, round trip to the sandbox, gateway failures, idempotency."""
 
 from __future__ import annotations
 
