@@ -179,6 +179,14 @@ SANDBOX_RATES = env.dict("SANDBOX_RATES", default={})
 # The gateway re-sends an IPN that was not answered "[OK]" every 30 minutes.
 SANDBOX_IPN_RETRY_SECONDS = env.int("SANDBOX_IPN_RETRY_SECONDS", default=1800)
 SANDBOX_IPN_TIMEOUT = env.float("SANDBOX_IPN_TIMEOUT", default=10.0)
+# A delivery whose retry was lost (worker died) is re-sent by a sweep after this grace.
+SANDBOX_IPN_SWEEP_GRACE_SECONDS = env.int("SANDBOX_IPN_SWEEP_GRACE_SECONDS", default=300)
+SANDBOX_MERCHANT_LOGIN = env.str("SANDBOX_MERCHANT_LOGIN", default="sandbox-merchant")
+if SANDBOX_ENABLED:
+    CELERY_BEAT_SCHEDULE["sandbox-redeliver-due-ipns"] = {
+        "task": "sandbox.tasks.redeliver_due_ipns",
+        "schedule": 300.0,
+    }
 
 # --- Cache (public gateway calls); shared by every process of the service ----
 CACHES = {"default": env.cache("CACHE_URL", default=f"filecache://{VAR_DIR / 'cache'}")}

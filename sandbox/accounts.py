@@ -1,0 +1,104 @@
+"""Sandbox merchant accounts: the one configured for the service, and others for tests."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import secrets
+import uuid
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import IntegrityError, transaction
+
+from sandbox.models import SandboxAccount
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LOGIN = "sandbox-merchant"
+
+
+def _parse_key(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
+def _valid_secret(secret: str) -> bool:
+    try:
+        return bool(base64.b64decode(secret, validate=True))
+    except (binascii.Error, ValueError):
+        return False
+
+
+def new_secret() -> str:
+    """A secret as the gateway issues them: base64 of 64 random bytes."""
+    return base64.b64encode(secrets.token_bytes(64)).decode("ascii")
+
+
+def account_create(
+    *, login: str, api_key: uuid.UUID | None = None, secret: str | None = None
+) -> SandboxAccount:
+    """Open another sandbox account (a fresh key and secret unless given)."""
+    secret = secret if secret is not None else new_secret()
+    if not _valid_secret(secret):
+        raise ValueError("the secret must be non-empty base64")
+    return SandboxAccount.objects.create(
+        login=login, api_key=api_key or uuid.uuid4(), secret=secret
+    )
+
+
+def ensure_configured_account() -> tuple[SandboxAccount, bool]:
+    """Make sure the account for settings.GATEWAY_API_KEY / GATEWAY_API_SECRET exists.
+
+    Creates it, or updates its secret when the setting changed. Returns the
+    account and whether it was created. Safe to call concurrently and again.
+    Raises ImproperlyConfigured when the key is not a uuid or the secret is not
+    base64. The login is settings.SANDBOX_MERCHANT_LOGIN (default
+    "sandbox-merchant").
+    """
+    key = _parse_key(getattr(settings, "GATEWAY_API_KEY", ""))
+    secret = getattr(settings, "GATEWAY_API_SECRET", "")
+    if key is None:
+        raise ImproperlyConfigured("GATEWAY_API_KEY is missing or is not a uuid")
+    if not secret or not _valid_secret(secret):
+        raise ImproperlyConfigured("GATEWAY_API_SECRET is missing or is not base64")
+    login = getattr(settings, "SANDBOX_MERCHANT_LOGIN", DEFAULT_LOGIN)
+    try:
+        with transaction.atomic():
+            account, created = SandboxAccount.objects.get_or_create(
+                api_key=key, defaults={"secret": secret, "login": login}
+            )
+    except IntegrityError:  # created by a concurrent call between get and create
+        account, created = SandboxAccount.objects.get(api_key=key), False
+    if not created and account.secret != secret:
+        SandboxAccount.objects.filter(pk=account.pk).update(secret=secret)
+        account.secret = secret
+        logger.info("sandbox account %s: secret updated from the settings", account.api_key)
+    elif created:
+        logger.info("sandbox account %s created for GATEWAY_API_KEY", account.api_key)
+    return account, created
+
+
+def account_for_key(rest_key: str | None) -> SandboxAccount | None:
+    """The account a Rest-Key header names, or None (missing, not a uuid, unknown).
+
+    The account of the service's own GATEWAY_API_KEY is created lazily when it
+    does not exist yet, so the sandbox answers the configured credentials
+    without a bootstrap step. An existing account keeps its secret: the
+    gateway is a separate party, and a service that signs with another secret
+    is refused (ensure_configured_account, called by bootstrap, re-syncs it).
+    """
+    key = _parse_key(rest_key or "")
+    if key is None:
+        return None
+    account = SandboxAccount.objects.filter(api_key=key).first()
+    if account is None and key == _parse_key(getattr(settings, "GATEWAY_API_KEY", "")):
+        try:
+            account, _ = ensure_configured_account()
+        except ImproperlyConfigured:
+            logger.warning("GATEWAY_API_KEY is set but GATEWAY_API_SECRET is not usable")
+            return None
+    return account

@@ -1,0 +1,109 @@
+"""Admin of the sandbox gateway: accounts, orders with their payments, the ledger, IPNs.
+
+Everything but the accounts is read-only: the sandbox's state changes only
+through its API, its payment page, sandbox_pay and the IPN tasks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from payments import money
+from sandbox import currencies, services
+from sandbox.models import (
+    IpnAttempt,
+    IpnDelivery,
+    LedgerEntry,
+    SandboxAccount,
+    SandboxOrder,
+    SandboxPayment,
+)
+
+
+class ReadOnlyMixin:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(SandboxAccount)
+class SandboxAccountAdmin(admin.ModelAdmin):
+    list_display = ["login", "api_key", "last_nonce", "last_login", "created"]
+    search_fields = ["login", "api_key"]
+    readonly_fields = ["public_id", "last_nonce", "last_login", "created"]
+    fields = ["login", "api_key", "secret", "public_id", "last_nonce", "last_login", "created"]
+
+
+class PaymentInline(ReadOnlyMixin, admin.TabularInline):
+    model = SandboxPayment
+    extra = 0
+    readonly_fields = fields = (
+        "payment_id",
+        "status",
+        "method",
+        "amount_int",
+        "amount_pending",
+        "amount_valid",
+        "amount_total",
+        "paid_at",
+        "created",
+    )
+
+
+@admin.register(SandboxOrder)
+class SandboxOrderAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ["transaction", "account", "amount", "btc", "status", "created"]
+    list_filter = ["status", "currency", "multipay", "instant_only"]
+    search_fields = ["transaction", "description", "data"]
+    inlines = [PaymentInline]
+
+    @admin.display(description="amount")
+    def amount(self, order: SandboxOrder) -> str:
+        return currencies.display(order.amount_int, order.currency)
+
+    @admin.display(description="in BTC")
+    def btc(self, order: SandboxOrder) -> str:
+        return currencies.display(order.amount_btc_int, money.BTC)
+
+
+@admin.register(SandboxPayment)
+class SandboxPaymentAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ["payment_id", "order", "status", "method", "amount_int", "created"]
+    list_filter = ["status", "method"]
+    search_fields = ["payment_id", "order__transaction"]
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ["account", "currency", "index", "type", "value_int", "balance_int", "date"]
+    list_filter = ["currency", "type"]
+    search_fields = ["transaction", "payment__payment_id"]
+
+
+class AttemptInline(ReadOnlyMixin, admin.TabularInline):
+    model = IpnAttempt
+    extra = 0
+    readonly_fields = fields = ("time", "ok", "http_status", "error", "reply")
+
+
+@admin.register(IpnDelivery)
+class IpnDeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ["id", "status", "payment", "url", "attempts", "delivered_at", "next_attempt_at"]
+    list_filter = ["status", ("delivered_at", admin.EmptyFieldListFilter)]
+    search_fields = ["payment__payment_id", "order__transaction", "url"]
+    inlines = [AttemptInline]
+    actions = ["send_now"]
+
+    @admin.action(description="Send the selected IPNs now (unless acknowledged)")
+    def send_now(self, request: HttpRequest, queryset: QuerySet[IpnDelivery]) -> None:
+        sent = sum(services.ipn_delivery_resend(delivery_id=d.pk) for d in queryset)
+        self.message_user(request, f"{sent} IPN(s) queued.", messages.SUCCESS)

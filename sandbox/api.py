@@ -1,0 +1,211 @@
+"""The sandbox gateway's HTTP API (MtGox API v1 paths), under /sandbox/api/.
+
+Thin views: each check answers the contract's error envelope, in the
+contract's order: User-Agent, body size, Rest-Key, Rest-Sign (over the raw
+body bytes), nonce, then parameters. The work happens in services/selectors.
+These views are csrf_exempt: it is a server-to-server API authenticated by
+the signature, not by cookies.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from payments import money
+from payments.gateway import signing
+from sandbox import currencies, params, selectors, services
+from sandbox.accounts import account_for_key
+from sandbox.exceptions import NonceRejected, ParameterError
+from sandbox.models import SandboxAccount
+
+# Largest request body accepted (bytes); larger requests get HTTP 413.
+DEFAULT_MAX_BODY = 16 * 1024
+
+
+class ApiError(Exception):
+    """An error envelope to answer: token, message for people, HTTP status."""
+
+    def __init__(self, token: str, message: str, status: int) -> None:
+        super().__init__(message)
+        self.token = token
+        self.message = message
+        self.status = status
+
+
+def success(result: Any) -> JsonResponse:
+    return JsonResponse({"result": "success", "return": result})
+
+
+def error(token: str, message: str, status: int) -> JsonResponse:
+    return JsonResponse({"result": "error", "error": message, "token": token}, status=status)
+
+
+def _invalid_parameter(exc: ParameterError) -> ApiError:
+    return ApiError("invalid_parameter", exc.message, 400)
+
+
+def _max_body() -> int:
+    return int(getattr(settings, "SANDBOX_MAX_REQUEST_BYTES", DEFAULT_MAX_BODY))
+
+
+def _check_user_agent(request: HttpRequest) -> None:
+    if not request.headers.get("User-Agent", "").strip():
+        raise ApiError("user_agent_required", "a valid User-Agent header is required", 403)
+
+
+def _body(request: HttpRequest) -> bytes:
+    limit = _max_body()
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        raise ApiError("request_too_large", f"the request body is larger than {limit} bytes", 413)
+    body = request.body
+    if len(body) > limit:
+        raise ApiError("request_too_large", f"the request body is larger than {limit} bytes", 413)
+    return body
+
+
+def _authenticate(request: HttpRequest, body: bytes) -> SandboxAccount:
+    account = account_for_key(request.headers.get("Rest-Key"))
+    if account is None:
+        raise ApiError(
+            "login_error_invalid_rest_key", "Rest-Key is missing, not a uuid, or unknown", 403
+        )
+    try:
+        valid = signing.verify(body, request.headers.get("Rest-Sign"), account.secret)
+    except signing.InvalidSecret:
+        valid = False
+    if not valid:
+        raise ApiError(
+            "login_error_invalid_rest_sign", "Rest-Sign is not the signature of the body", 403
+        )
+    return account
+
+
+def _nonce_error() -> ApiError:
+    return ApiError(
+        "login_error_invalid_nonce",
+        "the nonce is missing, not an integer, or not greater than the last one accepted",
+        403,
+    )
+
+
+PrivateAction = Callable[[SandboxAccount, params.FormData], Any]
+View = Callable[..., HttpResponse]
+
+
+def private_method(action: PrivateAction) -> View:
+    """A private method: POST, authenticated, a fresh nonce; `action` runs with the nonce."""
+
+    @csrf_exempt
+    @functools.wraps(action)
+    def view(request: HttpRequest) -> HttpResponse:
+        try:
+            _check_user_agent(request)
+            if request.method != "POST":
+                raise ApiError("method_not_allowed", "private methods are called with POST", 405)
+            body = _body(request)
+            account = _authenticate(request, body)
+            try:
+                form = params.parse_form(body)
+            except ParameterError as exc:
+                raise _invalid_parameter(exc) from exc
+            nonce = params.parse_nonce(form)
+            if nonce is None:
+                raise _nonce_error()
+            try:
+                result = services.private_call(
+                    account=account, nonce=nonce, action=lambda: action(account, form)
+                )
+            except NonceRejected as exc:
+                raise _nonce_error() from exc
+            except ParameterError as exc:
+                raise _invalid_parameter(exc) from exc
+            return success(result)
+        except ApiError as exc:
+            return error(exc.token, exc.message, exc.status)
+
+    return view
+
+
+def public_method(action: Callable[..., Any]) -> View:
+    """A public method: GET (query string) or POST (body); no authentication."""
+
+    @csrf_exempt
+    @functools.wraps(action)
+    def view(request: HttpRequest, **kwargs: Any) -> HttpResponse:
+        try:
+            _check_user_agent(request)
+            if request.method == "GET":
+                form = params.FormData(
+                    [(name, value) for name, values in request.GET.lists() for value in values]
+                )
+            elif request.method == "POST":
+                try:
+                    form = params.parse_form(_body(request))
+                except ParameterError as exc:
+                    raise _invalid_parameter(exc) from exc
+            else:
+                raise ApiError("method_not_allowed", "use GET or POST", 405)
+            try:
+                return success(action(form, **kwargs))
+            except ParameterError as exc:
+                raise _invalid_parameter(exc) from exc
+        except ApiError as exc:
+            return error(exc.token, exc.message, exc.status)
+
+    return view
+
+
+# --- The methods ---------------------------------------------------------------
+
+
+def _order_create(account: SandboxAccount, form: params.FormData) -> dict[str, str]:
+    order = services.order_create(account=account, data=params.parse_order(form))
+    return {"transaction": str(order.transaction), "payment_url": payment_url(order.transaction)}
+
+
+def payment_url(transaction: object) -> str:
+    host = str(getattr(settings, "GATEWAY_PAYMENT_HOST", "")).rstrip("/")
+    return f"{host}/pay/{transaction}"
+
+
+def _info(account: SandboxAccount, form: params.FormData) -> dict[str, Any]:
+    account.refresh_from_db(fields=["last_login", "last_nonce"])
+    return selectors.account_info(account)
+
+
+def _history(account: SandboxAccount, form: params.FormData) -> dict[str, Any]:
+    return selectors.wallet_history(account, params.parse_history(form))
+
+
+def _ticker(form: params.FormData, currency: str) -> dict[str, Any]:
+    if currency not in money.FIAT_CURRENCIES:
+        raise ParameterError("currency", f"unknown currency {currency[:10]!r} for BTC<CUR>/ticker")
+    return currencies.ticker(currency)
+
+
+def _currency(form: params.FormData) -> dict[str, str]:
+    return currencies.currency_description(params.parse_currency(form.get("currency")))
+
+
+order_create = private_method(_order_create)
+info = private_method(_info)
+wallet_history = private_method(_history)
+ticker = public_method(_ticker)
+currency = public_method(_currency)
+
+
+@csrf_exempt
+def unknown_method(request: HttpRequest, **kwargs: Any) -> HttpResponse:
+    if not request.headers.get("User-Agent", "").strip():
+        return error("user_agent_required", "a valid User-Agent header is required", 403)
+    return error("unknown_method", "no such method", 404)

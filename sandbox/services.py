@@ -1,0 +1,468 @@
+"""Every write of the sandbox gateway: nonces, orders, payments, the ledger, IPN deliveries.
+
+Views, tasks, the admin and the sandbox_pay command are thin adapters over
+these functions. Nothing here knows about HTTP requests; the only outbound
+HTTP is the IPN POST in `ipn_delivery_attempt`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal, TypeVar
+from urllib.parse import urlencode
+
+import requests
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Sum
+from django.utils import timezone
+
+from payments import money
+from payments.gateway import signing
+from sandbox import currencies
+from sandbox.exceptions import NonceRejected, ParameterError, PaymentRefused
+from sandbox.models import (
+    IpnAttempt,
+    IpnDelivery,
+    LedgerEntry,
+    SandboxAccount,
+    SandboxOrder,
+    SandboxPayment,
+)
+from sandbox.params import OrderInput
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+IPN_USER_AGENT = "MtGox-Sandbox-IPN/1.0 (merchant-payments sandbox gateway)"
+IPN_METHOD = "MTGOXBTC"
+# Only this body, exactly (no surrounding whitespace, no newline), with HTTP 200,
+# acknowledges an IPN.
+IPN_ACK = b"[OK]"
+REPLY_EXCERPT = 200
+_REPLY_READ_LIMIT = 4096
+DEFAULT_SWEEP_GRACE_SECONDS = 300
+# A retry that wakes up this much before its delivery's next_attempt_at (clock
+# granularity between processes) still runs instead of being dropped.
+EARLY_TOLERANCE_SECONDS = 1
+
+
+class InstantOnly(PaymentRefused):
+    """The order only takes instant payments from gateway account holders."""
+
+    http_status = 400
+
+
+class AlreadyPaid(PaymentRefused):
+    """The order is paid in full and does not take more payments (no multipay)."""
+
+    http_status = 409
+
+
+class InvalidAmount(PaymentRefused):
+    """The amount to pay is not a positive BTC amount."""
+
+    http_status = 400
+
+
+class NotConfirmable(PaymentRefused):
+    """Only a `partial` payment can be confirmed."""
+
+    http_status = 409
+
+
+# --- Private calls: the nonce --------------------------------------------------
+
+
+def nonce_advance(*, account: SandboxAccount, nonce: int) -> bool:
+    """Accept `nonce` for the account if it is greater than the last accepted one.
+
+    One conditional UPDATE (`... WHERE last_nonce < nonce`): the database
+    decides, so two concurrent requests with the same nonce cannot both win
+    (PostgreSQL re-checks the WHERE on the locked row; SQLite serialises
+    writers). Call it inside the transaction of the work it authorises.
+    """
+    updated = SandboxAccount.objects.filter(pk=account.pk, last_nonce__lt=nonce).update(
+        last_nonce=nonce, last_login=timezone.now()
+    )
+    return updated == 1
+
+
+def private_call(*, account: SandboxAccount, nonce: int, action: Callable[[], T]) -> T:
+    """Advance the nonce and run `action` in one transaction.
+
+    NonceRejected when the nonce is stale. When `action` raises (a parameter
+    error), the transaction rolls back and the nonce is not advanced.
+    """
+    with transaction.atomic():
+        if not nonce_advance(account=account, nonce=nonce):
+            raise NonceRejected("the nonce must be greater than the last one accepted for this key")
+        return action()
+
+
+# --- Orders ----------------------------------------------------------------------
+
+
+def order_create(*, account: SandboxAccount, data: OrderInput) -> SandboxOrder:
+    """Record an order and quote its BTC amount at the sandbox rate."""
+    amount_btc_int = currencies.btc_for(data.amount_int, data.currency)
+    if amount_btc_int > money.MAX_AMOUNT_INT:
+        raise ParameterError(
+            data.amount_param, f"parameter {data.amount_param!r} is too large to pay in BTC"
+        )
+    return SandboxOrder.objects.create(
+        account=account,
+        currency=data.currency,
+        amount_int=data.amount_int,
+        amount_btc_int=amount_btc_int,
+        description=data.description,
+        return_success=data.return_success,
+        return_failure=data.return_failure,
+        ipn=data.ipn,
+        data=data.data,
+        email=data.email,
+        autosell=data.autosell,
+        multipay=data.multipay,
+        instant_only=data.instant_only,
+    )
+
+
+def credited_btc(order: SandboxOrder) -> int:
+    """BTC (1E8) credited to the merchant for this order: the sum of its paid payments."""
+    total = order.payments.filter(status=SandboxPayment.Status.PAID).aggregate(
+        total=Sum("amount_int")
+    )["total"]
+    return int(total or 0)
+
+
+def _lock_order(order: SandboxOrder) -> SandboxOrder:
+    return SandboxOrder.objects.select_for_update().select_related("account").get(pk=order.pk)
+
+
+# --- Payments ----------------------------------------------------------------------
+
+
+def payment_pay(
+    *,
+    order: SandboxOrder,
+    method: Literal["account", "bitcoin"],
+    amount_btc_int: int,
+) -> SandboxPayment:
+    """A payer pays `amount_btc_int` BTC (1E8) on the order.
+
+    `account`: a gateway account holder, instant: a `paid` payment, credited
+    at once (ledger entry). `bitcoin`: bitcoins sent without an account and
+    still confirming: a `partial` payment (pending = total = the amount, valid
+    = 0), credited only by payment_confirm. Each sends its IPN.
+    """
+    if amount_btc_int <= 0 or amount_btc_int > money.MAX_AMOUNT_INT:
+        raise InvalidAmount("the amount must be a positive BTC amount")
+    with transaction.atomic():
+        order = _lock_order(order)
+        if method == SandboxPayment.Method.BITCOIN and order.instant_only:
+            raise InstantOnly(
+                "This order accepts only instant payments from gateway account holders "
+                "(instant_only): paying with bitcoin without an account is not offered."
+            )
+        if not order.multipay and credited_btc(order) >= order.amount_btc_int:
+            raise AlreadyPaid(
+                "This order has already been paid in full and does not accept further "
+                "payments (no multipay)."
+            )
+        now = timezone.now()
+        if method == SandboxPayment.Method.ACCOUNT:
+            payment = SandboxPayment.objects.create(
+                order=order,
+                status=SandboxPayment.Status.PAID,
+                method=method,
+                amount_int=amount_btc_int,
+                amount_valid=amount_btc_int,
+                amount_total=amount_btc_int,
+                paid_at=now,
+                created=now,
+            )
+            _credit(order, payment)
+        elif method == SandboxPayment.Method.BITCOIN:
+            payment = SandboxPayment.objects.create(
+                order=order,
+                status=SandboxPayment.Status.PARTIAL,
+                method=method,
+                amount_int=amount_btc_int,
+                amount_pending=amount_btc_int,
+                amount_valid=0,
+                amount_total=amount_btc_int,
+                created=now,
+            )
+        else:
+            raise ValueError(f"unknown payment method {method!r}")
+        _notify(order, payment)
+    return payment
+
+
+def payment_confirm(*, payment: SandboxPayment) -> SandboxPayment:
+    """The bitcoins of a `partial` payment reach 6 confirmations: it is `paid` and credited."""
+    with transaction.atomic():
+        order = _lock_order(payment.order)
+        payment = SandboxPayment.objects.select_for_update().get(pk=payment.pk)
+        if payment.status != SandboxPayment.Status.PARTIAL:
+            raise NotConfirmable(f"payment {payment.payment_id} is {payment.status}, not partial")
+        now = timezone.now()
+        payment.amount_valid = payment.amount_total
+        payment.amount_pending = 0
+        payment.amount_int = payment.amount_total
+        payment.status = SandboxPayment.Status.PAID
+        payment.paid_at = now
+        payment.save(
+            update_fields=["amount_valid", "amount_pending", "amount_int", "status", "paid_at"]
+        )
+        _credit(order, payment)
+        _notify(order, payment)
+    return payment
+
+
+def order_cancel(*, order: SandboxOrder) -> SandboxPayment:
+    """The payer cancels: a `cancelled` payment and its IPN; refused once paid in full."""
+    with transaction.atomic():
+        order = _lock_order(order)
+        if order.status == SandboxOrder.Status.PAID:
+            raise AlreadyPaid("This order has been paid in full; it can no longer be cancelled.")
+        payment = SandboxPayment.objects.create(
+            order=order,
+            status=SandboxPayment.Status.CANCELLED,
+            method=SandboxPayment.Method.NONE,
+        )
+        order.status = SandboxOrder.Status.CANCELLED
+        order.save(update_fields=["status"])
+        _notify(order, payment)
+    return payment
+
+
+def _credit(order: SandboxOrder, payment: SandboxPayment) -> LedgerEntry:
+    """Credit a paid payment: one BTC `in` ledger entry; the order is paid once covered.
+
+    The account row is locked so wallet indexes and balances follow one another.
+    """
+    account = SandboxAccount.objects.select_for_update().get(pk=order.account_id)
+    last = (
+        LedgerEntry.objects.filter(account=account, currency=money.BTC)
+        .order_by("-index")
+        .only("index", "balance_int")
+        .first()
+    )
+    entry = LedgerEntry.objects.create(
+        account=account,
+        currency=money.BTC,
+        index=(last.index if last else 0) + 1,
+        type=LedgerEntry.Type.IN,
+        value_int=payment.amount_int,
+        balance_int=(last.balance_int if last else 0) + payment.amount_int,
+        info=f"BTC received for merchant transaction {order.transaction}"[:255],
+        payment=payment,
+        transaction=order.transaction,
+        date=payment.paid_at or timezone.now(),
+    )
+    if order.status != SandboxOrder.Status.PAID and credited_btc(order) >= order.amount_btc_int:
+        order.status = SandboxOrder.Status.PAID
+        order.save(update_fields=["status"])
+    return entry
+
+
+# --- IPN ---------------------------------------------------------------------------
+
+
+def ipn_date(moment: datetime) -> str:
+    """IPN dates: 'YYYY-MM-DD HH:MM:SS' in UTC."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def ipn_fields(order: SandboxOrder, payment: SandboxPayment) -> list[tuple[str, str]]:
+    """The IPN's form fields, in the contract's order."""
+    fields = [
+        ("id", str(order.transaction)),
+        ("payment_id", str(payment.payment_id)),
+        ("status", payment.status),
+    ]
+    if payment.status == SandboxPayment.Status.PAID:
+        fields += [
+            ("amount", str(payment.amount_int)),
+            ("currency", money.BTC),
+            ("method", IPN_METHOD),
+            ("date", ipn_date(payment.paid_at or payment.created)),
+        ]
+    elif payment.status == SandboxPayment.Status.PARTIAL:
+        fields += [
+            ("amount_pending", str(payment.amount_pending)),
+            ("amount_valid", str(payment.amount_valid)),
+            ("amount_total", str(payment.amount_total)),
+        ]
+    if order.data:
+        fields.append(("data", order.data))
+    return fields
+
+
+def _notify(order: SandboxOrder, payment: SandboxPayment) -> IpnDelivery | None:
+    """Record the IPN of this payment event and send it after commit (no ipn URL: none)."""
+    if not order.ipn:
+        return None
+    delivery = IpnDelivery.objects.create(
+        payment=payment,
+        order=order,
+        status=payment.status,
+        body=urlencode(ipn_fields(order, payment)),
+        url=order.ipn,
+        next_attempt_at=timezone.now(),
+    )
+    delivery_id = delivery.pk
+    # robust: a broker that is down must not fail a committed payment; the
+    # sweep (redeliver_due_ipns) picks up what was not enqueued.
+    transaction.on_commit(lambda: _enqueue(delivery_id), robust=True)
+    return delivery
+
+
+def _enqueue(delivery_id: int) -> None:
+    from sandbox.tasks import deliver_ipn
+
+    deliver_ipn.delay(delivery_id)
+
+
+def retry_seconds() -> int:
+    return int(getattr(settings, "SANDBOX_IPN_RETRY_SECONDS", 1800))
+
+
+def _timeout() -> float:
+    return float(getattr(settings, "SANDBOX_IPN_TIMEOUT", 10.0))
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    """What ipn_delivery_attempt did: `retry_in` seconds when the IPN must be re-sent."""
+
+    result: Literal["delivered", "failed", "skipped"]
+    retry_in: int | None = None
+
+
+@dataclass(frozen=True)
+class _Reply:
+    http_status: int | None = None
+    reply: bytes = b""
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.http_status == 200 and self.reply == IPN_ACK
+
+
+def _post(delivery: IpnDelivery) -> _Reply:
+    body = delivery.body_bytes
+    account = delivery.order.account
+    headers = {
+        "Rest-Key": str(account.api_key),
+        "Rest-Sign": signing.sign(body, account.secret),
+        "User-Agent": IPN_USER_AGENT,
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+    try:
+        with requests.post(
+            delivery.url,
+            data=body,
+            headers=headers,
+            timeout=_timeout(),
+            allow_redirects=False,
+            stream=True,
+        ) as response:
+            received = b""
+            for chunk in response.iter_content(1024):
+                received += chunk
+                if len(received) > _REPLY_READ_LIMIT:
+                    break
+            return _Reply(http_status=response.status_code, reply=received)
+    except requests.RequestException as exc:
+        return _Reply(error=f"{type(exc).__name__}: {exc}"[:500])
+
+
+def ipn_delivery_attempt(*, delivery_id: int) -> AttemptOutcome:
+    """POST a delivery's IPN once, unless it is acknowledged already or not due.
+
+    The attempt is claimed with a conditional UPDATE (not delivered, due now),
+    which also pushes next_attempt_at forward: a duplicate task for the same
+    delivery finds nothing to do, and one that was acknowledged is never sent
+    again. No transaction is held during the HTTP call. Every POST is
+    recorded as an IpnAttempt.
+    """
+    started = timezone.now()
+    retry = retry_seconds()
+    claimed = IpnDelivery.objects.filter(
+        pk=delivery_id,
+        delivered_at__isnull=True,
+        next_attempt_at__lte=started + timedelta(seconds=EARLY_TOLERANCE_SECONDS),
+    ).update(
+        attempts=F("attempts") + 1,
+        next_attempt_at=started + timedelta(seconds=retry + _timeout()),
+    )
+    if claimed != 1:
+        return AttemptOutcome("skipped")
+    delivery = IpnDelivery.objects.select_related("order__account").get(pk=delivery_id)
+    reply = _post(delivery)
+    finished = timezone.now()
+    with transaction.atomic():
+        IpnAttempt.objects.create(
+            delivery=delivery,
+            time=started,
+            http_status=reply.http_status,
+            error=reply.error,
+            reply=reply.reply.decode("utf-8", errors="replace")[:REPLY_EXCERPT],
+            ok=reply.ok,
+        )
+        if reply.ok:
+            IpnDelivery.objects.filter(pk=delivery_id).update(
+                delivered_at=finished, next_attempt_at=None
+            )
+        else:
+            IpnDelivery.objects.filter(pk=delivery_id).update(
+                next_attempt_at=finished + timedelta(seconds=retry)
+            )
+    logger.info(
+        "sandbox IPN #%s (%s) attempt: %s",
+        delivery_id,
+        delivery.status,
+        "acknowledged" if reply.ok else (reply.http_status or reply.error[:80]),
+    )
+    if reply.ok:
+        return AttemptOutcome("delivered")
+    return AttemptOutcome("failed", retry_in=retry)
+
+
+def ipn_redeliver_due(*, grace_seconds: int | None = None, limit: int = 500) -> list[int]:
+    """Enqueue deliveries not acknowledged whose next attempt is overdue by `grace_seconds`.
+
+    A retry lost with a broker or a worker is not lost forever. Default grace:
+    settings.SANDBOX_IPN_SWEEP_GRACE_SECONDS (300). Duplicates are harmless:
+    the attempt's claim lets one through.
+    """
+    if grace_seconds is None:
+        grace_seconds = int(
+            getattr(settings, "SANDBOX_IPN_SWEEP_GRACE_SECONDS", DEFAULT_SWEEP_GRACE_SECONDS)
+        )
+    cutoff = timezone.now() - timedelta(seconds=grace_seconds)
+    due = list(
+        IpnDelivery.objects.filter(delivered_at__isnull=True, next_attempt_at__lt=cutoff)
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for delivery_id in due:
+        _enqueue(delivery_id)
+    return due
+
+
+def ipn_delivery_resend(*, delivery_id: int) -> bool:
+    """Make an unacknowledged delivery due now and enqueue it (admin action)."""
+    updated = IpnDelivery.objects.filter(pk=delivery_id, delivered_at__isnull=True).update(
+        next_attempt_at=timezone.now()
+    )
+    if updated:
+        transaction.on_commit(lambda: _enqueue(delivery_id), robust=True)
+    return bool(updated)
