@@ -8,7 +8,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from payments import money
-from payments.models import Order, OrderFlag
+from payments.models import Order, OrderFlag, Payment
 from payments.selectors import return_host_allowed
 from payments.services import NewOrder, public_url
 from payments.templatetags.checkout import button_html
@@ -76,6 +76,22 @@ class OrderCreateInput(serializers.Serializer):
         return NewOrder(**self.validated_data)
 
 
+class PaymentOutput(serializers.ModelSerializer):
+    amount = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Payment
+        fields = (
+            "payment_id", "status", "amount", "amount_int", "currency", "method", "paid_at",
+            "amount_pending", "amount_valid", "amount_total", "implied_rate", "source",
+        )  # fmt: skip
+
+    def get_amount(self, payment: Payment) -> str | None:
+        if payment.amount_int is None or not payment.currency:
+            return None
+        return format(money.to_decimal(payment.amount_int, payment.currency), "f")
+
+
 class FlagOutput(serializers.ModelSerializer):
     reviewed = serializers.SerializerMethodField()
 
@@ -91,7 +107,7 @@ class OrderOutput(serializers.ModelSerializer):
     amount = serializers.SerializerMethodField()
     checkout_url = serializers.SerializerMethodField()
     button_html = serializers.SerializerMethodField()
-    payments = serializers.SerializerMethodField()
+    payments = PaymentOutput(many=True, read_only=True)
     flags = FlagOutput(many=True, read_only=True)
 
     class Meta:
@@ -110,9 +126,6 @@ class OrderOutput(serializers.ModelSerializer):
 
     def get_button_html(self, order: Order) -> str:
         return str(button_html(order))
-
-    def get_payments(self, order: Order) -> list[dict[str, Any]]:
-        return []  # payments arrive with the IPN receiver
 
 
 class ErrorOutput(serializers.Serializer):

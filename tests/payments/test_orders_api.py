@@ -288,3 +288,24 @@ def test_schema_and_docs_are_served(client: Any) -> None:
     docs = client.get("/api/docs/")
     assert docs.status_code == 200
     assert b"swagger" in docs.content.lower()
+
+
+def test_detail_lists_payments_and_flags(api_client: APIClient, make_order: Any) -> None:
+    from django.test import Client
+
+    from payments.testing import ipn_body, post_ipn
+
+    order = make_order(currency="USD", amount_int=1_250_000)
+    body = ipn_body(transaction=order.transaction, status="paid", amount_int=50_000_000)
+    post_ipn(Client(), body)
+    post_ipn(Client(), ipn_body(transaction=order.transaction, status="closed"))
+
+    detail = api_client.get(f"/api/orders/{order.pk}/").json()
+
+    assert detail["status"] == "paid"
+    [payment] = detail["payments"]
+    assert payment["status"] == "paid"
+    assert payment["amount"] == "0.50000000" and payment["currency"] == "BTC"
+    assert payment["implied_rate"] == "25.000000000000"  # 12.50 USD for 0.5 BTC
+    assert [flag["kind"] for flag in detail["flags"]] == ["unexpected_notification"]
+    assert detail["flags"][0]["reviewed"] is False
