@@ -78,7 +78,7 @@ class Migration(migrations.Migration):
                     ),
                 ),
                 ("failure_reason", models.TextField(blank=True)),
-                ("deadline", models.DateTimeField(default=payments.models._default_deadline)),
+                ("deadline", models.DateTimeField(default=payments.models.orders._default_deadline)),
                 ("created", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
                 ("updated", models.DateTimeField(auto_now=True)),
                 (

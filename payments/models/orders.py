@@ -1,0 +1,131 @@
+"""Orders, their transitions, flags and idempotency keys."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from payments.money import display
+from payments.states import OrderStatus
+
+
+def _default_deadline() -> datetime:
+    return timezone.now() + timedelta(seconds=settings.PAYMENTS_ORDER_TTL)
+
+
+class Order(models.Model):
+    """One payment the shop asked for, and its life at the gateway.
+
+    Money is `amount_int` in the smallest unit of `currency` (see payments.money).
+    `id` is random so that checkout URLs cannot be enumerated.
+    """
+
+    Status = OrderStatus
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    reference = models.CharField(max_length=100, db_index=True)
+    amount_int = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    description = models.CharField(max_length=255, blank=True)
+    data = models.CharField(max_length=1024, blank=True)
+    # Where our success/failure pages send the payer back (the shop's pages).
+    return_success = models.URLField(max_length=2000, blank=True)
+    return_failure = models.URLField(max_length=2000, blank=True)
+    multipay = models.BooleanField(default=False)
+    instant_only = models.BooleanField(default=False)
+    email = models.BooleanField(default=False)
+    autosell = models.BooleanField(default=False)
+    transaction = models.UUIDField(unique=True, null=True, blank=True, editable=False)
+    payment_url = models.URLField(max_length=2000, blank=True, editable=False)
+    status = models.CharField(
+        max_length=20, choices=OrderStatus.choices, default=OrderStatus.CREATED, db_index=True
+    )
+    failure_reason = models.TextField(blank=True)
+    deadline = models.DateTimeField(default=_default_deadline)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("-created", "-id")
+        indexes = [models.Index(fields=["status", "deadline"], name="order_status_deadline")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(amount_int__gt=0), name="order_amount_positive"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reference} ({display(self.amount_int, self.currency)}, {self.status})"
+
+
+class OrderTransition(models.Model):
+    """Why an order's status changed: one row per change, written with the change."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="transitions")
+    from_status = models.CharField(max_length=20, choices=OrderStatus.choices)
+    to_status = models.CharField(max_length=20, choices=OrderStatus.choices)
+    reason = models.CharField(max_length=255)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("created", "id")
+
+    def __str__(self) -> str:
+        return f"{self.from_status} -> {self.to_status}: {self.reason}"
+
+
+class OrderFlag(models.Model):
+    """Something about an order that a person must look at."""
+
+    class Kind(models.TextChoices):
+        UNDERPAID = "underpaid", "underpaid"
+        OVERPAID = "overpaid", "overpaid"
+        LATE = "late", "paid late"
+        DATA_MISMATCH = "data_mismatch", "data mismatch"
+        UNEXPECTED_NOTIFICATION = "unexpected_notification", "unexpected notification"
+        NOTIFICATION_MISSING = "notification_missing", "notification missing"
+        AMOUNT_MISMATCH = "amount_mismatch", "amount mismatch"
+        STUCK = "stuck", "stuck confirming"
+        GATEWAY_UNCERTAIN = "gateway_uncertain", "gateway outcome unknown"
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="flags")
+    kind = models.CharField(max_length=32, choices=Kind.choices, db_index=True)
+    detail = models.CharField(max_length=500, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    review_comment = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ("created", "id")
+        indexes = [models.Index(fields=["reviewed_at", "kind"], name="flag_open_kind")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.detail}"
+
+
+class IdempotencyKey(models.Model):
+    """A shop's Idempotency-Key: the same key and body give the same order, once."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)  # sha256 of the request's fields
+    order = models.ForeignKey(Order, null=True, on_delete=models.SET_NULL, related_name="+")
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "key"], name="idempotency_key_per_owner")
+        ]
+
+    def __str__(self) -> str:
+        return self.key
