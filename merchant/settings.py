@@ -168,6 +168,8 @@ GATEWAY_PUBLIC_CACHE_SECONDS = env.int("GATEWAY_PUBLIC_CACHE_SECONDS", default=1
 # --- Orders -------------------------------------------------------------------
 # Seconds an order waits for payment before it expires.
 PAYMENTS_ORDER_TTL = env.int("PAYMENTS_ORDER_TTL", default=3600)
+# Seconds an order may stay `confirming` before it is flagged for a person.
+PAYMENTS_CONFIRMING_TTL = env.int("PAYMENTS_CONFIRMING_TTL", default=24 * 3600)
 # Hosts the shop's return URLs may point at (no open redirects). The service's
 # own host is always allowed.
 PAYMENTS_RETURN_HOSTS = env.list("PAYMENTS_RETURN_HOSTS", default=[])
@@ -187,6 +189,41 @@ if SANDBOX_ENABLED:
         "task": "sandbox.tasks.redeliver_due_ipns",
         "schedule": 300.0,
     }
+
+# --- Shop webhooks --------------------------------------------------------------
+# When set, every order change is POSTed there as signed JSON (README: Shop webhooks).
+SHOP_WEBHOOK_URL = env.str("SHOP_WEBHOOK_URL", default="")
+# HMAC-SHA256 key of the Merchant-Signature header; required when the URL is set.
+SHOP_WEBHOOK_SECRET = env.str("SHOP_WEBHOOK_SECRET", default="")
+# Seconds to wait for the shop's answer (connect and read, each).
+SHOP_WEBHOOK_TIMEOUT = env.float("SHOP_WEBHOOK_TIMEOUT", default=10.0)
+# Failed deliveries are retried with exponential backoff for this long, then given up.
+SHOP_WEBHOOK_RETRY_HOURS = env.float("SHOP_WEBHOOK_RETRY_HOURS", default=24.0)
+# Safety net: enqueue events whose delivery or retry was lost (broker down, worker died).
+CELERY_BEAT_SCHEDULE["payments-redeliver-shop-events"] = {
+    "task": "payments.tasks.redeliver_shop_events",
+    "schedule": 60.0,
+}
+
+# --- Reconciliation sweeps (Celery beat) -----------------------------------------
+# Seconds between runs of each sweep; 0 turns a sweep off.
+PAYMENTS_SWEEP_SECONDS = {
+    "apply_pending": 60,
+    "expire": 60,
+    "stuck": 600,
+    "ledger": 300,
+    # e.g. PAYMENTS_SWEEP_SECONDS=expire=30,ledger=0
+    **{name: int(value) for name, value in env.dict("PAYMENTS_SWEEP_SECONDS", default={}).items()},
+}
+for _sweep, _seconds in PAYMENTS_SWEEP_SECONDS.items():
+    if _seconds > 0:
+        CELERY_BEAT_SCHEDULE[f"payments-sweep-{_sweep}"] = {
+            "task": "payments.tasks.run_sweep",
+            "schedule": float(_seconds),
+            "args": (_sweep,),
+            # A sweep that could not start before its next run is skipped, not stacked.
+            "options": {"expires": float(_seconds)},
+        }
 
 # --- Cache (public gateway calls); shared by every process of the service ----
 CACHES = {"default": env.cache("CACHE_URL", default=f"filecache://{VAR_DIR / 'cache'}")}

@@ -13,11 +13,13 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from payments.models import (
+    LedgerCheckpoint,
     Notification,
     Order,
     OrderFlag,
     OrderTransition,
     Payment,
+    ReconciliationRun,
     RejectedNotification,
 )
 from payments.money import display
@@ -135,3 +137,19 @@ class RejectedNotificationAdmin(ReadOnlyAdmin):
     list_display = ("window_start", "reason", "remote_addr", "count", "last_seen")
     list_filter = ("reason",)
     readonly_fields = ("window_start", "reason", "remote_addr", "count", "last_seen", "sample")
+
+
+@admin.register(ReconciliationRun)
+class ReconciliationRunAdmin(ReadOnlyAdmin):
+    list_display = ("started", "sweep", "status", "dry_run", "counts", "finished")
+    list_filter = ("sweep", "status", "dry_run")
+    readonly_fields = ("sweep", "status", "dry_run", "counts", "error", "started", "finished")
+
+
+@admin.register(LedgerCheckpoint)
+class LedgerCheckpointAdmin(ReadOnlyAdmin):
+    list_display = ("currency", "last_index", "last_date", "updated")
+    readonly_fields = ("currency", "last_index", "last_date", "updated")
+
+
+from payments import admin_webhooks  # noqa: E402,F401

@@ -72,3 +72,31 @@ def check_secrets(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
             )
         )
     return found
+
+
+@checks.register(checks.Tags.security, deploy=False)
+def check_shop_webhook(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Shop webhooks are never sent unsigned: a URL without a secret is an error in any mode."""
+    url = settings.SHOP_WEBHOOK_URL
+    if not url:
+        return []
+    found: list[checks.CheckMessage] = []
+    if not url.lower().startswith(("http://", "https://")):
+        found.append(
+            checks.Error(
+                "SHOP_WEBHOOK_URL is not an http(s) URL.",
+                hint="Set SHOP_WEBHOOK_URL to the shop's endpoint, e.g. "
+                "https://shop.example/payments/events, or leave it empty.",
+                id="payments.E005",
+            )
+        )
+    if not settings.SHOP_WEBHOOK_SECRET:
+        found.append(
+            checks.Error(
+                "SHOP_WEBHOOK_URL is set but SHOP_WEBHOOK_SECRET is empty.",
+                hint="Shop webhooks are signed with SHOP_WEBHOOK_SECRET; set it to a long "
+                "random value that the shop also knows, or unset SHOP_WEBHOOK_URL.",
+                id="payments.E004",
+            )
+        )
+    return found

@@ -49,11 +49,27 @@ def is_postgres() -> bool:
 class WorkerProcess:
     """A real `celery worker` subprocess, started and stopped by the tests."""
 
-    def __init__(self, name: str, log_path: Path, extra_env: dict[str, str]) -> None:
+    def __init__(
+        self, name: str, log_path: Path, extra_env: dict[str, str], concurrency: int = 2
+    ) -> None:
         self.name = name
         self.log_path = log_path
         self.extra_env = extra_env
+        self.concurrency = concurrency
         self.process: subprocess.Popen[bytes] | None = None
+
+    def pool_pids(self) -> list[int]:
+        """The pids of the worker's pool processes (children of the main process)."""
+        assert self.process is not None
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.process.pid:
+                children.append(int(stat.parent.name))
+        return children
 
     def start(self, timeout: float = 60.0) -> None:
         from merchant.celery import app
@@ -72,7 +88,7 @@ class WorkerProcess:
                 "--pool",
                 "prefork",
                 "--concurrency",
-                "2",
+                str(self.concurrency),
                 "--hostname",
                 f"{self.name}@%h",
                 "--without-gossip",
@@ -110,6 +126,10 @@ def _fresh_queue_folder() -> None:
     if settings.CELERY_BROKER_URL.startswith("filesystem://"):
         shutil.rmtree(Path(settings.VAR_DIR) / "celery", ignore_errors=True)
         ensure_broker_folders(settings.CELERY_BROKER_TRANSPORT_OPTIONS)
+    else:
+        from merchant.celery import app
+
+        app.control.purge()  # no task left over from an earlier run reaches this run's workers
 
 
 @pytest.fixture
@@ -117,8 +137,8 @@ def start_worker(transactional_db: None, tmp_path: Path) -> Iterator[Any]:
     """Start real worker processes on the test database: `start_worker("w1")`."""
     started: list[WorkerProcess] = []
 
-    def start(name: str = "tests", **extra_env: str) -> WorkerProcess:
-        worker = WorkerProcess(name, tmp_path / f"{name}.log", extra_env)
+    def start(name: str = "tests", concurrency: int = 2, **extra_env: str) -> WorkerProcess:
+        worker = WorkerProcess(name, tmp_path / f"{name}.log", extra_env, concurrency)
         worker.start()
         started.append(worker)
         return worker

@@ -4,14 +4,20 @@ from payments.models.nonces import GatewayNonce
 from payments.models.notifications import Notification, RejectedNotification
 from payments.models.orders import IdempotencyKey, Order, OrderFlag, OrderTransition
 from payments.models.payments import Payment
+from payments.models.reconciliation import LedgerCheckpoint, ReconciliationRun
+from payments.models.webhooks import ShopEvent, ShopEventAttempt
 
 __all__ = (
     "GatewayNonce",
     "IdempotencyKey",
+    "LedgerCheckpoint",
     "Notification",
     "Order",
     "OrderFlag",
     "OrderTransition",
     "Payment",
+    "ReconciliationRun",
     "RejectedNotification",
+    "ShopEvent",
+    "ShopEventAttempt",
 )

@@ -54,7 +54,8 @@ class Order(models.Model):
 
     class Meta:
         ordering = ("-created", "-id")
-        indexes = [models.Index(fields=["status", "deadline"], name="order_status_deadline")]
+        # The expiry sweep walks (status, deadline, id) in keyset order.
+        indexes = [models.Index(fields=["status", "deadline", "id"], name="order_status_deadline")]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(amount_int__gt=0), name="order_amount_positive"

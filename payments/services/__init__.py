@@ -6,6 +6,7 @@ HTTP requests: views and tasks translate their input and call one function.
 
 from payments.services.notifications import (
     notification_apply,
+    notification_apply_safely,
     notification_receive,
     notification_reject_record,
 )
@@ -24,6 +25,7 @@ __all__ = (
     "NewOrder",
     "OrderCreationFailed",
     "notification_apply",
+    "notification_apply_safely",
     "notification_receive",
     "notification_reject_record",
     "order_create",

@@ -55,19 +55,21 @@ def notification_receive(
             )
             notification = Notification.objects.select_for_update().get(pk=notification.pk)
         if notification.outcome in (Outcome.PENDING, Outcome.ERROR):
-            _apply_in_savepoint(notification)
+            notification_apply_safely(notification)
     return notification
 
 
-def _apply_in_savepoint(notification: Notification) -> None:
+def notification_apply_safely(notification: Notification) -> str:
+    """Apply in a savepoint; a failure is recorded as outcome `error`, the row survives."""
     try:
         with transaction.atomic():
-            notification_apply(notification=notification)
+            return notification_apply(notification=notification).outcome
     except Exception as exc:  # the stored row must survive whatever applying did
         logger.exception("applying notification %s failed", notification.pk)
         Notification.objects.filter(pk=notification.pk).update(
             outcome=Outcome.ERROR, detail=f"{type(exc).__name__}: {exc}"[:500]
         )
+        return Outcome.ERROR
 
 
 def notification_apply(*, notification: Notification) -> Notification:
@@ -90,7 +92,7 @@ def notification_apply(*, notification: Notification) -> Notification:
             )
             return _finish(notification, Outcome.FLAGGED, "data differs from the order's")
         handler = {
-            "paid": _apply_paid,
+            "paid": payment_apply_paid,
             "partial": _apply_partial,
             "cancelled": _apply_cancelled,
             "closed": _apply_closed,
@@ -115,10 +117,12 @@ def _finish(notification: Notification, outcome: str, detail: str) -> Notificati
     return notification
 
 
-def _payment_for(order: Order, message: IpnMessage, status: str) -> tuple[Payment, bool]:
+def _payment_for(
+    order: Order, message: IpnMessage, status: str, source: str = Payment.Source.IPN
+) -> tuple[Payment, bool]:
     """The Payment row of this payment_id: unique, so a duplicate never makes a second."""
     return Payment.objects.get_or_create(
-        payment_id=message.payment_id, defaults={"order": order, "status": status}
+        payment_id=message.payment_id, defaults={"order": order, "status": status, "source": source}
     )
 
 
@@ -127,8 +131,11 @@ def _flagged(order: Order, kind: str, detail: str) -> tuple[str, str]:
     return Outcome.FLAGGED, detail
 
 
-def _apply_paid(order: Order, message: IpnMessage) -> tuple[str, str]:
-    payment, _ = _payment_for(order, message, Payment.Status.PAID)
+def payment_apply_paid(
+    order: Order, message: IpnMessage, *, source: str = Payment.Source.IPN
+) -> tuple[str, str]:
+    """Record a paid payment and move its order as the state table says (order row locked)."""
+    payment, _ = _payment_for(order, message, Payment.Status.PAID, source)
     if payment.order_id != order.pk:
         return _flagged(order, Kind.UNEXPECTED_NOTIFICATION, "payment id of another order")
     if payment.status == Payment.Status.PAID and payment.amount_int is not None:

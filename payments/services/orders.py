@@ -14,11 +14,13 @@ from django.conf import settings
 from django.db import transaction
 from django.dispatch import Signal
 from django.urls import reverse
+from django.utils import timezone
 
 from payments import signals
 from payments.gateway.errors import GatewayError, GatewayRejected, GatewayTimeout
 from payments.gateway_factory import gateway_client
 from payments.models import IdempotencyKey, Order, OrderFlag, OrderTransition
+from payments.services.webhooks import shop_event_record, shop_events_record_many
 from payments.states import InvalidTransition, OrderStatus, can_transition
 
 logger = logging.getLogger(__name__)
@@ -174,6 +176,7 @@ def order_transition(*, order_id: UUID, to: str, reason: str) -> Order:
         )
         order.status = to
         order.save(update_fields=["status", "updated"])
+        shop_event_record(order=order, event_type=f"order.{to}")
         signal = STATUS_SIGNALS.get(to)
         if signal is not None:
             transaction.on_commit(partial(signal.send_robust, sender=Order, order=order))
@@ -181,9 +184,58 @@ def order_transition(*, order_id: UUID, to: str, reason: str) -> Order:
 
 
 def order_flag(*, order_id: UUID, kind: str, detail: str = "") -> OrderFlag:
-    """Raise a flag for a person to review; `order_flagged` is sent after commit."""
-    flag = OrderFlag.objects.create(order_id=order_id, kind=kind, detail=detail[:500])
+    """Raise a flag for a person to review; `order_flagged` is sent after commit.
+
+    The same open flag again (a replayed notification) is not raised twice.
+    """
+    detail = detail[:500]
+    open_flag = OrderFlag.objects.filter(
+        order_id=order_id, kind=kind, detail=detail, reviewed_at__isnull=True
+    ).first()
+    if open_flag is not None:
+        return open_flag
+    flag = OrderFlag.objects.create(order_id=order_id, kind=kind, detail=detail)
+    shop_event_record(
+        order=flag.order,
+        event_type="order.flagged",
+        extra={"flag": {"kind": flag.kind, "detail": flag.detail}},
+    )
     transaction.on_commit(
         partial(signals.order_flagged.send_robust, sender=Order, order=flag.order, flag=flag)
     )
     return flag
+
+
+def orders_transition(
+    *, order_ids: list[UUID], expected_from: str, to: str, reason: str
+) -> list[UUID]:
+    """`order_transition` for many orders at once (sweeps): same table, a few statements.
+
+    The caller holds the rows locked (SELECT ... FOR UPDATE in its chunk's
+    transaction). Only orders still in `expected_from` move; returns their ids.
+    """
+    if not can_transition(expected_from, to):
+        raise InvalidTransition(f"{expected_from} -> {to} is not allowed")
+    moving = list(
+        Order.objects.filter(pk__in=order_ids, status=expected_from).values_list("pk", flat=True)
+    )
+    if not moving:
+        return []
+    now = timezone.now()
+    Order.objects.filter(pk__in=moving).update(status=to, updated=now)
+    OrderTransition.objects.bulk_create(
+        OrderTransition(
+            order_id=pk, from_status=expected_from, to_status=to, reason=reason, created=now
+        )
+        for pk in moving
+    )
+    shop_events_record_many(order_ids=moving, event_type=f"order.{to}")
+    signal = STATUS_SIGNALS.get(to)
+    if signal is not None and signal.has_listeners(sender=Order):
+        transaction.on_commit(partial(_send_for_each, signal, moving), robust=True)
+    return moving
+
+
+def _send_for_each(signal: Signal, order_ids: list[UUID]) -> None:
+    for order in Order.objects.filter(pk__in=order_ids).iterator(chunk_size=500):
+        signal.send_robust(sender=Order, order=order)

@@ -1,0 +1,57 @@
+"""Run a sweep by name and keep a record of what it found (for the admin and the commands)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from django.utils import timezone
+
+from payments.gateway_factory import gateway_client
+from payments.models import ReconciliationRun
+from payments.services.reconciliation import ledger_reconcile
+from payments.services.sweeps import (
+    notifications_apply_pending,
+    orders_expire_due,
+    orders_flag_stuck,
+)
+
+Sweep = Callable[..., Counter[str]]
+
+
+def _ledger(**options: Any) -> Counter[str]:
+    with gateway_client() as client:
+        return ledger_reconcile(client=client, **options)
+
+
+SWEEPS: dict[str, Sweep] = {
+    "apply_pending": notifications_apply_pending,
+    "expire": orders_expire_due,
+    "stuck": orders_flag_stuck,
+    "ledger": _ledger,
+}
+
+
+def reconciliation_run(
+    *,
+    sweep: str,
+    dry_run: bool = False,
+    progress: Callable[[int], object] | None = None,
+    **options: Any,
+) -> ReconciliationRun:
+    """Run one sweep, recorded as a ReconciliationRun (failed runs too, then re-raised)."""
+    run = ReconciliationRun.objects.create(sweep=sweep, dry_run=dry_run)
+    try:
+        counts = SWEEPS[sweep](dry_run=dry_run, progress=progress, **options)
+    except Exception as exc:
+        run.status = ReconciliationRun.Status.FAILED
+        run.error = f"{type(exc).__name__}: {exc}"[:2000]
+        run.finished = timezone.now()
+        run.save(update_fields=["status", "error", "finished"])
+        raise
+    run.counts = dict(counts)
+    run.status = ReconciliationRun.Status.DONE
+    run.finished = timezone.now()
+    run.save(update_fields=["counts", "status", "finished"])
+    return run

@@ -1,0 +1,386 @@
+"""Shop webhooks: every order change is recorded as an event and POSTed to the shop, signed.
+
+The transactional outbox: `shop_event_record` writes the event in the
+caller's transaction (the event exists if and only if the change committed)
+and enqueues its delivery after the commit. Enqueueing never fails the
+change: with the broker down the event simply waits for the sweep,
+`shop_events_redeliver_due`, which beat runs every minute.
+
+`shop_event_deliver` makes one attempt: it claims the event with a
+conditional UPDATE (two workers never send one attempt twice; a delivered
+event is never sent again), POSTs the stored body signed with a fresh
+timestamp (payments.webhooks_signing), and records the attempt. A failure
+schedules the next attempt with exponential backoff and jitter until the
+retry window (SHOP_WEBHOOK_RETRY_HOURS) is over; then the event is given
+up and stays visible in the admin.
+
+Nothing here imports payments.services.orders (it imports this module).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any, Literal
+from uuid import UUID, uuid4
+
+import requests
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from payments import money
+from payments.models import Order, ShopEvent, ShopEventAttempt
+from payments.webhooks_signing import (
+    EVENT_ID_HEADER,
+    EVENT_TYPE_HEADER,
+    SIGNATURE_HEADER,
+    sign_shop_event,
+)
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = "merchant-payments-webhooks/0.1"
+# Backoff: 30 s, 60 s, 120 s ... doubling up to one hour, each +-20%.
+BACKOFF_BASE_SECONDS = 30.0
+BACKOFF_CAP_SECONDS = 3600.0
+BACKOFF_JITTER = 0.2
+# A retry task may start this much before next_attempt_at (clocks, ETA rounding).
+EARLY_TOLERANCE_SECONDS = 1.0
+# The sweep takes events overdue by this much: a retry already waiting in the
+# broker for its time is not enqueued a second time.
+SWEEP_GRACE_SECONDS = 60.0
+SWEEP_CHUNK = 100
+REPLY_EXCERPT = 200
+_REPLY_READ_LIMIT = 4096
+# Publishing to a broker that is down must not hold up the request that made
+# the change (e.g. the IPN answer): two quick tries, then the sweep's turn.
+_ENQUEUE_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0.1,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
+RESERVED_KEYS = frozenset({"id", "type", "created", "order"})
+
+
+def _timeout() -> float:
+    return float(getattr(settings, "SHOP_WEBHOOK_TIMEOUT", 10.0))
+
+
+def _retry_window() -> timedelta:
+    return timedelta(hours=float(getattr(settings, "SHOP_WEBHOOK_RETRY_HOURS", 24.0)))
+
+
+def _lease(timeout: float) -> timedelta:
+    """How long an attempt in progress keeps others off: longer than any POST can take."""
+    return timedelta(seconds=2 * timeout + 60)
+
+
+def backoff_seconds(attempt: int, *, rng: random.Random | None = None) -> float:
+    """Delay after the `attempt`-th failed attempt (1-based): 30 s * 2^(n-1), max 1 h, +-20%."""
+    exponent = min(max(attempt, 1) - 1, 20)
+    base = min(BACKOFF_BASE_SECONDS * 2**exponent, BACKOFF_CAP_SECONDS)
+    # Jitter only spreads retries apart; it needs no cryptographic randomness.
+    factor = (rng or random).uniform(1 - BACKOFF_JITTER, 1 + BACKOFF_JITTER)
+    return base * factor
+
+
+# --- Recording (inside the caller's transaction) -------------------------------
+
+
+def order_payload(order: Order) -> dict[str, Any]:
+    """The order as the shop sees it in an event: money as a decimal string and an integer."""
+    return {
+        "id": str(order.pk),
+        "reference": order.reference,
+        "status": str(order.status),
+        "amount": format(money.to_decimal(order.amount_int, order.currency), "f"),
+        "amount_int": order.amount_int,
+        "currency": order.currency,
+        "transaction": str(order.transaction) if order.transaction else None,
+        "data": order.data,
+    }
+
+
+def _build_event(
+    order: Order, event_type: str, extra: Mapping[str, Any] | None, now: datetime
+) -> ShopEvent:
+    event_id = uuid4()
+    payload: dict[str, Any] = {
+        "id": str(event_id),
+        "type": event_type,
+        "created": now.isoformat(),
+        "order": order_payload(order),
+    }
+    for key, value in (extra or {}).items():
+        if key in RESERVED_KEYS:
+            raise ValueError(f"extra may not replace the event's {key!r}")
+        payload[key] = value
+    # Serialized once: every attempt sends exactly these bytes (ASCII, compact).
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=True, default=str)
+    return ShopEvent(
+        id=event_id,
+        order=order,
+        type=event_type,
+        payload=json.loads(body),
+        body=body,
+        created=now,
+        next_attempt_at=now,
+        gives_up_at=now + _retry_window(),
+    )
+
+
+def shop_event_record(
+    *, order: Order, event_type: str, extra: Mapping[str, Any] | None = None
+) -> ShopEvent | None:
+    """Record an event of `order` (in its current state) for the shop; None when not configured.
+
+    Call it inside the transaction that changes the order: a rollback
+    removes the event too. Its delivery is enqueued after the commit.
+    `extra` adds top-level keys to the payload (e.g. {"flag": {...}}).
+    """
+    if not settings.SHOP_WEBHOOK_URL:
+        return None
+    event = _build_event(order, str(event_type), extra, timezone.now())
+    event.save(force_insert=True)
+    transaction.on_commit(partial(_enqueue_many, [event.pk]), robust=True)
+    return event
+
+
+def shop_events_record_many(*, order_ids: Iterable[UUID], event_type: str) -> list[UUID]:
+    """`shop_event_record` for many orders at once (bulk transitions of the sweeps)."""
+    if not settings.SHOP_WEBHOOK_URL:
+        return []
+    now = timezone.now()
+    events = [
+        _build_event(order, str(event_type), None, now)
+        for order in Order.objects.filter(pk__in=list(order_ids)).order_by("pk")
+    ]
+    ShopEvent.objects.bulk_create(events, batch_size=500)
+    ids = [event.pk for event in events]
+    if ids:
+        transaction.on_commit(partial(_enqueue_many, ids), robust=True)
+    return ids
+
+
+def _enqueue_many(event_ids: list[UUID]) -> int:
+    """Publish a delivery task per event; stop at the first failure (the sweep catches up)."""
+    from payments.tasks import deliver_shop_event
+
+    sent = 0
+    for event_id in event_ids:
+        try:
+            deliver_shop_event.apply_async(
+                args=[str(event_id)], retry=True, retry_policy=_ENQUEUE_RETRY_POLICY
+            )
+        except Exception as exc:  # the broker is down: never fail the change that committed
+            logger.warning(
+                "shop event %s not enqueued (%s); the sweep will deliver it",
+                event_id,
+                type(exc).__name__,
+            )
+            break
+        sent += 1
+    return sent
+
+
+# --- Delivery (one attempt; from the task) -------------------------------------
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    """What one call of shop_event_deliver did; `retry_in` seconds when it must be tried again."""
+
+    result: Literal["delivered", "failed", "given_up", "skipped"]
+    retry_in: float | None = None
+
+
+@dataclass(frozen=True)
+class _Reply:
+    http_status: int | None = None
+    reply: bytes = b""
+    error: str = ""
+    duration_ms: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.http_status is not None and 200 <= self.http_status < 300
+
+    @property
+    def summary(self) -> str:
+        if self.http_status is not None:
+            text = f"HTTP {self.http_status}"
+            return f"{text} ({self.error})" if self.error else text
+        return self.error or "failed"
+
+
+_ERRNO = re.compile(r"\[Errno -?\d+\] [^'\"()\[\]]+")
+
+
+def _describe(exc: requests.RequestException, timeout: float) -> str:
+    """The error without its message's URL (which may carry a token in its query)."""
+    text = str(exc)
+    if isinstance(exc, requests.ConnectTimeout):
+        return f"ConnectTimeout: no connection within {timeout:g} s"
+    if isinstance(exc, requests.ReadTimeout) or "Read timed out" in text:
+        return f"ReadTimeout: no answer within {timeout:g} s"
+    found = _ERRNO.search(text)
+    if found:
+        return f"{type(exc).__name__}: {found.group(0).strip()}"
+    if "RemoteDisconnected" in text:
+        return f"{type(exc).__name__}: the shop closed the connection without answering"
+    return type(exc).__name__
+
+
+def _post(event: ShopEvent, url: str, secret: str, timeout: float) -> _Reply:
+    body = event.body.encode("utf-8")
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        EVENT_ID_HEADER: str(event.pk),
+        EVENT_TYPE_HEADER: event.type,
+        SIGNATURE_HEADER: sign_shop_event(body, secret),
+    }
+    started = time.monotonic()
+
+    def elapsed() -> int:
+        return int((time.monotonic() - started) * 1000)
+
+    try:
+        response = requests.post(
+            url, data=body, headers=headers, timeout=timeout, allow_redirects=False, stream=True
+        )
+    except requests.RequestException as exc:
+        return _Reply(error=_describe(exc, timeout), duration_ms=elapsed())
+    with response:
+        received = b""
+        try:
+            for chunk in response.iter_content(1024):
+                received += chunk
+                if len(received) >= _REPLY_READ_LIMIT:
+                    break
+        except requests.RequestException as exc:  # the status line came; the rest did not
+            return _Reply(response.status_code, received, _describe(exc, timeout), elapsed())
+        return _Reply(http_status=response.status_code, reply=received, duration_ms=elapsed())
+
+
+def shop_event_deliver(*, event_id: UUID | str) -> DeliveryOutcome:
+    """POST one event once, unless it is delivered, given up or not due (then "skipped").
+
+    The claim is a conditional UPDATE that also pushes next_attempt_at
+    forward by a lease, so a duplicate task finds nothing to do. No
+    transaction is held during the POST. Every POST is recorded as a
+    ShopEventAttempt. A 2xx answer delivers the event; anything else
+    schedules the next attempt, or gives up once the window is over.
+    """
+    started = timezone.now()
+    timeout = _timeout()
+    claimed = ShopEvent.objects.filter(
+        pk=event_id,
+        delivered_at__isnull=True,
+        given_up_at__isnull=True,
+        next_attempt_at__lte=started + timedelta(seconds=EARLY_TOLERANCE_SECONDS),
+    ).update(attempts=F("attempts") + 1, next_attempt_at=started + _lease(timeout))
+    if claimed != 1:
+        return DeliveryOutcome("skipped")
+    event = ShopEvent.objects.get(pk=event_id)
+
+    url, secret = settings.SHOP_WEBHOOK_URL, settings.SHOP_WEBHOOK_SECRET
+    if not url:
+        reply = _Reply(error="not sent: SHOP_WEBHOOK_URL is not set")
+    elif not secret:
+        reply = _Reply(error="not sent: SHOP_WEBHOOK_SECRET is not set")
+    else:
+        reply = _post(event, url, secret, timeout)
+    finished = timezone.now()
+    pending = ShopEvent.objects.filter(pk=event.pk, delivered_at__isnull=True)
+    with transaction.atomic():
+        ShopEventAttempt.objects.create(
+            event=event,
+            at=started,
+            http_status=reply.http_status,
+            error=reply.error[:500],
+            reply=reply.reply.decode("utf-8", errors="replace")[:REPLY_EXCERPT],
+            ok=reply.ok,
+            duration_ms=reply.duration_ms,
+        )
+        if reply.ok:
+            pending.update(delivered_at=finished, next_attempt_at=None, last_error="")
+            outcome = DeliveryOutcome("delivered")
+        elif finished >= event.gives_up_at:
+            pending.update(given_up_at=finished, next_attempt_at=None, last_error=reply.summary)
+            outcome = DeliveryOutcome("given_up")
+        else:
+            next_at = min(
+                finished + timedelta(seconds=backoff_seconds(event.attempts)), event.gives_up_at
+            )
+            pending.update(next_attempt_at=next_at, last_error=reply.summary[:500])
+            outcome = DeliveryOutcome("failed", retry_in=(next_at - finished).total_seconds())
+    log = logger.info if reply.ok else logger.warning
+    log(
+        "shop event %s (%s) attempt %s: %s",
+        event.pk,
+        event.type,
+        event.attempts,
+        "delivered" if reply.ok else f"{reply.summary}; {outcome.result}",
+    )
+    return outcome
+
+
+# --- The sweep and the admin's "send again" ------------------------------------
+
+
+def shop_events_redeliver_due(
+    *, limit: int = 500, grace_seconds: float = SWEEP_GRACE_SECONDS
+) -> list[UUID]:
+    """Enqueue events not delivered, not given up, and overdue by `grace_seconds`.
+
+    Covers the retries lost with a broker or a worker and the events whose
+    first enqueue failed (they are due from their creation). Each chunk is
+    locked (SKIP LOCKED where the database has it, so concurrent sweeps
+    split the work) and re-armed as due now: neither this sweep nor another
+    picks it again before `grace_seconds`, and if this enqueue is lost too,
+    a later sweep does. Duplicates are harmless: the attempt's claim lets
+    one through.
+    """
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=grace_seconds)
+    picked: list[UUID] = []
+    while len(picked) < limit:
+        with transaction.atomic():
+            due = ShopEvent.objects.filter(
+                delivered_at__isnull=True, given_up_at__isnull=True, next_attempt_at__lt=cutoff
+            ).order_by("next_attempt_at", "pk")
+            if connection.features.has_select_for_update_skip_locked:
+                due = due.select_for_update(skip_locked=True)
+            chunk = list(due.values_list("pk", flat=True)[: min(SWEEP_CHUNK, limit - len(picked))])
+            if not chunk:
+                break
+            ShopEvent.objects.filter(pk__in=chunk, delivered_at__isnull=True).update(
+                next_attempt_at=now
+            )
+            transaction.on_commit(partial(_enqueue_many, chunk), robust=True)
+        picked.extend(chunk)
+    if picked:
+        logger.info("shop events: %s overdue re-enqueued", len(picked))
+    return picked
+
+
+def shop_event_redeliver(*, event_id: UUID | str) -> bool:
+    """Make an undelivered event (also one given up) due now with a new retry window; enqueue it."""
+    now = timezone.now()
+    updated = ShopEvent.objects.filter(pk=event_id, delivered_at__isnull=True).update(
+        next_attempt_at=now, given_up_at=None, gives_up_at=now + _retry_window()
+    )
+    if updated:
+        transaction.on_commit(partial(_enqueue_many, [UUID(str(event_id))]), robust=True)
+    return bool(updated)

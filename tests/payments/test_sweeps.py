@@ -1,0 +1,162 @@
+"""The sweeps as services: expiry, stuck orders, pending notifications, dry runs, records."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.test import Client
+from django.utils import timezone
+
+from payments.models import Notification, Order, ReconciliationRun
+from payments.services.runs import reconciliation_run
+from payments.services.sweeps import (
+    notifications_apply_pending,
+    orders_expire_due,
+    orders_flag_stuck,
+)
+from payments.testing import ipn_body, post_ipn
+
+pytestmark = pytest.mark.django_db
+
+
+def past(seconds: int = 60) -> Any:
+    return timezone.now() - timedelta(seconds=seconds)
+
+
+def test_expire_moves_only_due_unpaid_orders(make_order: Any) -> None:
+    due = [make_order(deadline=past()) for _ in range(7)]
+    fresh = make_order(deadline=timezone.now() + timedelta(hours=1))
+    paid = make_order(deadline=past(), status="paid")
+    confirming = make_order(deadline=past(), status="confirming")
+
+    counts = orders_expire_due(chunk_size=3)
+
+    assert counts["expired"] == 7
+    for order in due:
+        order.refresh_from_db()
+        assert order.status == "expired"
+        assert [t.to_status for t in order.transitions.all()] == ["expired"]
+    for order, status in ((fresh, "awaiting_payment"), (paid, "paid"), (confirming, "confirming")):
+        order.refresh_from_db()
+        assert order.status == status
+
+
+def test_expire_twice_changes_nothing_the_second_time(make_order: Any) -> None:
+    for _ in range(4):
+        make_order(deadline=past())
+    orders_expire_due()
+    again = orders_expire_due()
+    assert again["expired"] == 0
+    assert Order.objects.filter(transitions__to_status="expired").count() == 4
+
+
+def test_dry_run_counts_and_changes_nothing(make_order: Any) -> None:
+    order = make_order(deadline=past())
+    counts = orders_expire_due(dry_run=True)
+    order.refresh_from_db()
+    assert counts["examined"] == 1 and counts["expired"] == 0
+    assert order.status == "awaiting_payment"
+
+
+def test_late_payment_after_expiry_still_pays(client: Client, make_order: Any) -> None:
+    order = make_order(deadline=past())
+    orders_expire_due()
+    post_ipn(
+        client, ipn_body(transaction=order.transaction, status="paid", amount_int=order.amount_int)
+    )
+    order.refresh_from_db()
+    assert order.status == "paid"
+    assert list(order.flags.values_list("kind", flat=True)) == ["late"]
+
+
+def test_stuck_confirming_orders_are_flagged_once(make_order: Any, settings: Any) -> None:
+    settings.PAYMENTS_CONFIRMING_TTL = 60
+    stuck = make_order(status="confirming")
+    Order.objects.filter(pk=stuck.pk).update(updated=past(3600))
+    recent = make_order(status="confirming")
+
+    first = orders_flag_stuck()
+    second = orders_flag_stuck()
+
+    assert first["flagged"] == 1 and second["flagged"] == 0
+    assert list(stuck.flags.values_list("kind", flat=True)) == ["stuck"]
+    assert not recent.flags.exists()
+
+
+def test_pending_notifications_are_applied(make_order: Any) -> None:
+    order = make_order()
+    body = ipn_body(transaction=order.transaction, status="paid", amount_int=order.amount_int)
+    # A notification stored but never applied (the process died after storing it).
+    stored = Notification.objects.create(
+        body=body, body_sha256="x" * 64, received_at=past(600), outcome="pending"
+    )
+
+    counts = notifications_apply_pending()
+
+    stored.refresh_from_db()
+    order.refresh_from_db()
+    assert counts["examined"] == 1
+    assert stored.outcome == "applied"
+    assert order.status == "paid"
+    assert notifications_apply_pending()["examined"] == 0
+
+
+def test_young_pending_notifications_are_left_to_their_request(make_order: Any) -> None:
+    order = make_order()
+    body = ipn_body(transaction=order.transaction, status="paid", amount_int=order.amount_int)
+    Notification.objects.create(body=body, body_sha256="y" * 64, outcome="pending")
+    assert notifications_apply_pending()["examined"] == 0
+
+
+def test_runs_are_recorded(make_order: Any) -> None:
+    make_order(deadline=past())
+    run = reconciliation_run(sweep="expire")
+    assert run.status == "done" and run.finished is not None
+    assert run.counts == {"examined": 1, "expired": 1}
+    assert ReconciliationRun.objects.count() == 1
+
+
+def test_replay_command_is_idempotent(make_order: Any, capsys: Any) -> None:
+    order = make_order()
+    post_ipn(
+        Client(),
+        ipn_body(transaction=order.transaction, status="paid", amount_int=order.amount_int),
+    )
+    note = Notification.objects.get()
+
+    call_command("replay_notifications", "--ids", str(note.pk))
+
+    order.refresh_from_db()
+    assert order.status == "paid"
+    assert order.payments.count() == 1 and order.transitions.count() == 1
+    assert "duplicate: 1" in capsys.readouterr().out
+
+
+def test_replay_command_names_unknown_ids() -> None:
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="no notification with id 999"):
+        call_command("replay_notifications", "--ids", "999")
+
+
+def test_reconcile_command_prints_a_summary(make_order: Any, capsys: Any) -> None:
+    make_order(deadline=past())
+    call_command("reconcile", "--sweep", "expire", "--sweep", "stuck")
+    out = capsys.readouterr().out
+    assert "expire" in out and "expired=1" in out
+    assert "stuck" in out
+
+
+def test_replaying_a_flagged_notification_does_not_flag_twice(make_order: Any) -> None:
+    order = make_order(data="order=1")
+    post_ipn(
+        Client(),
+        ipn_body(
+            transaction=order.transaction, status="paid", amount_int=order.amount_int, data="x"
+        ),
+    )
+    call_command("replay_notifications", "--ids", str(Notification.objects.get().pk))
+    assert list(order.flags.values_list("kind", flat=True)) == ["data_mismatch"]

@@ -1,0 +1,687 @@
+"""Shop webhooks: an outbox event with every order change, signed POSTs, backoff, give-up.
+
+The shop is a real HTTP server in a thread on 127.0.0.1. Most tests call the
+delivery service (one attempt per call) and move `next_attempt_at` to now
+to stand for the time that passes between attempts; the broker-down test
+runs the service in a subprocess with an unreachable broker, and the last
+test runs a real worker process.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import logging
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from random import Random
+from typing import Any
+
+import pytest
+from django.core import checks
+from django.db import transaction
+from django.utils import timezone
+
+from payments import tasks
+from payments.checks import check_shop_webhook
+from payments.models import Order, OrderFlag, ShopEvent, ShopEventAttempt
+from payments.services import order_flag, order_transition
+from payments.services import webhooks as service
+from payments.states import OrderStatus
+from payments.webhooks_signing import sign_shop_event, verify_shop_signature
+from tests.conftest import service_env
+
+SECRET = "whsec-test-3c1f0a9b8e7d6c5b4a39281706f5e4d3"
+OK = (204, b"")
+
+
+# --- The shop: a real HTTP server in a thread -------------------------------------
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Shop:
+    """Answers each POST with the next scripted (status, body, delay); the last one repeats."""
+
+    replies: list[tuple[int, bytes, float]]
+    received: list[Received] = field(default_factory=list)
+    url: str = ""
+    _server: http.server.ThreadingHTTPServer | None = None
+
+    def start(self) -> Shop:
+        shop = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                index = len(shop.received)
+                shop.received.append(Received(self.path, dict(self.headers.items()), body))
+                status, reply, delay = shop.replies[min(index, len(shop.replies) - 1)]
+                if delay:
+                    time.sleep(delay)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Length", str(len(reply)))
+                    self.end_headers()
+                    self.wfile.write(reply)
+                except OSError:
+                    pass  # the service stopped waiting (timeout)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        server.block_on_close = False
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        self._server = server
+        self.url = f"http://127.0.0.1:{server.server_address[1]}/shop/events?token=s3cr3t-in-url"
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
+@pytest.fixture
+def shop(settings: Any) -> Iterator[Callable[..., Shop]]:
+    """`shop(OK)` or `shop((500, b"no"), OK)`: a receiver, configured as SHOP_WEBHOOK_URL."""
+    started: list[Shop] = []
+
+    def start(*replies: tuple[int, bytes] | tuple[int, bytes, float]) -> Shop:
+        scripted = [(r[0], r[1], float(r[2]) if len(r) > 2 else 0.0) for r in replies]
+        receiver = Shop(scripted).start()
+        started.append(receiver)
+        settings.SHOP_WEBHOOK_URL = receiver.url
+        settings.SHOP_WEBHOOK_SECRET = SECRET
+        settings.SHOP_WEBHOOK_TIMEOUT = 1.0
+        settings.SHOP_WEBHOOK_RETRY_HOURS = 24
+        return receiver
+
+    yield start
+    for receiver in started:
+        receiver.stop()
+
+
+@pytest.fixture
+def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Capture the delivery tasks published, instead of leaving them in the shared broker."""
+    published: list[str] = []
+
+    def apply_async(args: list[str], **options: Any) -> None:
+        published.append(args[0])
+
+    monkeypatch.setattr(tasks.deliver_shop_event, "apply_async", apply_async)
+    return published
+
+
+def closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/shop/events?token=s3cr3t-in-url"
+
+
+def paid(order: Order) -> ShopEvent:
+    order_transition(order_id=order.pk, to=OrderStatus.PAID, reason="test")
+    return ShopEvent.objects.get(order=order, type="order.paid")
+
+
+def make_due(event: ShopEvent) -> None:
+    """Stand for the time that passes until the scheduled attempt."""
+    ShopEvent.objects.filter(pk=event.pk).update(next_attempt_at=timezone.now())
+
+
+def assert_signed(received: Received, event: ShopEvent) -> None:
+    assert received.body == event.body.encode()
+    assert received.headers["Content-Type"] == "application/json"
+    assert received.headers["User-Agent"]
+    assert received.headers["Merchant-Event-Id"] == str(event.pk) == event.payload["id"]
+    assert received.headers["Merchant-Event-Type"] == event.type
+    assert verify_shop_signature(received.body, received.headers["Merchant-Signature"], SECRET)
+    assert not verify_shop_signature(
+        received.body, received.headers["Merchant-Signature"], "another secret"
+    )
+
+
+# --- Recording: the outbox ---------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_transition_records_its_event_in_the_same_transaction(
+    make_order: Callable[..., Order],
+    shop: Callable[..., Shop],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    shop(OK)
+    order = make_order(amount_int=1_250_000, currency="USD", data="cart-7")
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        event = paid(order)
+
+    assert json.loads(event.body) == event.payload
+    assert event.payload == {
+        "id": str(event.pk),
+        "type": "order.paid",
+        "created": event.created.isoformat(),
+        "order": {
+            "id": str(order.pk),
+            "reference": order.reference,
+            "status": "paid",
+            "amount": "12.50000",
+            "amount_int": 1_250_000,
+            "currency": "USD",
+            "transaction": str(order.transaction),
+            "data": "cart-7",
+        },
+    }
+    assert event.attempts == 0 and event.delivered_at is None
+    assert event.next_attempt_at == event.created
+    assert event.gives_up_at == event.created + timedelta(hours=24)
+    # The delivery is enqueued after the commit, not before.
+    assert any(getattr(c, "func", None) is service._enqueue_many for c in callbacks)
+
+
+@pytest.mark.django_db
+def test_a_rolled_back_transition_leaves_no_event_and_enqueues_nothing(
+    make_order: Callable[..., Order],
+    shop: Callable[..., Shop],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    shop(OK)
+    order = make_order()
+
+    with (
+        django_capture_on_commit_callbacks() as callbacks,
+        pytest.raises(RuntimeError),
+        transaction.atomic(),
+    ):
+        order_transition(order_id=order.pk, to=OrderStatus.PAID, reason="test")
+        assert ShopEvent.objects.filter(order=order).count() == 1
+        raise RuntimeError("the change fails after the event was written")
+
+    assert not ShopEvent.objects.exists()
+    order.refresh_from_db()
+    assert order.status == OrderStatus.AWAITING_PAYMENT
+    assert callbacks == []
+
+
+@pytest.mark.django_db
+def test_no_event_when_no_url_is_configured(
+    make_order: Callable[..., Order], settings: Any
+) -> None:
+    settings.SHOP_WEBHOOK_URL = ""
+    order = make_order()
+
+    order_transition(order_id=order.pk, to=OrderStatus.CONFIRMING, reason="test")
+    order_flag(order_id=order.pk, kind=OrderFlag.Kind.LATE, detail="x")
+
+    assert not ShopEvent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_every_state_change_and_a_flag_are_events(
+    make_order: Callable[..., Order], shop: Callable[..., Shop]
+) -> None:
+    shop(OK)
+    created = make_order(status=OrderStatus.CREATED)
+    order = make_order()
+
+    order_transition(order_id=created.pk, to=OrderStatus.FAILED, reason="test")
+    order_transition(order_id=order.pk, to=OrderStatus.CONFIRMING, reason="test")
+    order_transition(order_id=order.pk, to=OrderStatus.CANCELLED, reason="test")
+    order_transition(order_id=order.pk, to=OrderStatus.PAID, reason="late money")
+    order_flag(order_id=order.pk, kind=OrderFlag.Kind.LATE, detail="paid after being cancelled")
+
+    assert list(ShopEvent.objects.filter(order=created).values_list("type", flat=True)) == [
+        "order.failed"
+    ]
+    events = list(ShopEvent.objects.filter(order=order).order_by("created"))
+    assert [e.type for e in events] == [
+        "order.confirming", "order.cancelled", "order.paid", "order.flagged",
+    ]  # fmt: skip
+    assert [e.payload["order"]["status"] for e in events] == [
+        "confirming", "cancelled", "paid", "paid",
+    ]  # fmt: skip
+    assert events[-1].payload["flag"] == {"kind": "late", "detail": "paid after being cancelled"}
+    assert len({e.pk for e in events}) == 4
+
+
+@pytest.mark.django_db
+def test_the_bulk_recorder_makes_one_event_per_order(
+    make_order: Callable[..., Order], shop: Callable[..., Shop], enqueued: list[str]
+) -> None:
+    shop(OK)
+    orders = [make_order(status=OrderStatus.EXPIRED) for _ in range(3)]
+
+    ids = service.shop_events_record_many(
+        order_ids=[o.pk for o in orders], event_type="order.expired"
+    )
+
+    assert len(ids) == 3
+    events = ShopEvent.objects.filter(pk__in=ids)
+    assert {e.order_id for e in events} == {o.pk for o in orders}
+    assert all(e.payload["order"]["status"] == "expired" for e in events)
+
+
+# --- Delivery -------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_delivered_to_a_real_shop_signed_and_never_sent_again(
+    make_order: Callable[..., Order], shop: Callable[..., Shop]
+) -> None:
+    receiver = shop(OK)
+    event = paid(make_order())
+
+    outcome = service.shop_event_deliver(event_id=event.pk)
+
+    assert outcome == service.DeliveryOutcome("delivered")
+    assert len(receiver.received) == 1
+    assert receiver.received[0].path == "/shop/events?token=s3cr3t-in-url"
+    assert_signed(receiver.received[0], event)
+    event.refresh_from_db()
+    assert event.delivered_at is not None and event.next_attempt_at is None
+    assert event.attempts == 1 and event.state == ShopEvent.State.DELIVERED
+    (attempt,) = ShopEventAttempt.objects.filter(event=event)
+    assert (attempt.ok, attempt.http_status, attempt.error) == (True, 204, "")
+    assert attempt.duration_ms >= 0
+
+    make_due(event)  # even made due again, a delivered event is not sent
+    assert service.shop_event_deliver(event_id=event.pk).result == "skipped"
+    assert len(receiver.received) == 1
+
+
+@pytest.mark.django_db
+def test_failures_are_recorded_backed_off_exponentially_then_delivered_once(
+    make_order: Callable[..., Order],
+    shop: Callable[..., Shop],
+    settings: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    receiver = shop((500, b"boom: database down"), (200, b"late", 3.0), OK)
+    event = paid(make_order())
+
+    first = service.shop_event_deliver(event_id=event.pk)  # HTTP 500
+    make_due(event)
+    second = service.shop_event_deliver(event_id=event.pk)  # no answer within 1 s
+    settings.SHOP_WEBHOOK_URL = closed_port_url()
+    make_due(event)
+    third = service.shop_event_deliver(event_id=event.pk)  # connection refused
+    settings.SHOP_WEBHOOK_URL = receiver.url
+    not_due = service.shop_event_deliver(event_id=event.pk)  # the backoff is not over
+    make_due(event)
+    fourth = service.shop_event_deliver(event_id=event.pk)  # the shop recovered
+
+    assert [first.result, second.result, third.result] == ["failed"] * 3
+    assert not_due.result == "skipped"
+    assert fourth.result == "delivered" and fourth.retry_in is None
+    # 30 s, 60 s, 120 s, each within the +-20% jitter.
+    for outcome, base in ((first, 30), (second, 60), (third, 120)):
+        assert outcome.retry_in is not None
+        assert base * 0.8 - 1 <= outcome.retry_in <= base * 1.2 + 1, (base, outcome)
+    attempts = list(ShopEventAttempt.objects.filter(event=event).order_by("id"))
+    assert [a.ok for a in attempts] == [False, False, False, True]
+    assert attempts[0].http_status == 500 and attempts[0].reply == "boom: database down"
+    assert attempts[1].http_status is None and "ReadTimeout" in attempts[1].error
+    assert attempts[2].http_status is None and "ConnectionError" in attempts[2].error
+    assert "refused" in attempts[2].error.lower()
+    assert all(len(a.reply) <= 200 for a in attempts)
+    assert len(receiver.received) == 3  # 500, timeout, ok: the refused one never arrived
+    for received in receiver.received:
+        assert_signed(received, event)
+    event.refresh_from_db()
+    assert event.attempts == 4 and event.delivered_at is not None and event.last_error == ""
+
+    make_due(event)
+    assert service.shop_event_deliver(event_id=event.pk).result == "skipped"
+    assert len(receiver.received) == 3
+    # No secret, signature or URL token in the attempts or the log.
+    signatures = [r.headers["Merchant-Signature"] for r in receiver.received]
+    texts = [a.error for a in attempts] + [caplog.text]
+    for text in texts:
+        assert SECRET not in text and "s3cr3t-in-url" not in text
+        assert not any(sig.split("v1=")[1] in text for sig in signatures)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_tasks_for_one_event_send_it_once(
+    make_order: Callable[..., Order], shop: Callable[..., Shop]
+) -> None:
+    from django.db import connection
+
+    receiver = shop((200, b"slow", 0.5))
+    event = paid(make_order())
+    results: list[str] = []
+    barrier = threading.Barrier(4)
+
+    def deliver() -> None:
+        try:
+            barrier.wait()
+            results.append(service.shop_event_deliver(event_id=event.pk).result)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=deliver) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert sorted(results) == ["delivered", "skipped", "skipped", "skipped"]
+    assert len(receiver.received) == 1
+    event.refresh_from_db()
+    assert event.attempts == 1 and event.attempt_log.count() == 1
+
+
+def test_backoff_doubles_from_30_seconds_up_to_an_hour_within_the_jitter() -> None:
+    rng = Random(7)
+    for attempt in range(1, 16):
+        base = min(30 * 2 ** (attempt - 1), 3600)
+        samples = [service.backoff_seconds(attempt, rng=rng) for _ in range(200)]
+        assert base * 0.8 <= min(samples) and max(samples) <= base * 1.2
+        assert max(samples) - min(samples) > base * 0.2  # really jittered
+
+
+@pytest.mark.django_db
+def test_the_last_retry_is_at_the_end_of_the_window_and_then_it_gives_up(
+    make_order: Callable[..., Order], shop: Callable[..., Shop], settings: Any
+) -> None:
+    receiver = shop((503, b"maintenance"))
+    settings.SHOP_WEBHOOK_RETRY_HOURS = 10 / 3600  # a 10 s window
+    event = paid(make_order())
+
+    first = service.shop_event_deliver(event_id=event.pk)
+
+    assert first.result == "failed"
+    assert first.retry_in is not None and first.retry_in <= 10  # not 30 s: capped at the window
+    event.refresh_from_db()
+    assert event.next_attempt_at == event.gives_up_at
+
+    # The window is over by the time of the next attempt.
+    ShopEvent.objects.filter(pk=event.pk).update(
+        gives_up_at=timezone.now() - timedelta(seconds=1), next_attempt_at=timezone.now()
+    )
+    last = service.shop_event_deliver(event_id=event.pk)
+
+    assert last == service.DeliveryOutcome("given_up")
+    event.refresh_from_db()
+    assert event.state == ShopEvent.State.GIVEN_UP
+    assert event.given_up_at is not None and event.next_attempt_at is None
+    assert event.last_error == "HTTP 503"
+    assert event.attempts == 2 and len(receiver.received) == 2
+    # Kept, and left alone by the sweep and by tasks.
+    assert service.shop_events_redeliver_due(grace_seconds=0) == []
+    assert service.shop_event_deliver(event_id=event.pk).result == "skipped"
+    assert len(receiver.received) == 2
+
+
+@pytest.mark.django_db
+def test_a_zero_window_gives_up_after_the_first_failed_attempt(
+    make_order: Callable[..., Order], shop: Callable[..., Shop], settings: Any
+) -> None:
+    shop((500, b""))
+    settings.SHOP_WEBHOOK_RETRY_HOURS = 0
+    event = paid(make_order())
+
+    assert service.shop_event_deliver(event_id=event.pk).result == "given_up"
+
+
+@pytest.mark.django_db
+def test_an_event_is_not_sent_without_a_secret(
+    make_order: Callable[..., Order], shop: Callable[..., Shop], settings: Any
+) -> None:
+    receiver = shop(OK)
+    event = paid(make_order())
+    settings.SHOP_WEBHOOK_SECRET = ""
+
+    outcome = service.shop_event_deliver(event_id=event.pk)
+
+    assert outcome.result == "failed" and receiver.received == []
+    assert "SHOP_WEBHOOK_SECRET" in ShopEventAttempt.objects.get(event=event).error
+
+
+# --- The signature, as a shop checks it ----------------------------------------------------
+
+
+def test_a_shop_accepts_a_fresh_signature_and_refuses_replays_and_changes() -> None:
+    body = b'{"id":"e1","type":"order.paid"}'
+    now = 1_800_000_000
+    header = sign_shop_event(body, SECRET, timestamp=now)
+
+    assert header.startswith(f"t={now},v1=")
+    assert verify_shop_signature(body, header, SECRET, now=now + 299)
+    assert verify_shop_signature(body, header, SECRET, now=now - 299)  # a clock a bit behind
+    # A replay of the same request, bytes and signature, six minutes later.
+    assert not verify_shop_signature(body, header, SECRET, now=now + 360)
+    assert verify_shop_signature(body, header, SECRET, now=now + 360, tolerance_seconds=600)
+    # A changed body, a changed timestamp, another secret.
+    assert not verify_shop_signature(body.replace(b"paid", b"PAID"), header, SECRET, now=now)
+    forged_t = header.replace(f"t={now}", f"t={now + 60}")
+    assert not verify_shop_signature(body, forged_t, SECRET, now=now + 60)
+    assert not verify_shop_signature(body, header, SECRET + "x", now=now)
+
+
+def test_malformed_signature_headers_are_refused() -> None:
+    body = b"{}"
+    now = 1_800_000_000
+    good = sign_shop_event(body, SECRET, timestamp=now)
+    mac = good.split("v1=")[1]
+    for header in (
+        "",
+        mac,
+        f"v1={mac}",
+        f"t={now}",
+        f"t=abc,v1={mac}",
+        f"t={now},t={now},v1={mac}",
+        f"t={now},v0={mac}",
+        f"t={now},v1={mac[:-1]}",
+        f"t={now},v1=é{mac[1:]}",
+    ):
+        assert not verify_shop_signature(body, header, SECRET, now=now), header
+    assert not verify_shop_signature(body, good, "", now=now)
+    # While a shop rotates its secret, either v1 may be the one that matches.
+    assert verify_shop_signature(body, f"t={now},v1={'0' * 64},v1={mac}", SECRET, now=now)
+    with pytest.raises(ValueError):
+        sign_shop_event(body, "")
+
+
+# --- The sweep, the tasks, the check --------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_sweep_takes_overdue_events_in_chunks_once(
+    make_order: Callable[..., Order],
+    shop: Callable[..., Shop],
+    enqueued: list[str],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    shop(OK)
+    events = [paid(make_order()) for _ in range(3)]
+    fresh = paid(make_order())
+    enqueued.clear()  # the events' own first enqueue is not what this test is about
+    two_minutes_ago = timezone.now() - timedelta(minutes=2)
+    ShopEvent.objects.filter(pk__in=[e.pk for e in events]).update(
+        created=two_minutes_ago, next_attempt_at=two_minutes_ago
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        first = service.shop_events_redeliver_due(limit=2)
+    with django_capture_on_commit_callbacks(execute=True):
+        second = service.shop_events_redeliver_due(limit=2)
+    with django_capture_on_commit_callbacks(execute=True):
+        third = service.shop_events_redeliver_due(limit=2)
+
+    assert len(first) == 2 and len(second) == 1 and third == []
+    assert set(first + second) == {e.pk for e in events}  # not the fresh one: not overdue
+    assert enqueued == [str(pk) for pk in first + second]
+    assert ShopEvent.objects.get(pk=fresh.pk).next_attempt_at == fresh.next_attempt_at
+
+
+@pytest.mark.django_db
+def test_the_task_delivers_and_a_vanished_event_is_skipped(
+    make_order: Callable[..., Order], shop: Callable[..., Shop]
+) -> None:
+    receiver = shop(OK)
+    event = paid(make_order())
+
+    assert tasks.deliver_shop_event.apply(args=[str(event.pk)]).result == "delivered"
+    assert tasks.deliver_shop_event.apply(args=[str(event.pk)]).result == "skipped"
+    assert len(receiver.received) == 1
+    missing = "00000000-0000-4000-8000-000000000000"
+    assert tasks.deliver_shop_event.apply(args=[missing]).result == "skipped"
+
+
+def test_a_webhook_url_without_a_secret_is_an_error_in_any_mode(settings: Any) -> None:
+    for debug in (True, False):
+        settings.DEBUG = debug
+        settings.SHOP_WEBHOOK_URL = "https://shop.example/events"
+        settings.SHOP_WEBHOOK_SECRET = ""
+        found = check_shop_webhook()
+        assert [m.id for m in found] == ["payments.E004"]
+        assert all(m.level == checks.ERROR for m in found)
+    settings.SHOP_WEBHOOK_SECRET = SECRET
+    assert check_shop_webhook() == []
+    settings.SHOP_WEBHOOK_URL = "ftp://shop.example/events"
+    assert [m.id for m in check_shop_webhook()] == ["payments.E005"]
+    settings.SHOP_WEBHOOK_URL = ""
+    settings.SHOP_WEBHOOK_SECRET = ""
+    assert check_shop_webhook() == []
+
+
+@pytest.mark.django_db
+def test_staff_see_events_with_their_attempts_and_can_send_one_again(
+    client: Any,
+    make_order: Callable[..., Order],
+    shop: Callable[..., Shop],
+    settings: Any,
+    enqueued: list[str],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from django.contrib.auth import get_user_model
+
+    receiver = shop((500, b"shop says no"))
+    settings.SHOP_WEBHOOK_RETRY_HOURS = 0
+    event = paid(make_order(reference="admin-shown"))
+    assert service.shop_event_deliver(event_id=event.pk).result == "given_up"
+    client.force_login(get_user_model().objects.create_superuser("boss", password="x-long-pw-1"))
+
+    listing = client.get("/admin/payments/shopevent/?state=given_up")
+    page = client.get(f"/admin/payments/shopevent/{event.pk}/change/")
+
+    assert listing.status_code == 200 and "order.paid" in listing.content.decode()
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "shop says no" in html and "given up" in html and "admin-shown" in html
+    assert client.get("/admin/payments/shopevent/add/").status_code == 403
+
+    settings.SHOP_WEBHOOK_RETRY_HOURS = 24
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(
+            "/admin/payments/shopevent/",
+            {"action": "deliver_again", "_selected_action": [str(event.pk)]},
+        )
+    assert enqueued == [str(event.pk)]
+    event.refresh_from_db()
+    assert event.state == ShopEvent.State.PENDING and event.gives_up_at > timezone.now()
+    receiver.replies[:] = [(200, b"", 0.0)]
+    assert service.shop_event_deliver(event_id=event.pk).result == "delivered"
+
+
+# --- With the broker down; with a real worker ------------------------------------------------
+
+BROKER_DOWN_PROBE = """
+import json, sys, time
+import django
+django.setup()
+from django.test import Client
+from payments.models import Order
+from payments.testing import ipn_body, post_ipn
+
+order = Order.objects.get(pk=sys.argv[1])
+body = ipn_body(transaction=order.transaction, status="paid", amount_int=order.amount_int)
+started = time.monotonic()
+response = post_ipn(Client(SERVER_NAME="localhost"), body)
+print(json.dumps({"status": response.status_code, "content": response.content.decode(),
+                  "seconds": time.monotonic() - started}))
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_the_broker_down_the_ipn_is_applied_and_the_sweep_delivers_later(
+    make_order: Callable[..., Order], shop: Callable[..., Shop], enqueued: list[str]
+) -> None:
+    receiver = shop(OK)
+    order = make_order()
+    env = service_env(
+        CELERY_BROKER_URL="redis://127.0.0.1:9/0",  # nothing listens there
+        SHOP_WEBHOOK_URL=receiver.url,
+        SHOP_WEBHOOK_SECRET=SECRET,
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-c", BROKER_DOWN_PROBE, str(order.pk)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (answer["status"], answer["content"]) == (200, "[OK]"), result.stderr
+    assert answer["seconds"] < 10, answer  # the dead broker does not hold up the answer long
+    assert "not enqueued" in result.stderr
+    order.refresh_from_db()
+    assert order.status == OrderStatus.PAID
+    event = ShopEvent.objects.get(order=order, type="order.paid")
+    assert (event.attempts, event.delivered_at) == (0, None)
+    assert receiver.received == []
+
+    # Not yet overdue: a first enqueue may still be on its way.
+    assert service.shop_events_redeliver_due() == []
+    # A minute later the sweep (with a working broker) enqueues it, and it is delivered.
+    a_minute_ago = timezone.now() - timedelta(seconds=61)
+    ShopEvent.objects.filter(pk=event.pk).update(created=a_minute_ago, next_attempt_at=a_minute_ago)
+    assert tasks.redeliver_shop_events.apply().result == 1
+    assert enqueued == [str(event.pk)]
+    assert tasks.deliver_shop_event.apply(args=enqueued).result == "delivered"
+    assert len(receiver.received) == 1
+    assert_signed(receiver.received[0], event)
+
+
+@pytest.mark.worker
+def test_a_real_worker_delivers_a_transition_to_the_shop(
+    start_worker: Callable[..., Any], shop: Callable[..., Shop], make_order: Callable[..., Order]
+) -> None:
+    receiver = shop(OK)
+    start_worker("webhooks", SHOP_WEBHOOK_URL=receiver.url, SHOP_WEBHOOK_SECRET=SECRET)
+    order = make_order()
+
+    order_transition(order_id=order.pk, to=OrderStatus.PAID, reason="test")  # committed
+
+    event = ShopEvent.objects.get(order=order)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        event.refresh_from_db()
+        if event.delivered_at is not None:
+            break
+        time.sleep(0.2)
+    assert event.delivered_at is not None, [str(a) for a in event.attempt_log.all()]
+    assert event.attempts == 1
+    assert len(receiver.received) == 1
+    assert_signed(receiver.received[0], event)
