@@ -161,7 +161,7 @@ GATEWAY_USER_AGENT = env.str(
 )
 # A private call rejected for a stale nonce (another process's call overtook
 # it) is re-signed with a fresh nonce this many times before giving up.
-GATEWAY_NONCE_RETRIES = env.int("GATEWAY_NONCE_RETRIES", default=8)
+GATEWAY_NONCE_RETRIES = env.int("GATEWAY_NONCE_RETRIES", default=12)
 # The gateway caches public methods for 10 s and drops clients that poll faster.
 GATEWAY_PUBLIC_CACHE_SECONDS = env.int("GATEWAY_PUBLIC_CACHE_SECONDS", default=10)
 
