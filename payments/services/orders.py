@@ -12,6 +12,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.dispatch import Signal
 from django.urls import reverse
 from django.utils import timezone
@@ -195,6 +196,8 @@ def order_flag(*, order_id: UUID, kind: str, detail: str = "") -> OrderFlag:
     if open_flag is not None:
         return open_flag
     flag = OrderFlag.objects.create(order_id=order_id, kind=kind, detail=detail)
+    # The admin's indexed "flagged" filter; flags_mark_reviewed counts down (review.py).
+    Order.objects.filter(pk=order_id).update(open_flags=F("open_flags") + 1)
     shop_event_record(
         order=flag.order,
         event_type="order.flagged",
@@ -216,13 +219,20 @@ def orders_transition(
     """
     if not can_transition(expected_from, to):
         raise InvalidTransition(f"{expected_from} -> {to} is not allowed")
-    moving = list(
-        Order.objects.filter(pk__in=order_ids, status=expected_from).values_list("pk", flat=True)
+    now = timezone.now()
+    moved = Order.objects.filter(pk__in=order_ids, status=expected_from).update(
+        status=to, updated=now
     )
+    if moved == len(set(order_ids)):
+        moving = list(order_ids)  # the common case: the caller's locked rows all moved
+    else:
+        moving = list(
+            Order.objects.filter(pk__in=order_ids, status=to, updated=now).values_list(
+                "pk", flat=True
+            )
+        )
     if not moving:
         return []
-    now = timezone.now()
-    Order.objects.filter(pk__in=moving).update(status=to, updated=now)
     OrderTransition.objects.bulk_create(
         OrderTransition(
             order_id=pk, from_status=expected_from, to_status=to, reason=reason, created=now

@@ -1,0 +1,361 @@
+"""ipn_throughput: IPN requests/s ÷ requests/s of a minimal Django view; p99 at 200 req/s.
+
+Targets: ratio ≥ 0.6, and p99 latency under 25 ms at a fixed 200 requests/s.
+
+The service runs in gunicorn (2 workers, PostgreSQL, DJANGO_DEBUG=0). K
+orders awaiting payment are seeded in the database, and one signed `paid`
+IPN per order is built beforehand (payments.testing.ipn_body and
+signed_headers, with the run's credentials), so that every request does
+the whole job (verify the signature, store the notification, lock the
+order, record the payment, move the order to paid): no IPN is sent twice.
+
+The baseline is /bench/minimal/, a plain Django function view answering
+"ok" (text/plain) behind the same middleware, in the same server, POSTed
+the same kind of signed body with the same headers, from the same clients.
+Closed-loop phases alternate (minimal, IPN, minimal, IPN) so that drift of
+a noisy machine hits both. Then an open-loop phase sends fresh IPNs at 200
+requests/s and measures latency from each request's scheduled time.
+
+At the end the database is checked: every IPN sent paid its order, and
+there are exactly as many notifications and payments as IPNs sent.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+from bench.common import (
+    Phase,
+    combine,
+    counting_queries,
+    measure,
+    progress,
+    require_success,
+    wait_for_idle,
+)
+from bench.load import Expect, Item, LoadGenerator, LoadResult, latency_summary, used_items
+from bench.servers import HOST, Infrastructure, ServerConfig, log
+
+NAME = "ipn_throughput"
+TARGET_RATIO = 0.6
+TARGET_P99_MS = 25.0
+OPEN_LOOP_RATE = 200.0
+# Chosen by an interleaved sweep in one run (4 rounds of 2.5 s per config, 16 connections):
+# mean IPN/s sync 54, gthread x1 61, x2 71, x4 72, x8 84 (see bench/README.md). It is also
+# the Procfile's web process. BENCH_IPN_SERVER=sync or =gthread:<threads> tries another.
+DEFAULT_SERVER = ServerConfig(workers=2, worker_class="gthread", threads=8)
+SERVER_CHOICE = (
+    "gthread with 8 threads per worker: the most IPN/s in an interleaved same-run sweep of "
+    "sync and gthread with 1, 2, 4 and 8 threads (2 workers each; mean IPN/s 54, 61, 71, 72, "
+    "84); the threads overlap the database waits (commit flush) of a CPU-bound view"
+)
+AMOUNT_INT = 12_345_678
+PROCESSES = 2
+
+
+@dataclass(frozen=True)
+class Sizes:
+    connections: int
+    rounds: int
+    seconds_per_round: float
+    warmup_seconds: float
+    warmup_ipns: int
+    open_loop_seconds: float
+    open_loop_connections: int
+    orders: int  # seeded; closed-loop phases stop early if they run out
+
+
+FULL = Sizes(
+    connections=16,
+    rounds=2,
+    seconds_per_round=5.0,
+    warmup_seconds=2.0,
+    warmup_ipns=400,
+    open_loop_seconds=10.0,
+    open_loop_connections=16,
+    orders=16_000,
+)
+QUICK = Sizes(
+    connections=16,
+    rounds=1,
+    seconds_per_round=2.0,
+    warmup_seconds=1.0,
+    warmup_ipns=200,
+    open_loop_seconds=3.0,
+    open_loop_connections=16,
+    orders=4_000,
+)
+
+
+def server_config() -> ServerConfig:
+    spec = os.environ.get("BENCH_IPN_SERVER", "")
+    if not spec:
+        return DEFAULT_SERVER
+    kind, _, threads = spec.partition(":")
+    if kind == "sync":
+        return ServerConfig(workers=2, worker_class="sync", threads=1)
+    if kind == "gthread" and threads.isdigit():
+        return ServerConfig(workers=2, worker_class="gthread", threads=int(threads))
+    raise ValueError(f"BENCH_IPN_SERVER={spec!r}: use sync or gthread:<threads>")
+
+
+def seed_orders(n: int, prefix: str) -> list[tuple[uuid.UUID, int]]:
+    """n orders awaiting payment, as the gateway had accepted them: (transaction, amount_int)."""
+    from django.utils import timezone
+
+    from payments.models import Order
+    from payments.states import OrderStatus
+
+    now = timezone.now()
+    orders = [
+        Order(
+            reference=f"{prefix}-{i:06d}",
+            amount_int=AMOUNT_INT,
+            currency="BTC",
+            transaction=uuid.uuid4(),
+            payment_url="http://127.0.0.1/sandbox/pay/seeded",
+            status=OrderStatus.AWAITING_PAYMENT,
+            created=now,
+            deadline=now + timedelta(days=1),
+        )
+        for i in range(n)
+    ]
+    Order.objects.bulk_create(orders, batch_size=2000)
+    return [(order.transaction, order.amount_int) for order in orders if order.transaction]
+
+
+def paid_ipn(transaction: uuid.UUID, amount_int: int) -> tuple[bytes, dict[str, str]]:
+    from payments.testing import ipn_body, signed_headers
+
+    body = ipn_body(transaction=transaction, status="paid", amount_int=amount_int)
+    return body, signed_headers(body)
+
+
+def ipn_items(orders: Sequence[tuple[uuid.UUID, int]]) -> list[Item]:
+    items = []
+    for transaction, amount_int in orders:
+        body, headers = paid_ipn(transaction, amount_int)
+        items.append(Item("POST", "/payments/ipn/", body, tuple(headers.items())))
+    return items
+
+
+def transaction_of(item: Item) -> str:
+    return item.body.split(b"&", 1)[0].removeprefix(b"id=").decode()
+
+
+class Pool:
+    """Unused IPNs: a phase takes the pool, and gives back what it did not send."""
+
+    def __init__(self, items: list[Item]) -> None:
+        self.items = items
+        self.sent: list[Item] = []
+
+    def run(self, send: Callable[[list[Item]], LoadResult], limit: int | None = None) -> LoadResult:
+        batch = self.items if limit is None else self.items[:limit]
+        rest = [] if limit is None else self.items[limit:]
+        result = send(batch)
+        used = set(used_items(batch, PROCESSES, result.sent_per_job))
+        self.sent += [batch[i] for i in sorted(used)]
+        self.items = [item for i, item in enumerate(batch) if i not in used] + rest
+        return result
+
+
+def check_database(sent: list[Item], acknowledged: int, errors: int) -> dict[str, Any]:
+    """Every IPN sent paid its order, once; nothing lost, nothing doubled."""
+    from django.db.models import Count, Sum
+
+    from payments.models import Notification, Order, Payment
+    from payments.states import OrderStatus
+
+    transactions = [transaction_of(item) for item in sent]
+    paid_of_sent = 0
+    for i in range(0, len(transactions), 1000):
+        paid_of_sent += Order.objects.filter(
+            transaction__in=transactions[i : i + 1000], status=OrderStatus.PAID
+        ).count()
+    notifications = Notification.objects.count()
+    received = Notification.objects.aggregate(n=Sum("times_received"))["n"] or 0
+    outcomes = {
+        row["outcome"]: row["n"]
+        for row in Notification.objects.values("outcome").annotate(n=Count("id")).order_by()
+    }
+    payments = Payment.objects.count()
+    orders_paid = Order.objects.filter(status=OrderStatus.PAID).count()
+    n = len(sent)
+    correct = (
+        errors == 0
+        and acknowledged == n
+        and notifications == n
+        and payments == n
+        and paid_of_sent == n
+        and orders_paid == n
+        and received == n
+    )
+    return {
+        "correct": correct,
+        "ipns_sent": n,
+        "acknowledged_ok": acknowledged,
+        "errors": errors,
+        "notifications_stored": notifications,
+        "notifications_received_total": received,
+        "notification_outcomes": outcomes,
+        "payments": payments,
+        "orders_paid_of_those_sent": paid_of_sent,
+        "orders_paid_in_database": orders_paid,
+    }
+
+
+def queries_per_ipn() -> dict[str, Any]:
+    """Queries of one IPN and of one minimal request, in this process (after the checks)."""
+    from django.test import Client
+
+    client = Client(HTTP_HOST=HOST)
+    found: dict[str, Any] = {}
+    for name, path in (("ipn", "/payments/ipn/"), ("minimal", "/bench/minimal/")):
+        (transaction, amount_int), *_ = seed_orders(1, f"queries-{name}")
+        body, headers = paid_ipn(transaction, amount_int)
+        content_type = headers.pop("Content-Type")
+        with counting_queries() as count:
+            response = client.post(path, body, content_type=content_type, headers=headers)
+        if response.status_code != 200:
+            raise RuntimeError(f"{path}: HTTP {response.status_code} {response.content[:200]!r}")
+        found[name] = count.summary()
+    return found
+
+
+def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
+    sizes = QUICK if quick else FULL
+    config = server_config()
+    open_total = int(OPEN_LOOP_RATE * sizes.open_loop_seconds)
+    log(f"{NAME}: seeding {sizes.orders} orders awaiting payment and signing one IPN each")
+    items = ipn_items(seed_orders(sizes.orders, "ipn"))
+    closed_pool = Pool(items[: len(items) - open_total])
+    open_pool = Pool(items[len(items) - open_total :])
+    # The baseline gets a signed IPN-like body and the same headers (it does not read them).
+    minimal = [Item("POST", "/bench/minimal/", items[0].body, items[0].headers)]
+    ack = Expect(200, b"[OK]")
+    ok = Expect(200, b"ok")
+
+    server = infra.start_server("service-ipn", config)
+    pg = infra.postgres_meter()
+    ipn_phases: list[Phase] = []
+    minimal_phases: list[Phase] = []
+    acknowledged = errors = 0
+    with LoadGenerator(HOST, server.port, processes=PROCESSES) as gen:
+
+        def send_minimal(seconds: float) -> LoadResult:
+            return gen.closed_loop(
+                minimal, connections=sizes.connections, expect=ok, repeat=True, duration=seconds
+            )
+
+        def send_ipns(batch: list[Item], seconds: float | None = None) -> LoadResult:
+            return gen.closed_loop(
+                batch, connections=sizes.connections, expect=ack, duration=seconds
+            )
+
+        def send_ipns_at_rate(batch: list[Item]) -> LoadResult:
+            return gen.open_loop(
+                batch,
+                rate=OPEN_LOOP_RATE,
+                duration=sizes.open_loop_seconds,
+                connections=sizes.open_loop_connections,
+                expect=ack,
+            )
+
+        log(f"{NAME}: warm-up")
+        require_success("warm-up", send_minimal(sizes.warmup_seconds))
+        warm = require_success("warm-up", closed_pool.run(send_ipns, limit=sizes.warmup_ipns))
+        acknowledged, errors = acknowledged + warm.ok, errors + warm.errors
+        for round_ in range(sizes.rounds):
+            wait_for_idle()
+            phase = measure(
+                f"minimal[{round_}]",
+                server,
+                partial(send_minimal, sizes.seconds_per_round),
+                postgres=pg,
+            )
+            log(f"{NAME}: {progress(phase)}")
+            minimal_phases.append(phase)
+            wait_for_idle()
+            phase = measure(
+                f"ipn[{round_}]",
+                server,
+                partial(closed_pool.run, partial(send_ipns, seconds=sizes.seconds_per_round)),
+                postgres=pg,
+            )
+            log(f"{NAME}: {progress(phase)}")
+            if not closed_pool.items:
+                log(f"{NAME}: ran out of seeded orders; raise Sizes.orders")
+            acknowledged, errors = acknowledged + phase.load.ok, errors + phase.load.errors
+            ipn_phases.append(phase)
+        wait_for_idle()
+        log(f"{NAME}: open loop, {OPEN_LOOP_RATE:.0f} IPN/s for {sizes.open_loop_seconds:.0f} s")
+        opened = measure(
+            "ipn_open_loop",
+            server,
+            partial(open_pool.run, send_ipns_at_rate),
+            postgres=pg,
+            allow_errors=True,
+        )
+        acknowledged, errors = acknowledged + opened.load.ok, errors + opened.load.errors
+        log(f"{NAME}: {progress(opened)}")
+
+    infra.stop_server(server)  # every answer is in; nothing is still being written
+    ipn = combine("ipn", ipn_phases)
+    base = combine("minimal", minimal_phases)
+    ratio = ipn.load.requests_per_second / base.load.requests_per_second
+    # A failed or never-sent request is not a fast one: it counts as infinitely slow.
+    open_latency = latency_summary(
+        opened.load.latencies, unfinished=opened.load.errors + opened.load.dropped
+    )
+    p99 = open_latency.get("p99")
+    checks = check_database(closed_pool.sent + open_pool.sent, acknowledged, errors)
+    if not checks["correct"]:
+        log(f"{NAME}: DATABASE CHECK FAILED: {checks}")
+    queries = queries_per_ipn()
+    meets_ratio = ratio >= TARGET_RATIO
+    meets_p99 = p99 is not None and p99 < TARGET_P99_MS
+    open_summary = opened.summary()
+    open_summary["latency_ms"] = open_latency
+    open_summary.update(
+        rate_per_s=OPEN_LOOP_RATE,
+        duration_s=sizes.open_loop_seconds,
+        generator_max_send_lag_ms=round(opened.load.max_send_lag * 1000, 2),
+        meets_p99_target=meets_p99,
+    )
+    return {
+        "ratio": round(ratio, 3),
+        "target": f"ratio >= {TARGET_RATIO}, and p99 < {TARGET_P99_MS:.0f} ms at "
+        f"{OPEN_LOOP_RATE:.0f} IPN/s (open loop)",
+        "baseline": "POST /bench/minimal/: a plain Django function view answering 'ok' "
+        "(text/plain) behind the same middleware, same server and run, same clients, "
+        "same signed body and headers",
+        "meets_target": meets_ratio and meets_p99,
+        "measured": {
+            "what": "closed loop: requests/s with the same connections for both; ratio = "
+            "IPN req/s / minimal req/s. Open loop: latency of fresh IPNs from their "
+            "scheduled send time (no coordinated omission).",
+            "server": f"{config.describe()}, DJANGO_DEBUG=0, {infra.database}; the same "
+            "server for the baseline",
+            "server_choice": SERVER_CHOICE if config == DEFAULT_SERVER else "BENCH_IPN_SERVER",
+            "meets_ratio_target": meets_ratio,
+            "meets_p99_target": meets_p99,
+            "p99_ms_at_200_per_s": open_latency.get("p99"),
+            "closed_loop": {
+                "connections": sizes.connections,
+                "rounds": sizes.rounds,
+                "seconds_per_round": sizes.seconds_per_round,
+                "ipn": ipn.summary(),
+                "minimal": base.summary(),
+            },
+            "open_loop": open_summary,
+            "database_check": checks,
+            "queries_per_request": queries,
+        },
+    }

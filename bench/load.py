@@ -1,0 +1,496 @@
+"""A load generator in pure Python: closed loop (throughput) and open loop (latency at a rate).
+
+Requests go over keep-alive `http.client` connections, one per thread, from
+a few generator processes (spawned, so they do not share this process's GIL
+or Django state). Each generator process reports its own CPU time: on a
+2-core machine the generator competes with the server, and the reader should
+see how much.
+
+- closed loop: N connections, each sends its next request as soon as the
+  previous answer is read, for a number of requests or seconds.
+- open loop: requests are scheduled at a fixed rate from a common start time;
+  latency is measured from the *scheduled* send time, so a slow answer that
+  delays the next send counts against the server (no coordinated omission).
+
+Everything is bounded: a count, a duration, and socket timeouts.
+"""
+
+from __future__ import annotations
+
+import http.client
+import math
+import multiprocessing
+import os
+import resource
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+SOCKET_TIMEOUT = 30.0
+START_MARGIN = 0.5  # seconds between handing out jobs and their common start
+# An open loop stops sending this long after its last scheduled request (an overloaded
+# server would otherwise keep it running): requests not sent by then count as dropped.
+OPEN_LOOP_GRACE = 10.0
+MAX_ERROR_SAMPLES = 5
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# A request on a reused keep-alive connection that the server had closed never
+# reached the application: it is sent again once on a new connection.
+RETRYABLE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One HTTP request, ready to send (headers without Host and Content-Length)."""
+
+    method: str
+    path: str
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Expect:
+    """What a successful answer looks like."""
+
+    status: int = 200
+    body_prefix: bytes = b""
+
+
+@dataclass(frozen=True)
+class Job:
+    """The work of one generator process."""
+
+    host: str
+    port: int
+    items: Sequence[Item]
+    repeat: bool  # cycle through `items` instead of sending each once
+    threads: int
+    start_at: float  # time.time() of the common start
+    expect: Expect
+    duration: float | None = None  # closed loop: stop sending after this many seconds
+    count: int | None = None  # at most this many requests (None: every item once, or no limit)
+    rate: float | None = None  # open loop: this process's requests per second
+    first_slot: float = 0.0  # open loop: seconds after start of this process's first request
+    give_up_after: float | None = None  # open loop: seconds after start to stop sending
+
+
+@dataclass
+class JobResult:
+    latencies: list[float] = field(default_factory=list)  # seconds, of successful requests
+    sent: int = 0  # items taken (sent or failed): with repeat=False, items[:sent] were used
+    dropped: int = 0  # open loop: scheduled requests never sent (the phase gave up)
+    ok: int = 0
+    errors: int = 0
+    error_samples: list[str] = field(default_factory=list)
+    reconnects: int = 0
+    started: float = 0.0  # time.time()
+    finished: float = 0.0
+    cpu_seconds: float = 0.0  # user + system of the generator process during the job
+    max_send_lag: float = 0.0  # open loop: how late the generator itself sent (seconds)
+
+
+@dataclass
+class LoadResult:
+    """Aggregated over every generator process of one phase."""
+
+    requests: int
+    ok: int
+    errors: int
+    elapsed: float
+    latencies: list[float]
+    generator_cpu_seconds: float
+    error_samples: list[str]
+    reconnects: int
+    max_send_lag: float
+    sent_per_job: list[int]
+    dropped: int = 0  # open loop: scheduled requests never sent (counted as infinitely slow)
+    machine_busy: float = 0.0  # CPU seconds the whole machine was busy from start to end
+
+    @property
+    def requests_per_second(self) -> float:
+        return self.ok / self.elapsed if self.elapsed > 0 else 0.0
+
+    def latency_ms(self) -> dict[str, float | None]:
+        return latency_summary(self.latencies, unfinished=self.dropped)
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "requests": self.requests,
+            "ok": self.ok,
+            "errors": self.errors,
+            "elapsed_s": round(self.elapsed, 3),
+            "requests_per_s": round(self.requests_per_second, 1),
+            "latency_ms": self.latency_ms(),
+            "generator_cpu_s": round(self.generator_cpu_seconds, 3),
+        }
+        if self.elapsed > 0 and self.machine_busy:
+            # Of the machine's cores, how many were busy on average (server, database, generator).
+            out["machine_busy_cores"] = round(self.machine_busy / self.elapsed, 2)
+        if self.reconnects:
+            out["reconnects"] = self.reconnects
+        if self.dropped:
+            out["dropped"] = self.dropped
+        if self.error_samples:
+            out["error_samples"] = self.error_samples
+        return out
+
+
+def percentile(ordered: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile of an ascending sequence."""
+    if not ordered:
+        return math.nan
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def latency_summary(latencies: Sequence[float], unfinished: int = 0) -> dict[str, float | None]:
+    """Percentiles in ms; `unfinished` requests count as infinitely slow (shown as null)."""
+    ordered = sorted(latencies) + [math.inf] * unfinished
+    if not ordered:
+        return {}
+
+    def ms(seconds: float) -> float | None:
+        return round(seconds * 1000, 2) if math.isfinite(seconds) else None
+
+    return {
+        "p50": ms(percentile(ordered, 50)),
+        "p90": ms(percentile(ordered, 90)),
+        "p99": ms(percentile(ordered, 99)),
+        "max": ms(ordered[-1]),
+        "mean": ms(sum(ordered) / len(ordered)),
+    }
+
+
+# --- inside a generator process ---------------------------------------------------
+
+
+class _Connection:
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.conn: http.client.HTTPConnection | None = None
+        self.reused = False
+        self.reconnects = 0
+
+    def send(self, item: Item) -> tuple[int, bytes]:
+        for attempt in (1, 2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=SOCKET_TIMEOUT)
+                self.reused = False
+            try:
+                self.conn.request(
+                    item.method, item.path, body=item.body, headers=dict(item.headers)
+                )
+                response = self.conn.getresponse()
+                body = response.read()
+            except RETRYABLE:
+                self.close()
+                if attempt == 2 or not self.reused:
+                    raise
+                self.reconnects += 1
+                continue
+            except Exception:
+                self.close()
+                raise
+            if response.will_close:
+                self.close()
+            else:
+                self.reused = True
+            return response.status, body
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        self.conn = None
+
+
+class _Items:
+    """Hands out items to the threads of one process: each exactly once, or cycled."""
+
+    def __init__(self, items: Sequence[Item], repeat: bool, count: int | None) -> None:
+        self.items = items
+        self.repeat = repeat
+        limit = count if count is not None else (None if repeat else len(items))
+        if not repeat and limit is not None:
+            limit = min(limit, len(items))
+        self.limit = limit
+        self.taken = 0
+        self.lock = threading.Lock()
+
+    def take(self, stop_at: float | None = None) -> tuple[int, Item] | None:
+        with self.lock:
+            if stop_at is not None and time.perf_counter() > stop_at:
+                return None
+            index = self.taken
+            if self.limit is not None and index >= self.limit:
+                return None
+            if not self.repeat and index >= len(self.items):
+                return None
+            self.taken += 1
+        return index, self.items[index % len(self.items)]
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_job(job: Job) -> JobResult:
+    """Run one process's share of a phase (called in a generator process)."""
+    result = JobResult()
+    items = _Items(job.items, job.repeat, job.count)
+    lock = threading.Lock()
+    # One clock for scheduling: perf_counter, anchored to the common wall-clock start.
+    start = time.perf_counter() + (job.start_at - time.time())
+    deadline = start + job.duration if job.duration is not None else None
+    open_loop = job.rate is not None
+
+    def record(latency: float | None, error: str | None, lag: float = 0.0) -> None:
+        with lock:
+            if error is None and latency is not None:
+                result.ok += 1
+                result.latencies.append(latency)
+            else:
+                result.errors += 1
+                if error and len(result.error_samples) < MAX_ERROR_SAMPLES:
+                    result.error_samples.append(error)
+            result.max_send_lag = max(result.max_send_lag, lag)
+
+    def one(connection: _Connection, item: Item, since: float) -> None:
+        try:
+            status, body = connection.send(item)
+        except Exception as exc:  # counted, not raised: a phase reports its errors
+            record(None, f"{type(exc).__name__}: {exc}"[:200])
+            return
+        latency = time.perf_counter() - since
+        if status != job.expect.status or not body.startswith(job.expect.body_prefix):
+            record(None, f"HTTP {status}: {body[:120]!r}")
+        else:
+            record(latency, None)
+
+    def closed_thread() -> None:
+        connection = _Connection(job.host, job.port)
+        try:
+            while deadline is None or time.perf_counter() < deadline:
+                taken = items.take()
+                if taken is None:
+                    return
+                one(connection, taken[1], time.perf_counter())
+        finally:
+            connection.close()
+            with lock:
+                result.reconnects += connection.reconnects
+
+    def open_thread() -> None:
+        assert job.rate is not None
+        interval = 1.0 / job.rate
+        stop_at = start + job.give_up_after if job.give_up_after is not None else None
+        connection = _Connection(job.host, job.port)
+        try:
+            while True:
+                taken = items.take(stop_at)
+                if taken is None:
+                    return
+                index, item = taken
+                scheduled = start + job.first_slot + index * interval
+                delay = scheduled - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                lag = time.perf_counter() - scheduled
+                try:
+                    status, body = connection.send(item)
+                except Exception as exc:
+                    record(None, f"{type(exc).__name__}: {exc}"[:200], lag)
+                    continue
+                latency = time.perf_counter() - scheduled  # from the scheduled time
+                if status != job.expect.status or not body.startswith(job.expect.body_prefix):
+                    record(None, f"HTTP {status}: {body[:120]!r}", lag)
+                else:
+                    record(latency, None, lag)
+        finally:
+            connection.close()
+            with lock:
+                result.reconnects += connection.reconnects
+
+    target = open_thread if open_loop else closed_thread
+    threads = [threading.Thread(target=target, daemon=True) for _ in range(job.threads)]
+    delay = start - time.perf_counter()
+    if delay > 0:
+        time.sleep(delay)
+    cpu_before = _cpu()
+    result.started = time.time()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    result.finished = time.time()
+    result.cpu_seconds = _cpu() - cpu_before
+    result.sent = items.taken
+    if items.limit is not None:
+        result.dropped = items.limit - items.taken if open_loop else 0
+    return result
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy (all cores) since boot, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        values = [int(v) for v in stat.readline().split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    return (sum(values[:8]) - idle) / CLOCK_TICKS  # guest time is already in user
+
+
+def _ready() -> bool:
+    return True
+
+
+# --- in the benchmark process -----------------------------------------------------
+
+
+class LoadGenerator:
+    """A pool of generator processes, kept for a whole benchmark (spawned once).
+
+    Use as a context manager; `closed_loop` and `open_loop` split the work
+    evenly over the processes and aggregate what they measured.
+    """
+
+    def __init__(self, host: str, port: int, *, processes: int = 2) -> None:
+        self.host, self.port, self.processes = host, port, processes
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> LoadGenerator:
+        context = multiprocessing.get_context("spawn")
+        self._pool = ProcessPoolExecutor(max_workers=self.processes, mp_context=context)
+        # Start every process now, not inside the first measured phase.
+        for future in [self._pool.submit(_ready) for _ in range(self.processes * 2)]:
+            future.result(timeout=60)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def _run(self, jobs: list[Job], timeout: float) -> LoadResult:
+        assert self._pool is not None, "use LoadGenerator as a context manager"
+        futures = [self._pool.submit(run_job, job) for job in jobs]
+        delay = jobs[0].start_at - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        busy_before = machine_busy_seconds()
+        results = [future.result(timeout=timeout) for future in futures]
+        busy = machine_busy_seconds() - busy_before
+        latencies = [latency for r in results for latency in r.latencies]
+        samples = [s for r in results for s in r.error_samples][:MAX_ERROR_SAMPLES]
+        started = min(r.started for r in results)
+        finished = max(r.finished for r in results)
+        return LoadResult(
+            requests=sum(r.ok + r.errors for r in results),
+            ok=sum(r.ok for r in results),
+            errors=sum(r.errors for r in results),
+            elapsed=finished - started,
+            latencies=latencies,
+            generator_cpu_seconds=sum(r.cpu_seconds for r in results),
+            error_samples=samples,
+            reconnects=sum(r.reconnects for r in results),
+            max_send_lag=max(r.max_send_lag for r in results),
+            sent_per_job=[r.sent for r in results],
+            dropped=sum(r.dropped for r in results),
+            machine_busy=busy,
+        )
+
+    def split(self, items: Sequence[Item]) -> list[list[Item]]:
+        """Items dealt round-robin to the processes (process k gets items k, k+P, ...)."""
+        return [list(items[k :: self.processes]) for k in range(self.processes)]
+
+    def closed_loop(
+        self,
+        items: Sequence[Item],
+        *,
+        connections: int,
+        expect: Expect,
+        repeat: bool = False,
+        count: int | None = None,
+        duration: float | None = None,
+    ) -> LoadResult:
+        """`connections` connections in a closed loop, for `count` requests and/or `duration` s.
+
+        With repeat=False every item is sent at most once; process k sends from
+        `split(items)[k]`, and LoadResult.sent_per_job says how many it used.
+        """
+        if count is None and duration is None and repeat:
+            raise ValueError("a repeating closed loop needs a count or a duration")
+        if connections < self.processes:
+            raise ValueError("at least one connection per generator process")
+        start_at = time.time() + START_MARGIN
+        shares = self.split(items) if not repeat else [list(items)] * self.processes
+        jobs = []
+        for k in range(self.processes):
+            threads = connections // self.processes + (k < connections % self.processes)
+            share_count = (
+                None if count is None else count // self.processes + (k < count % self.processes)
+            )
+            jobs.append(
+                Job(
+                    host=self.host,
+                    port=self.port,
+                    items=shares[k],
+                    repeat=repeat,
+                    threads=threads,
+                    start_at=start_at,
+                    expect=expect,
+                    duration=duration,
+                    count=share_count,
+                )
+            )
+        bound = (duration or 0) + 120 + (count or 0) * 0.5
+        return self._run(jobs, timeout=bound)
+
+    def open_loop(
+        self,
+        items: Sequence[Item],
+        *,
+        rate: float,
+        duration: float,
+        connections: int,
+        expect: Expect,
+        repeat: bool = False,
+    ) -> LoadResult:
+        """`rate` requests per second for `duration` seconds, from a fixed schedule.
+
+        Request i of the whole phase is due at start + i / rate; process k owns
+        the requests i = k, k+P, ... Latency counts from the due time.
+        """
+        total = int(rate * duration)
+        if not repeat and len(items) < total:
+            raise ValueError(f"open loop needs {total} items, got {len(items)}")
+        start_at = time.time() + START_MARGIN * 2
+        shares = self.split(items[:total]) if not repeat else [list(items)] * self.processes
+        jobs = []
+        for k in range(self.processes):
+            slots = len(range(k, total, self.processes))
+            threads = connections // self.processes + (k < connections % self.processes)
+            jobs.append(
+                Job(
+                    host=self.host,
+                    port=self.port,
+                    items=shares[k],
+                    repeat=repeat,
+                    threads=threads,
+                    start_at=start_at,
+                    expect=expect,
+                    count=slots,
+                    rate=rate / self.processes,
+                    first_slot=k / rate,
+                    give_up_after=duration + OPEN_LOOP_GRACE,
+                )
+            )
+        return self._run(jobs, timeout=duration + OPEN_LOOP_GRACE + 2 * SOCKET_TIMEOUT + 30)
+
+
+def used_items(items: Sequence[Item], processes: int, sent_per_job: list[int]) -> Iterator[int]:
+    """Indexes into `items` of the items a non-repeating phase used (sent or failed)."""
+    for k, sent in enumerate(sent_per_job):
+        yield from range(k, len(items), processes)[:sent]

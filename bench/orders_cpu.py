@@ -1,0 +1,258 @@
+"""orders_cpu: server CPU per POST /api/orders/ ÷ server CPU per a minimal DRF view.
+
+Target ≤ 2.0. The service runs in one gunicorn server (the Procfile's web
+process: gthread, 2 workers x 8 threads, DJANGO_DEBUG=0, PostgreSQL) and
+the sandbox gateway in another, on loopback, so that the sandbox's CPU is
+not counted. Every order create does the whole job: validate, insert the
+order, take a nonce, sign, call merchant/order/create at the sandbox over
+HTTP, store the answer, record the transition, render the output.
+
+The baseline is /bench/minimal-drf/: an APIView with the same default
+authentication and permission classes (token auth, IsAuthenticated),
+answering {"ok": true}, in the same server, same run, same clients and the
+same request body. Phases alternate (minimal, orders, minimal, orders) so
+that drift of a noisy machine hits both.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from bench.common import (
+    Phase,
+    combine,
+    counting_queries,
+    measure,
+    progress,
+    require_success,
+    wait_for_idle,
+)
+from bench.load import Expect, Item, LoadGenerator, LoadResult
+from bench.servers import HOST, Infrastructure, Server, ServerConfig, log
+
+NAME = "orders_cpu"
+TARGET = 2.0
+SERVICE = ServerConfig(workers=2, worker_class="gthread", threads=8)  # the Procfile's web
+SANDBOX = ServerConfig(workers=2, worker_class="gthread", threads=4)
+ORDER_CREATE_LINE = re.compile(rb'"POST [^"]*/merchant/order/create[^"]*" (\d{3}) ')
+
+
+@dataclass(frozen=True)
+class Sizes:
+    clients: int
+    rounds: int
+    orders_per_round: int
+    minimal_per_round: int
+    warmup_orders: int
+    warmup_minimal: int
+
+
+FULL = Sizes(
+    clients=4,
+    rounds=2,
+    orders_per_round=200,
+    minimal_per_round=500,
+    warmup_orders=80,
+    warmup_minimal=300,
+)
+QUICK = Sizes(
+    clients=4,
+    rounds=1,
+    orders_per_round=60,
+    minimal_per_round=200,
+    warmup_orders=20,
+    warmup_minimal=60,
+)
+
+
+def _api_token() -> str:
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    user, _ = get_user_model().objects.get_or_create(username="bench-shop")
+    token, _ = Token.objects.get_or_create(user=user)
+    return str(token.key)
+
+
+def _order_body(service: Server, index: int) -> bytes:
+    return json.dumps(
+        {
+            "reference": f"bench-{index:06d}",
+            "amount": "12.50",
+            "currency": "USD",
+            "description": "Benchmark order",
+            "return_success": f"{service.url}/shop/thanks",
+            "return_failure": f"{service.url}/shop/cart",
+        }
+    ).encode()
+
+
+def _headers(token: str) -> tuple[tuple[str, str], ...]:
+    return (
+        ("Authorization", f"Token {token}"),
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json"),
+        ("User-Agent", "merchant-bench"),
+    )
+
+
+def _gateway_calls(sandbox: Server) -> dict[str, int]:
+    """merchant/order/create calls the sandbox answered so far, by HTTP status."""
+    try:
+        lines = sandbox.access_log_path.read_bytes().splitlines()
+    except OSError:
+        return {}
+    statuses: dict[str, int] = {}
+    for line in lines:
+        match = ORDER_CREATE_LINE.search(line)
+        if match:
+            status = match.group(1).decode()
+            statuses[status] = statuses.get(status, 0) + 1
+    return statuses
+
+
+def _calls_between(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {
+        k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) != before.get(k, 0)
+    }
+
+
+def _queries(service: Server, sandbox: Server, token: str) -> dict[str, Any]:
+    """Queries of one order create and one minimal DRF request, in this process."""
+    from django.test import Client, override_settings
+
+    client = Client(HTTP_HOST=HOST, HTTP_AUTHORIZATION=f"Token {token}")
+    gateway = {
+        "GATEWAY_API_URL": f"{sandbox.url}/sandbox/api/",
+        "GATEWAY_PAYMENT_HOST": f"{sandbox.url}/sandbox",
+        "PUBLIC_BASE_URL": service.url,
+    }
+    found: dict[str, Any] = {}
+    with override_settings(**gateway):
+        for name, path, status in (
+            ("order_create", "/api/orders/", 201),
+            ("minimal_drf", "/bench/minimal-drf/", 200),
+        ):
+            client.post(path, _order_body(service, 999_000), content_type="application/json")
+            with counting_queries() as count:
+                response = client.post(
+                    path, _order_body(service, 999_001), content_type="application/json"
+                )
+            if response.status_code != status:
+                raise RuntimeError(
+                    f"{path}: HTTP {response.status_code} {response.content[:200]!r}"
+                )
+            found[name] = count.summary()
+    return found
+
+
+def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
+    from django.db.models import Count
+
+    from payments.models import Order
+    from sandbox.accounts import ensure_configured_account
+
+    sizes = QUICK if quick else FULL
+    token = _api_token()
+    ensure_configured_account()  # the sandbox account of the service's key
+    sandbox = infra.start_server("sandbox", SANDBOX, access_log=True, SANDBOX_ENABLED="1")
+    service = infra.start_server(
+        "service-orders",
+        SERVICE,
+        GATEWAY_API_URL=f"{sandbox.url}/sandbox/api/",
+        GATEWAY_PAYMENT_HOST=f"{sandbox.url}/sandbox",
+    )
+    headers = _headers(token)
+    minimal = [Item("POST", "/bench/minimal-drf/", _order_body(service, 0), headers)]
+    made = 0
+
+    def new_orders(n: int) -> list[Item]:
+        nonlocal made
+        first, made = made, made + n
+        return [
+            Item("POST", "/api/orders/", _order_body(service, i), headers)
+            for i in range(first, made)
+        ]
+
+    pg = infra.postgres_meter()
+    others = {"sandbox": sandbox}
+    order_phases: list[Phase] = []
+    minimal_phases: list[Phase] = []
+    calls: dict[str, int] = {}
+    with LoadGenerator(HOST, service.port, processes=2) as gen:
+
+        def send_minimal(count: int) -> LoadResult:
+            return gen.closed_loop(
+                minimal, connections=sizes.clients, expect=Expect(200), repeat=True, count=count
+            )
+
+        def send_orders(items: list[Item]) -> LoadResult:
+            return gen.closed_loop(items, connections=sizes.clients, expect=Expect(201))
+
+        log(f"{NAME}: warm-up")
+        require_success("warm-up", send_minimal(sizes.warmup_minimal))
+        require_success("warm-up", send_orders(new_orders(sizes.warmup_orders)))
+        for round_ in range(sizes.rounds):
+            wait_for_idle()
+            phase = measure(
+                f"minimal_drf[{round_}]",
+                service,
+                partial(send_minimal, sizes.minimal_per_round),
+                others=others,
+                postgres=pg,
+            )
+            log(f"{NAME}: {progress(phase)}")
+            minimal_phases.append(phase)
+            wait_for_idle()
+            calls_before = _gateway_calls(sandbox)
+            phase = measure(
+                f"order_create[{round_}]",
+                service,
+                partial(send_orders, new_orders(sizes.orders_per_round)),
+                others=others,
+                postgres=pg,
+            )
+            wait_for_idle(1.0)  # the sandbox writes its access log after answering
+            for status, n in _calls_between(calls_before, _gateway_calls(sandbox)).items():
+                calls[status] = calls.get(status, 0) + n
+            log(f"{NAME}: {progress(phase)}")
+            order_phases.append(phase)
+
+    created = combine("order_create", order_phases)
+    base = combine("minimal_drf", minimal_phases)
+    ratio = created.cpu_per_request_ms() / base.cpu_per_request_ms()
+    statuses = {
+        row["status"]: row["n"] for row in Order.objects.values("status").annotate(n=Count("id"))
+    }
+    queries = _queries(service, sandbox, token)
+    gateway_ok = calls.get("200", 0)
+    order_summary = created.summary()
+    order_summary["gateway_calls"] = calls
+    if created.load.ok:
+        order_summary["gateway_calls_per_order"] = round(sum(calls.values()) / created.load.ok, 3)
+    order_summary["gateway_stale_nonce_retries"] = sum(calls.values()) - gateway_ok
+    return {
+        "ratio": round(ratio, 3),
+        "target": f"<= {TARGET}",
+        "baseline": "POST /bench/minimal-drf/: a DRF APIView with the default authentication "
+        "(TokenAuthentication, SessionAuthentication) and permission (IsAuthenticated) "
+        'classes answering {"ok": true}; same server, same run, same clients and body',
+        "meets_target": ratio <= TARGET,
+        "measured": {
+            "what": "server CPU (user+system of the gunicorn master and workers, /proc) per "
+            "request; ratio = CPU per order create / CPU per minimal DRF request",
+            "server": f"{SERVICE.describe()}, DJANGO_DEBUG=0, {infra.database}",
+            "sandbox": f"separate server ({SANDBOX.describe()}) on loopback; its CPU is "
+            "reported but not counted",
+            "clients": sizes.clients,
+            "rounds": sizes.rounds,
+            "order_create": order_summary,
+            "minimal_drf": base.summary(),
+            "orders_in_database_by_status": statuses,
+            "queries_per_request": queries,
+        },
+    }
