@@ -9,7 +9,7 @@ PORT   ?= 8000
 PUBLIC_BASE_URL ?= http://$(HOST):$(PORT)
 export HOST PORT PUBLIC_BASE_URL
 
-.PHONY: run test lint bench install clean help
+.PHONY: run test lint bench install clean help browser
 .DEFAULT_GOAL := help
 
 help:
@@ -46,8 +46,21 @@ run: $(VENV)/.run-deps
 	@echo ""
 	$(BIN)/honcho start --port $(PORT) --procfile Procfile
 
-test: $(VENV)/.all-deps
+test: $(VENV)/.all-deps browser
 	$(BIN)/pytest
+
+# The browser tests drive Debian's Chromium (Playwright's own download cannot work here).
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing Debian's chromium for the browser tests ..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "Chromium is missing at $(CHROMIUM): the browser tests will fail." \
+	         "Install it (apt-get install chromium) or set CHROMIUM=/path/to/chromium."; \
+	  fi; \
+	fi
 
 lint: $(VENV)/.all-deps
 	$(BIN)/ruff check .
