@@ -16,6 +16,7 @@ from django.db import DatabaseError
 
 from payments.gateway.errors import GatewayUnavailable
 from payments.services import webhooks
+from payments.services.dashboard import dashboard_summary_refresh
 from payments.services.runs import reconciliation_run
 
 # --- Shop webhooks ------------------------------------------------------------
@@ -70,3 +71,15 @@ def run_sweep(sweep: str, chunk_size: int | None = None) -> dict[str, int]:
     if chunk_size:
         return reconciliation_run(sweep=sweep, chunk_size=chunk_size).counts
     return reconciliation_run(sweep=sweep).counts
+
+
+# --- The admin dashboard --------------------------------------------------------
+#
+# Queued by the dashboard when its summary is older than a minute (at most one at
+# a time); the summary is one row, so two refreshes racing only write it twice.
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def refresh_dashboard_summary() -> int:
+    """Recompute the dashboard's summary figures; returns how long it took (ms)."""
+    return dashboard_summary_refresh().duration_ms

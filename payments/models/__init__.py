@@ -1,13 +1,22 @@
 """The payments app's tables, one module per concern."""
 
+from payments.models.dashboard import DashboardSummary
 from payments.models.nonces import GatewayNonce
 from payments.models.notifications import Notification, RejectedNotification
-from payments.models.orders import IdempotencyKey, Order, OrderFlag, OrderTransition
+from payments.models.orders import (
+    FlagReview,
+    IdempotencyKey,
+    Order,
+    OrderFlag,
+    OrderTransition,
+)
 from payments.models.payments import Payment
 from payments.models.reconciliation import LedgerCheckpoint, ReconciliationRun
 from payments.models.webhooks import ShopEvent, ShopEventAttempt
 
 __all__ = (
+    "DashboardSummary",
+    "FlagReview",
     "GatewayNonce",
     "IdempotencyKey",
     "LedgerCheckpoint",

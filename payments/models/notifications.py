@@ -31,7 +31,7 @@ class Notification(models.Model):
     headers = models.JSONField(default=dict)  # without Rest-Sign
     remote_addr = models.GenericIPAddressField(null=True, blank=True)
     transaction = models.UUIDField(null=True, blank=True, db_index=True)
-    payment_id = models.UUIDField(null=True, blank=True)
+    payment_id = models.UUIDField(null=True, blank=True, db_index=True)  # admin search
     status = models.CharField(max_length=16, blank=True)
     order = models.ForeignKey(
         Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="notifications"

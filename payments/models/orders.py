@@ -51,11 +51,24 @@ class Order(models.Model):
     )
     created = models.DateTimeField(default=timezone.now, db_index=True)
     updated = models.DateTimeField(auto_now=True)
+    # How many of its flags nobody has reviewed yet: kept by the services (order_flag
+    # counts up, flags_mark_reviewed recounts), so that "flagged" is an indexed filter.
+    open_flags = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ("-created", "-id")
-        # The expiry sweep walks (status, deadline, id) in keyset order.
-        indexes = [models.Index(fields=["status", "deadline", "id"], name="order_status_deadline")]
+        indexes = [
+            # The expiry sweep walks (status, deadline, id) in keyset order.
+            models.Index(fields=["status", "deadline", "id"], name="order_status_deadline"),
+            # The admin's changelist filters, newest first, without a sort: an index scan.
+            models.Index(fields=["status", "created", "id"], name="order_status_created"),
+            models.Index(fields=["currency", "created", "id"], name="order_currency_created"),
+            models.Index(
+                fields=["created", "id"],
+                name="order_flagged_created",
+                condition=models.Q(open_flags__gt=0),
+            ),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(amount_int__gt=0), name="order_amount_positive"
@@ -108,10 +121,43 @@ class OrderFlag(models.Model):
 
     class Meta:
         ordering = ("created", "id")
-        indexes = [models.Index(fields=["reviewed_at", "kind"], name="flag_open_kind")]
+        indexes = [
+            models.Index(fields=["reviewed_at", "kind"], name="flag_open_kind"),
+            # The dashboard's queue: the newest open flags, an index scan however many.
+            models.Index(
+                fields=["created", "id"],
+                name="flag_open_created",
+                condition=models.Q(reviewed_at__isnull=True),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.detail}"
+
+
+class FlagReview(models.Model):
+    """The audit trail of flag reviews: who marked which flag reviewed, when, and why.
+
+    Append-only, written by `payments.services.review.flags_mark_reviewed` in the
+    transaction that sets the flag's own `reviewed_*` fields; the admin shows it
+    and lets nobody change or delete it. `reviewer_name` keeps the username
+    should the user be deleted later.
+    """
+
+    flag = models.ForeignKey(OrderFlag, on_delete=models.CASCADE, related_name="reviews")
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="flag_reviews")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewer_name = models.CharField(max_length=150)
+    comment = models.TextField()
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ("-created", "-id")
+
+    def __str__(self) -> str:
+        return f"{self.reviewer_name} reviewed {self.flag_id} at {self.created:%Y-%m-%d %H:%M}"
 
 
 class IdempotencyKey(models.Model):

@@ -43,6 +43,11 @@ class Payment(models.Model):
 
     class Meta:
         ordering = ("created", "id")
+        indexes = [
+            # The admin lists payments newest first; the dashboard's revenue reads by paid_at.
+            models.Index(fields=["created", "id"], name="payment_created"),
+            models.Index(fields=["status", "paid_at"], name="payment_status_paid_at"),
+        ]
 
     def __str__(self) -> str:
         amount = display(self.amount_int, self.currency) if self.amount_int else "-"

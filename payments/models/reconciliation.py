@@ -36,6 +36,8 @@ class ReconciliationRun(models.Model):
 
     class Meta:
         ordering = ("-started", "-id")
+        # The dashboard reads the last run of each sweep.
+        indexes = [models.Index(fields=["sweep", "started"], name="run_sweep_started")]
 
     def __str__(self) -> str:
         return f"{self.sweep} {self.started:%Y-%m-%d %H:%M} ({self.status})"

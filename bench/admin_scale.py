@@ -1,0 +1,475 @@
+"""admin_scale: admin changelist and dashboard time at 1,000,000 orders ÷ at 10,000 orders.
+
+Target ≤ 1.5 for every page measured; `ratio` is the worst page's.
+
+One run, one database (PostgreSQL `merchant_bench`, DJANGO_DEBUG=0): the
+payments tables are emptied, 10,000 orders are seeded and the pages timed,
+then 990,000 more orders are seeded (1,000,000 in all) and the same pages
+timed again. Orders are written with COPY through psycopg (text format,
+built in this process); the rows that follow from them are set-based
+INSERT ... SELECT in the server: a payment per paid order, three
+notifications per order (3,000,000 at the large size), open flags on 1% of
+the orders and reviewed ones on another 1%. Both sizes spread over the same
+365 days, so the large one is 100 times denser. VACUUM ANALYZE follows each
+load, as autovacuum would.
+
+Pages, each a GET through Django's test client in this process (logged in
+as a superuser; the same middleware, templates and queries as a server):
+the order changelist unfiltered, filtered by status, filtered by flagged,
+searched by reference; the payment and notification changelists; the
+dashboard (its summary row refreshed first, as the background task keeps
+it). Rounds interleave the pages; each page's time is the median of its
+rounds. The summary refresh (background work, not on the request path) is
+timed and reported too, as are queries per page.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from itertools import islice
+from typing import Any
+
+from bench.common import counting_queries
+from bench.servers import HOST, BenchError, Infrastructure, log
+
+NAME = "admin_scale"
+TARGET = 1.5
+SPAN = timedelta(days=365)
+COPY_CHUNK_ROWS = 50_000
+PAYMENTS_TABLES = (
+    "payments_flagreview",
+    "payments_orderflag",
+    "payments_ordertransition",
+    "payments_notification",
+    "payments_payment",
+    "payments_shopeventattempt",
+    "payments_shopevent",
+    "payments_idempotencykey",
+    "payments_order",
+    "payments_reconciliationrun",
+    "payments_rejectednotification",
+    "payments_dashboardsummary",
+)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    small: int
+    large: int
+    notifications_per_order: int
+    rounds: int
+    warmup_rounds: int
+
+
+FULL = Sizes(small=10_000, large=1_000_000, notifications_per_order=3, rounds=15, warmup_rounds=3)
+# Quick: the same small size (a flagged page holds as many rows as at full size).
+QUICK = Sizes(small=10_000, large=100_000, notifications_per_order=3, rounds=5, warmup_rounds=2)
+
+# status by i % 100, as a shop's history looks: mostly paid or expired.
+STATUS_BUCKETS = [
+    ("paid", 60), ("expired", 25), ("cancelled", 4), ("failed", 3),
+    ("confirming", 1), ("awaiting_payment", 5), ("created", 2),
+]  # fmt: skip
+STATUS_OF = [status for status, n in STATUS_BUCKETS for _ in range(n)]
+CURRENCY_OF = ["BTC"] * 50 + ["USD"] * 30 + ["EUR"] * 20
+AMOUNT_OF = {"BTC": 12_345_678, "USD": 1_250_000, "EUR": 980_000}
+OPEN_FLAG_BUCKET = 7  # i % 100: an open flag (1%)
+REVIEWED_FLAG_BUCKET = 13  # i % 100: a reviewed flag (1%)
+
+
+def _pages(search_reference: str) -> list[tuple[str, str]]:
+    return [
+        ("orders", "/admin/payments/order/"),
+        ("orders_by_status", "/admin/payments/order/?status__exact=paid"),
+        ("orders_flagged", "/admin/payments/order/?flagged=yes"),
+        ("orders_search", f"/admin/payments/order/?q={search_reference}"),
+        ("payments", "/admin/payments/payment/"),
+        ("notifications", "/admin/payments/notification/"),
+        ("dashboard", "/admin/payments/order/dashboard/"),
+    ]
+
+
+# --- seeding -------------------------------------------------------------------------
+
+
+class _Stamps:
+    """timestamptz text of whole epoch seconds, fast (a million rows need three each)."""
+
+    def __init__(self) -> None:
+        self.days: dict[int, str] = {}
+
+    def __call__(self, epoch: int) -> str:
+        day, rest = divmod(epoch, 86_400)
+        text = self.days.get(day)
+        if text is None:
+            text = self.days[day] = time.strftime("%Y-%m-%d ", time.gmtime(day * 86_400))
+        hours, rest = divmod(rest, 3600)
+        minutes, seconds = divmod(rest, 60)
+        return f"{text}{hours:02d}:{minutes:02d}:{seconds:02d}+00"
+
+
+def _order_lines(prefix: str, count: int, now: datetime) -> Iterator[str]:
+    """COPY text lines of payments_order, newest first over SPAN (ids: random 128 bits)."""
+    stamp = _Stamps()
+    newest = int(now.timestamp()) - 60
+    span = int(SPAN.total_seconds())
+    for start in range(0, count, COPY_CHUNK_ROWS):
+        ids = os.urandom(32 * min(COPY_CHUNK_ROWS, count - start)).hex()
+        for j, i in enumerate(range(start, min(start + COPY_CHUNK_ROWS, count))):
+            status = STATUS_OF[(i * 37) % 100]
+            currency = CURRENCY_OF[(i * 53) % 100]
+            created = newest - span * (2 * i + 1) // (2 * count)
+            created_text = stamp(created)
+            open_flags = 1 if i % 100 == OPEN_FLAG_BUCKET else 0
+            order_id, transaction = ids[64 * j : 64 * j + 32], ids[64 * j + 32 : 64 * j + 64]
+            yield (
+                f"{order_id}\t{prefix}{i:07d}\t{AMOUNT_OF[currency]}\t{currency}\tBench order"
+                f"\t\t\t\tf\tf\tf\tf\t{transaction}\thttp://127.0.0.1/pay/{i}\t{status}\t\t"
+                f"{stamp(created + 3600)}\t\\N\t{created_text}\t{created_text}\t{open_flags}\n"
+            )
+
+
+ORDER_COLUMNS = (
+    "id, reference, amount_int, currency, description, data, return_success, return_failure, "
+    "multipay, instant_only, email, autosell, transaction, payment_url, status, "
+    "failure_reason, deadline, created_by_id, created, updated, open_flags"
+)
+
+
+def _copy_orders(conn: Any, prefix: str, count: int, now: datetime) -> None:
+    lines = _order_lines(prefix, count, now)
+    with (
+        conn.cursor() as cur,
+        cur.copy(f"COPY payments_order ({ORDER_COLUMNS}) FROM STDIN") as copy,
+    ):
+        while chunk := "".join(islice(lines, COPY_CHUNK_ROWS)):
+            copy.write(chunk)
+
+
+def _derive(conn: Any, prefix: str, notifications_per_order: int) -> None:
+    """Payments, notifications and flags of the orders just copied (set-based, in the server)."""
+    like = f"{prefix}%"
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            INSERT INTO payments_payment (payment_id, order_id, status, amount_int, currency,
+                method, paid_at, source, created, updated)
+            SELECT md5(id::text)::uuid, id, 'paid', amount_int, currency, 'MTGOXBTC',
+                created + interval '5 minutes', 'ipn', created + interval '5 minutes',
+                created + interval '5 minutes'
+            FROM payments_order WHERE reference LIKE %s AND status = 'paid'
+            """,
+            [like],
+        )
+        # Three notifications an order: partial then paid (applied), and the paid one
+        # again from another delivery (duplicate); a few late, a few flagged.
+        cur.execute(
+            """
+            INSERT INTO payments_notification (body, body_sha256, headers, remote_addr,
+                transaction, payment_id, status, order_id, outcome, detail, needs_review,
+                times_received, received_at, last_received_at, applied_at)
+            SELECT convert_to('id=' || o.transaction || '&payment_id=' || pid.v
+                    || '&status=' || st.v || '&amount=' || o.amount_int || '&currency='
+                    || o.currency || '&method=MTGOXBTC&date=2026-01-01+00%%3A00%%3A00'
+                    || '&n=' || g.n, 'UTF8'),
+                md5(o.id::text || '/' || g.n) || md5(g.n || '/' || o.id::text),
+                '{}'::jsonb, '127.0.0.1', o.transaction, pid.v, st.v, o.id,
+                CASE WHEN g.n = 3 THEN 'duplicate'
+                     WHEN abs(hashtext(o.id::text)) %% 1000 = 1 THEN 'flagged'
+                     ELSE 'applied' END,
+                '', abs(hashtext(o.id::text)) %% 1000 = 1, 1,
+                o.created + g.n * interval '1 minute', o.created + g.n * interval '1 minute',
+                o.created + g.n * interval '1 minute'
+                    + CASE WHEN abs(hashtext(o.id::text)) %% 500 = 3
+                           THEN interval '5 minutes' ELSE interval '30 milliseconds' END
+            FROM payments_order o
+            CROSS JOIN generate_series(1, %s) AS g(n)
+            CROSS JOIN LATERAL (SELECT md5(o.id::text)::uuid AS v) AS pid
+            CROSS JOIN LATERAL (SELECT CASE WHEN g.n = 1 THEN 'partial' ELSE 'paid' END AS v) AS st
+            WHERE o.reference LIKE %s
+            """,
+            [notifications_per_order, like],
+        )
+        cur.execute(
+            """
+            INSERT INTO payments_orderflag (order_id, kind, detail, created, reviewed_at,
+                reviewed_by_id, review_comment)
+            SELECT id, CASE WHEN open_flags > 0 THEN 'overpaid' ELSE 'late' END,
+                'seeded for the benchmark', created + interval '10 minutes',
+                CASE WHEN open_flags > 0 THEN NULL ELSE created + interval '1 day' END,
+                NULL, CASE WHEN open_flags > 0 THEN '' ELSE 'checked' END
+            FROM payments_order
+            WHERE reference LIKE %s
+              AND (open_flags > 0 OR substr(reference, length(reference) - 1) = %s)
+            """,
+            [like, f"{REVIEWED_FLAG_BUCKET:02d}"],
+        )
+
+
+def _seed_constant(conn: Any, now: datetime) -> None:
+    """Rows that do not grow with orders: sweep runs (30 days of them) and rejected requests."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            INSERT INTO payments_reconciliationrun (sweep, dry_run, status, counts, error,
+                started, finished)
+            SELECT s.sweep, false, 'done', jsonb_build_object('examined', g.n %% 7),
+                '', %s - g.n * interval '10 minutes', %s - g.n * interval '10 minutes'
+                    + interval '2 seconds'
+            FROM generate_series(1, 4320) AS g(n)
+            CROSS JOIN (VALUES ('apply_pending'), ('expire'), ('stuck'), ('ledger')) AS s(sweep)
+            """,
+            [now, now],
+        )
+        cur.execute(
+            """
+            INSERT INTO payments_rejectednotification (window_start, reason, remote_addr,
+                count, sample, last_seen)
+            SELECT date_trunc('minute', %s - g.n * interval '1 minute'), 'bad_signature',
+                '10.0.0.' || (g.n %% 200), 1 + g.n %% 5, '', %s - g.n * interval '1 minute'
+            FROM generate_series(1, 3000) AS g(n)
+            """,
+            [now, now],
+        )
+
+
+def _vacuum_analyze(conn: Any) -> None:
+    with conn.cursor() as cur:
+        for table in PAYMENTS_TABLES:
+            cur.execute(f"VACUUM (ANALYZE) {table}")
+
+
+LOADED_TABLES = (
+    "payments_order",
+    "payments_payment",
+    "payments_notification",
+    "payments_orderflag",
+)
+
+
+def _secondary_indexes(conn: Any, table: str) -> list[tuple[str, str, str, str]]:
+    """(index, index definition, unique constraint or "", its definition) but the primary key."""
+    return list(
+        conn.execute(
+            """
+            SELECT ci.relname, pg_get_indexdef(i.indexrelid), coalesce(con.conname, ''),
+                coalesce(pg_get_constraintdef(con.oid), '')
+            FROM pg_index i
+            JOIN pg_class ci ON ci.oid = i.indexrelid
+            LEFT JOIN pg_constraint con
+                ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid
+                AND con.contype = 'u'
+            WHERE i.indrelid = %s::regclass AND NOT i.indisprimary
+            """,
+            [table],
+        ).fetchall()
+    )
+
+
+def _drop_indexes(conn: Any) -> list[tuple[str, str, str, str, str]]:
+    """Drop the loaded tables' secondary indexes (a bulk load builds them faster afterwards)."""
+    from psycopg import sql
+
+    dropped = []
+    for table in LOADED_TABLES:
+        for index, index_def, constraint, constraint_def in _secondary_indexes(conn, table):
+            if constraint:
+                conn.execute(
+                    sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+                        sql.Identifier(table), sql.Identifier(constraint)
+                    )
+                )
+            else:
+                conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(index)))
+            dropped.append((table, index, index_def, constraint, constraint_def))
+    return dropped
+
+
+def _create_indexes(conn: Any, dropped: list[tuple[str, str, str, str, str]]) -> None:
+    from psycopg import sql
+
+    for table, _, index_def, constraint, constraint_def in dropped:
+        if constraint:
+            conn.execute(
+                sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} ").format(
+                    sql.Identifier(table), sql.Identifier(constraint)
+                )
+                + sql.SQL(constraint_def)  # from pg_get_constraintdef
+            )
+        else:
+            conn.execute(index_def)
+
+
+def _seed(infra: Infrastructure, prefix: str, count: int, sizes: Sizes) -> dict[str, float]:
+    """Load `count` orders and what follows from them; returns the seconds of each step.
+
+    The secondary indexes are dropped during the load and built again after it,
+    and foreign keys are not checked row by row (session_replication_role =
+    replica): the rows are consistent by construction, and a bulk load is
+    several times faster so. Both sizes load the same way.
+    """
+    import psycopg
+
+    now = datetime.now(UTC)
+    timings: dict[str, float] = {}
+    with psycopg.connect(infra.database_url, autocommit=True) as conn:
+        conn.execute("SET synchronous_commit = off")
+        conn.execute("SET maintenance_work_mem = '512MB'")
+        conn.execute("SET session_replication_role = replica")
+        began = time.monotonic()
+        with conn.transaction():
+            dropped = _drop_indexes(conn)
+            _copy_orders(conn, prefix, count, now)
+            timings["copy_orders_s"] = time.monotonic() - began
+            began = time.monotonic()
+            _derive(conn, prefix, sizes.notifications_per_order)
+            timings["derived_rows_s"] = time.monotonic() - began
+            began = time.monotonic()
+            _create_indexes(conn, dropped)
+            timings["create_indexes_s"] = time.monotonic() - began
+        began = time.monotonic()
+        _vacuum_analyze(conn)
+        timings["vacuum_analyze_s"] = time.monotonic() - began
+    return {key: round(value, 1) for key, value in timings.items()}
+
+
+def _reset(infra: Infrastructure) -> None:
+    import psycopg
+
+    with psycopg.connect(infra.database_url, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {', '.join(PAYMENTS_TABLES)} CASCADE")
+
+
+def _table_counts() -> dict[str, int]:
+    from django.db import connection
+
+    counts = {}
+    with connection.cursor() as cursor:
+        for table in ("payments_order", "payments_payment", "payments_notification"):
+            cursor.execute(f"SELECT count(*) FROM {table}")
+            counts[table.removeprefix("payments_")] = int(cursor.fetchone()[0])
+        cursor.execute("SELECT count(*) FROM payments_orderflag WHERE reviewed_at IS NULL")
+        counts["open_flags"] = int(cursor.fetchone()[0])
+    return counts
+
+
+# --- measuring -------------------------------------------------------------------------
+
+
+def _client() -> Any:
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    users = get_user_model().objects
+    user = users.filter(username="bench-admin").first() or users.create_superuser(
+        "bench-admin", password=uuid.uuid4().hex
+    )
+    client = Client(HTTP_HOST=HOST)
+    client.force_login(user)
+    return client
+
+
+def _get(client: Any, url: str) -> float:
+    began = time.perf_counter()
+    response = client.get(url)
+    elapsed = time.perf_counter() - began
+    if response.status_code != 200:
+        raise BenchError(f"GET {url}: HTTP {response.status_code}")
+    return elapsed
+
+
+def _measure(size: str, sizes: Sizes, pages: list[tuple[str, str]]) -> dict[str, Any]:
+    from django.db import connections
+
+    from payments.services.dashboard import dashboard_summary_refresh
+
+    connections.close_all()  # new connections: no plan cached from the other size
+    client = _client()
+    refresh_began = time.monotonic()
+    dashboard_summary_refresh()  # as the background task keeps it
+    refresh_ms = 1000 * (time.monotonic() - refresh_began)
+    for _ in range(sizes.warmup_rounds):
+        for _, url in pages:
+            _get(client, url)
+    times: dict[str, list[float]] = {name: [] for name, _ in pages}
+    for _ in range(sizes.rounds):
+        for name, url in pages:
+            times[name].append(_get(client, url))
+    queries = {}
+    for name, url in pages:
+        with counting_queries() as count:
+            _get(client, url)
+        queries[name] = len(count.statements)
+    result = {
+        name: {
+            "median_ms": round(1000 * statistics.median(values), 2),
+            "p90_ms": round(1000 * sorted(values)[int(0.9 * (len(values) - 1))], 2),
+            "queries": queries[name],
+        }
+        for name, values in times.items()
+    }
+    log(
+        f"{NAME} at {size}: "
+        + ", ".join(f"{name} {r['median_ms']} ms" for name, r in result.items())
+        + f"; summary refresh {refresh_ms:.0f} ms"
+    )
+    return {"pages": result, "summary_refresh_ms": round(refresh_ms, 1)}
+
+
+def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
+    if not infra.is_postgres:
+        raise BenchError(f"{NAME} needs PostgreSQL (COPY, reltuples); got {infra.database}")
+    sizes = QUICK if quick else FULL
+    _reset(infra)
+    pages = _pages(f"s-{sizes.small // 2:07d}")
+    started = time.monotonic()
+
+    log(f"{NAME}: seeding {sizes.small:,} orders")
+    small_seed = _seed(infra, "s-", sizes.small, sizes)
+    import psycopg
+
+    with psycopg.connect(infra.database_url, autocommit=True) as conn:
+        _seed_constant(conn, datetime.now(UTC))
+        _vacuum_analyze(conn)
+    small_rows = _table_counts()
+    small = _measure(f"{sizes.small:,} orders", sizes, pages)
+
+    extra = sizes.large - sizes.small
+    log(f"{NAME}: seeding {extra:,} more orders ({sizes.large:,} in all)")
+    large_seed = _seed(infra, "l-", extra, sizes)
+    large_rows = _table_counts()
+    large = _measure(f"{sizes.large:,} orders", sizes, pages)
+
+    ratios = {
+        name: round(large["pages"][name]["median_ms"] / small["pages"][name]["median_ms"], 3)
+        for name, _ in pages
+    }
+    worst = max(ratios, key=lambda name: ratios[name])
+    _reset(infra)  # leave the bench database small for whatever runs next
+    return {
+        "ratio": ratios[worst],
+        "target": f"<= {TARGET}",
+        "baseline": f"the same admin pages at {sizes.small:,} orders, same run, same database",
+        "meets_target": all(ratio <= TARGET for ratio in ratios.values()),
+        "measured": {
+            "what": "median wall time of a GET through Django's test client in this process "
+            f"(DJANGO_DEBUG=0, {infra.database}, superuser session), {sizes.rounds} "
+            f"interleaved rounds after {sizes.warmup_rounds} warm-up rounds; "
+            f"ratio = time at {sizes.large:,} orders / time at {sizes.small:,}, "
+            "the worst page's",
+            "worst_page": worst,
+            "ratio_per_page": ratios,
+            "small": {"rows": small_rows, "seed_s": small_seed, **small},
+            "large": {"rows": large_rows, "seed_s": large_seed, **large},
+            "seeding": "orders by COPY (psycopg, text format); payments, notifications "
+            f"({sizes.notifications_per_order} per order) and flags by INSERT ... SELECT; "
+            "VACUUM ANALYZE after each load",
+            "total_s": round(time.monotonic() - started, 1),
+        },
+    }

@@ -1,0 +1,260 @@
+"""Reads of the review admin: counts that stay cheap at any size, and the dashboard's figures.
+
+Nothing here writes (the summary row is written by
+payments.services.dashboard). Every query is an index lookup or reads a
+bounded number of rows, so the dashboard costs the same at a million orders
+as at ten thousand:
+
+- figures that would scan a table (orders per status, revenue, open flags,
+  late notifications) come from the DashboardSummary row;
+- counts that may be large are capped (`capped_count`: "10,000+");
+- an unfiltered table's size is PostgreSQL's estimate (`table_estimate`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from django.db import connection
+from django.db.models import Max, Model, QuerySet, Sum
+from django.utils import timezone
+
+from payments import money
+from payments.models import (
+    DashboardSummary,
+    Notification,
+    OrderFlag,
+    ReconciliationRun,
+    RejectedNotification,
+)
+from payments.services.dashboard import SUMMARY_PK, revenue_first_day
+from payments.states import OrderStatus
+
+SWEEP_NAMES = ("apply_pending", "expire", "stuck", "ledger")
+FLAG_QUEUE_LENGTH = 20
+COUNT_CAP = 1000
+
+
+# --- counting at scale ------------------------------------------------------------
+
+
+def table_estimate(model: type[Model]) -> int | None:
+    """PostgreSQL's estimate of a table's rows (pg_class.reltuples); None elsewhere or unknown.
+
+    Kept by ANALYZE and autovacuum: close, not exact, and costs one catalog lookup.
+    """
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+            [model._meta.db_table],
+        )
+        row = cursor.fetchone()
+    if row is None or row[0] is None or row[0] < 0:  # -1: never analyzed
+        return None
+    return int(row[0])
+
+
+def capped_count(queryset: QuerySet[Any], cap: int) -> int:
+    """COUNT(*) over at most `cap` rows: exact below the cap, `cap` when there are more."""
+    return queryset.order_by()[:cap].count()
+
+
+@dataclass(frozen=True)
+class Capped:
+    """A count that may have hit its cap: shown as "1,000+"."""
+
+    value: int
+    cap: int
+
+    @property
+    def more(self) -> bool:
+        return self.value >= self.cap
+
+    def __str__(self) -> str:
+        return f"{self.value:,}+" if self.more else f"{self.value:,}"
+
+
+def count_upto(queryset: QuerySet[Any], cap: int = COUNT_CAP) -> Capped:
+    return Capped(capped_count(queryset, cap), cap)
+
+
+# --- the dashboard ----------------------------------------------------------------
+
+
+def dashboard_summary_get() -> DashboardSummary | None:
+    return DashboardSummary.objects.filter(pk=SUMMARY_PK).first()
+
+
+@dataclass(frozen=True)
+class StatusCount:
+    status: str
+    label: str
+    count: int
+
+
+def orders_by_status(summary: DashboardSummary) -> list[StatusCount]:
+    """Every status in the state table's order, with the summary's count (0 when none)."""
+    counts = summary.orders_by_status or {}
+    return [
+        StatusCount(str(value), str(label), int(counts.get(value, 0)))
+        for value, label in OrderStatus.choices
+    ]
+
+
+def flag_queue(limit: int = FLAG_QUEUE_LENGTH) -> list[OrderFlag]:
+    """The newest open flags with their orders (the partial index flag_open_created)."""
+    return list(
+        OrderFlag.objects.filter(reviewed_at__isnull=True)
+        .select_related("order")
+        .order_by("-created", "-id")[:limit]
+    )
+
+
+@dataclass(frozen=True)
+class NotificationHealth:
+    last_received: datetime | None
+    rejected_last_hour: int
+    waiting: Capped  # stored, never applied or failed: the apply_pending sweep's work
+    needs_review: Capped
+    received_24h: int | None  # from the summary
+    late_24h: int | None  # from the summary
+
+
+def notification_health(
+    summary: DashboardSummary | None, *, now: datetime | None = None
+) -> NotificationHealth:
+    now = now or timezone.now()
+    last = Notification.objects.aggregate(last=Max("received_at"))["last"]
+    rejected = RejectedNotification.objects.filter(
+        window_start__gte=now - timedelta(hours=1)
+    ).aggregate(n=Sum("count"))["n"]
+    figures = summary.figures if summary is not None else {}
+    return NotificationHealth(
+        last_received=last,
+        rejected_last_hour=int(rejected or 0),
+        waiting=count_upto(
+            Notification.objects.filter(
+                outcome__in=(Notification.Outcome.PENDING, Notification.Outcome.ERROR)
+            )
+        ),
+        needs_review=count_upto(Notification.objects.filter(needs_review=True)),
+        received_24h=figures.get("notifications_24h"),
+        late_24h=figures.get("notifications_late_24h"),
+    )
+
+
+def last_runs() -> list[tuple[str, ReconciliationRun | None]]:
+    """The last run of each sweep (the index run_sweep_started), in the order beat runs them."""
+    return [
+        (
+            name,
+            ReconciliationRun.objects.filter(sweep=name).order_by("-started", "-id").first(),
+        )
+        for name in SWEEP_NAMES
+    ]
+
+
+# --- the revenue chart: inline SVG, drawn here, no JavaScript -------------------------
+
+
+@dataclass(frozen=True)
+class Bar:
+    day: date
+    amount_int: int
+    payments: int
+    x: int
+    y: int
+    height: int
+    amount: str  # "1.23000000 BTC"
+    label: str  # "2026-01-02: 1.23000000 BTC (4 payments)"
+
+
+@dataclass(frozen=True)
+class RevenueChart:
+    currency: str
+    total: str
+    payments: int
+    peak: str
+    bars: list[Bar]
+    ticks: list[tuple[int, str]] = field(default_factory=list)  # (x, "01-02")
+    width: int = 0
+    height: int = 0
+    plot_top: int = 0
+    plot_bottom: int = 0
+
+
+BAR_WIDTH = 14
+BAR_GAP = 4
+PLOT_HEIGHT = 100
+PLOT_TOP = 8
+LEFT = 4
+
+
+def revenue_charts(summary: DashboardSummary) -> list[RevenueChart]:
+    """One bar chart per currency over the summary's days; heights in integer arithmetic."""
+    days = summary.revenue_days or 30
+    first = timezone.localtime(revenue_first_day(summary.computed_at, days)).date()
+    all_days = [first + timedelta(days=i) for i in range(days)]
+    per_currency: dict[str, dict[date, tuple[int, int]]] = {}
+    for row in summary.revenue or []:
+        day = date.fromisoformat(row["day"])
+        per_currency.setdefault(row["currency"], {})[day] = (
+            int(row["amount_int"]),
+            int(row["payments"]),
+        )
+    charts = []
+    for currency in sorted(per_currency, key=lambda c: (c != money.BTC, c)):
+        values = per_currency[currency]
+        peak = max(amount for amount, _ in values.values()) or 1
+        bars = []
+        for i, day in enumerate(all_days):
+            amount, payments = values.get(day, (0, 0))
+            height = amount * PLOT_HEIGHT // peak
+            if amount and not height:
+                height = 1  # a tiny day is still visible
+            shown = _money(amount, currency)
+            bars.append(
+                Bar(
+                    day=day,
+                    amount_int=amount,
+                    payments=payments,
+                    x=LEFT + i * (BAR_WIDTH + BAR_GAP),
+                    y=PLOT_TOP + PLOT_HEIGHT - height,
+                    height=height,
+                    amount=shown,
+                    label=f"{day.isoformat()}: {shown} ({payments} payment"
+                    f"{'' if payments == 1 else 's'})",
+                )
+            )
+        last = len(bars) - 1
+        ticks = [  # weekly, and the last day (when it does not crowd the week before)
+            (bar.x + BAR_WIDTH // 2, bar.day.strftime("%m-%d"))
+            for i, bar in enumerate(bars)
+            if (i % 7 == 0 and last - i >= 4) or i == last
+        ]
+        charts.append(
+            RevenueChart(
+                currency=currency,
+                total=_money(sum(amount for amount, _ in values.values()), currency),
+                payments=sum(n for _, n in values.values()),
+                peak=_money(peak, currency),
+                bars=bars,
+                ticks=ticks,
+                width=LEFT * 2 + days * (BAR_WIDTH + BAR_GAP),
+                height=PLOT_TOP + PLOT_HEIGHT + 18,
+                plot_top=PLOT_TOP,
+                plot_bottom=PLOT_TOP + PLOT_HEIGHT,
+            )
+        )
+    return charts
+
+
+def _money(amount_int: int, currency: str) -> str:
+    try:
+        return money.display(amount_int, currency)
+    except money.UnknownCurrency:
+        return f"{amount_int} {currency} (smallest units)"
