@@ -1,6 +1,6 @@
 """One process of the nonce load test (tests/payments/test_nonce_processes.py).
 
-    python -m tests.payments.nonce_load --process 0 --threads 50
+    python -m tests.payments.nonce_load --process 0 --threads 50 --db-connections 16
 
 Run from the project folder with DJANGO_SETTINGS_MODULE=tests.settings and the
 gateway settings (GATEWAY_API_URL, ...) in the environment. Each thread builds
@@ -12,7 +12,9 @@ token, the transactions, every nonce handed out, and how many calls the client
 re-signed after a stale nonce.
 
 The nonce source is the real one (`payments.nonces.nonce_next`, through the
-factory); it is only wrapped to record the values it hands out.
+factory); it is only wrapped to record the values it hands out, and to bound
+the process's database connections as a server of the service bounds them
+(at most --db-connections threads hold one, each only while it draws).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class _StaleNonceCounter(logging.Handler):
                 self.count += 1
 
 
-def run(process: int, threads: int) -> dict[str, Any]:
+def run(process: int, threads: int, db_connections: int) -> dict[str, Any]:
     import django
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
@@ -67,9 +69,21 @@ def run(process: int, threads: int) -> dict[str, Any]:
     handed_out: list[int] = []
     per_thread: Counter[int] = Counter()
     real_nonce_next = gateway_factory.nonce_next
+    # The harness's threads (50 per process) stand for 50 concurrent requests, but a real
+    # deployment bounds its database connections by its thread count (gunicorn: workers x
+    # threads, one connection each). So a thread holds a connection only while it draws a
+    # nonce and closes it right after (Django's connections are per thread: otherwise each
+    # would stay open through the thread's HTTP calls, 100 for the whole load), and at most
+    # `db_connections` threads draw at once (otherwise the release, or a burst of retries,
+    # opens one per thread again). Either would exhaust PostgreSQL's max_connections=100.
+    drawing = threading.BoundedSemaphore(db_connections)
 
     def recording_nonce_next(*, api_key: str) -> int:
-        value = real_nonce_next(api_key=api_key)
+        with drawing:
+            try:
+                value = real_nonce_next(api_key=api_key)
+            finally:
+                connection.close()  # this thread's own connection
         with lock:
             handed_out.append(value)
             per_thread[threading.get_ident()] += 1
@@ -142,8 +156,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--process", type=int, required=True)
     parser.add_argument("--threads", type=int, default=50)
+    parser.add_argument("--db-connections", type=int, default=16)
     args = parser.parse_args()
-    summary = run(args.process, args.threads)
+    summary = run(args.process, args.threads, args.db_connections)
     print(SUMMARY + json.dumps(summary), flush=True)
 
 
