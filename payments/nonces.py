@@ -11,12 +11,20 @@ clock set back.
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
-from django.db import transaction
-from django.db.models import BigIntegerField, F, Value
-from django.db.models.functions import Greatest, Now
+from django.db import connection
+from django.utils import timezone
 
 from payments.models import GatewayNonce
+
+# One statement reads and writes the row under its lock (no check-then-write race),
+# and holds that lock for that statement only. Portable: PostgreSQL and SQLite 3.35+.
+_NEXT = (
+    "UPDATE payments_gatewaynonce "
+    "SET last_value = CASE WHEN last_value + 1 > %s THEN last_value + 1 ELSE %s END, "
+    "updated = %s WHERE api_key = %s RETURNING last_value"
+)
 
 
 def _now_microseconds() -> int:
@@ -26,20 +34,21 @@ def _now_microseconds() -> int:
 def nonce_next(*, api_key: str) -> int:
     """A nonce for `api_key` greater than every one returned before, in any process.
 
-    Call it outside any transaction, right before signing: the row stays
-    locked until the outermost transaction commits, so inside a long one it
-    would hold up every other caller, and a rollback after the HTTP call
-    would forget a nonce the gateway has already seen.
+    Call it outside any transaction, right before signing: in autocommit the
+    row is locked for one statement; inside a long transaction the lock would
+    be held until it commits, holding up every other caller, and a rollback
+    after the HTTP call would forget a nonce the gateway has already seen.
     """
-    now_us = Value(_now_microseconds(), output_field=BigIntegerField())
-    rows = GatewayNonce.objects.filter(api_key=api_key)
-    with transaction.atomic(durable=False):
-        # One UPDATE reads and writes the row under its lock: no check-then-write race.
-        if not rows.update(last_value=Greatest(F("last_value") + 1, now_us), updated=Now()):
+    now_us = _now_microseconds()
+    params: tuple[int, int, datetime, str] = (now_us, now_us, timezone.now(), api_key)
+    with connection.cursor() as cursor:
+        cursor.execute(_NEXT, params)
+        row = cursor.fetchone()
+        if row is None:
             # First use of the key: create the row unless another process just did.
             GatewayNonce.objects.bulk_create(
                 [GatewayNonce(api_key=api_key, last_value=0)], ignore_conflicts=True
             )
-            rows.update(last_value=Greatest(F("last_value") + 1, now_us), updated=Now())
-        # Our transaction holds the row's lock: nobody else's value can be read here.
-        return rows.values_list("last_value", flat=True).get()
+            cursor.execute(_NEXT, params)
+            row = cursor.fetchone()
+    return int(row[0])
