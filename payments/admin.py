@@ -271,17 +271,15 @@ class OrderAdmin(ScaleAdmin):
     def mark_flags_reviewed(
         self, request: HttpRequest, queryset: QuerySet[Order]
     ) -> HttpResponse | None:
-        ids = admin_views.selected_ids(queryset)
-        if ids is None:
-            self.message_user(
-                request, f"Review flags of at most {MAX_SELECTED} orders at once.", messages.ERROR
-            )
-            return None
-        return admin_views.review_flags(
+        return admin_views.review_action(
             self,
             request,
-            OrderFlag.objects.filter(order_id__in=ids).order_by("order__reference", "created"),
-            hidden=admin_views.action_hidden_fields(request, "mark_flags_reviewed"),
+            queryset,
+            action="mark_flags_reviewed",
+            what="the flags of orders",
+            flags_of=lambda ids: OrderFlag.objects.filter(order_id__in=ids).order_by(
+                "order__reference", "created"
+            ),
             cancel_url=reverse("admin:payments_order_changelist"),
         )
 
@@ -484,17 +482,13 @@ class OrderFlagAdmin(ScaleAdmin):
     def mark_reviewed(
         self, request: HttpRequest, queryset: QuerySet[OrderFlag]
     ) -> HttpResponse | None:
-        ids = admin_views.selected_ids(queryset)
-        if ids is None:
-            self.message_user(
-                request, f"Review at most {MAX_SELECTED} flags at once.", messages.ERROR
-            )
-            return None
-        return admin_views.review_flags(
+        return admin_views.review_action(
             self,
             request,
-            OrderFlag.objects.filter(pk__in=ids).order_by("created", "id"),
-            hidden=admin_views.action_hidden_fields(request, "mark_reviewed"),
+            queryset,
+            action="mark_reviewed",
+            what="flags",
+            flags_of=lambda ids: OrderFlag.objects.filter(pk__in=ids).order_by("created", "id"),
             cancel_url=reverse("admin:payments_orderflag_changelist"),
         )
 

@@ -8,7 +8,7 @@ and /admin/payments/order/<id>/review/.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from django import forms
@@ -162,6 +162,32 @@ def order_review_view(
         cancel_url=change_url,
     )
     return response or HttpResponseRedirect(change_url)
+
+
+def review_action(
+    model_admin: admin.ModelAdmin[Any],
+    request: HttpRequest,
+    queryset: QuerySet[Any],
+    *,
+    action: str,
+    what: str,
+    flags_of: Callable[[list[Any]], QuerySet[OrderFlag]],
+    cancel_url: str,
+) -> HttpResponse | None:
+    """An admin action that reviews the open flags of the selected rows (at most MAX_SELECTED)."""
+    ids = selected_ids(queryset)
+    if ids is None:
+        model_admin.message_user(
+            request, f"Review {what} of at most {MAX_SELECTED} at once.", messages.ERROR
+        )
+        return None
+    return review_flags(
+        model_admin,
+        request,
+        flags_of(ids),
+        hidden=action_hidden_fields(request, action),
+        cancel_url=cancel_url,
+    )
 
 
 def selected_ids(queryset: QuerySet[Any], limit: int = MAX_SELECTED) -> list[Any] | None:
