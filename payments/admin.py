@@ -57,7 +57,7 @@ from payments.models import (
     RejectedNotification,
 )
 from payments.money import BTC, display
-from payments.services.review import MAX_SELECTED, notifications_replay, orders_reconcile
+from payments.services.review import notifications_replay, orders_reconcile
 
 SEARCH_MATCHES = 100  # orders a reference or transaction may stand for in a search
 
@@ -256,11 +256,8 @@ class OrderAdmin(ScaleAdmin):
         permissions=["reconcile"],
     )
     def reconcile_selected(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
-        ids = admin_views.selected_ids(queryset)
+        ids = admin_views.selected_or_refuse(self, request, queryset, "orders")
         if ids is None:
-            self.message_user(
-                request, f"Reconcile at most {MAX_SELECTED} orders at once.", messages.ERROR
-            )
             return
         counts = orders_reconcile(order_ids=ids)
         self.message_user(request, _describe_reconcile(counts), messages.SUCCESS)
@@ -276,7 +273,7 @@ class OrderAdmin(ScaleAdmin):
             request,
             queryset,
             action="mark_flags_reviewed",
-            what="the flags of orders",
+            what="orders",
             flags_of=lambda ids: OrderFlag.objects.filter(order_id__in=ids).order_by(
                 "order__reference", "created"
             ),
@@ -409,11 +406,8 @@ class NotificationAdmin(ScaleAdmin):
         permissions=["replay"],
     )
     def replay(self, request: HttpRequest, queryset: QuerySet[Notification]) -> None:
-        ids = admin_views.selected_ids(queryset)
+        ids = admin_views.selected_or_refuse(self, request, queryset, "notifications")
         if ids is None:
-            self.message_user(
-                request, f"Replay at most {MAX_SELECTED} notifications at once.", messages.ERROR
-            )
             return
         counts = notifications_replay(notification_ids=ids)
         outcomes = ", ".join(

@@ -175,11 +175,8 @@ def review_action(
     cancel_url: str,
 ) -> HttpResponse | None:
     """An admin action that reviews the open flags of the selected rows (at most MAX_SELECTED)."""
-    ids = selected_ids(queryset)
+    ids = selected_or_refuse(model_admin, request, queryset, what)
     if ids is None:
-        model_admin.message_user(
-            request, f"Review {what} of at most {MAX_SELECTED} at once.", messages.ERROR
-        )
         return None
     return review_flags(
         model_admin,
@@ -188,6 +185,18 @@ def review_action(
         hidden=action_hidden_fields(request, action),
         cancel_url=cancel_url,
     )
+
+
+def selected_or_refuse(
+    model_admin: admin.ModelAdmin[Any], request: HttpRequest, queryset: QuerySet[Any], what: str
+) -> list[Any] | None:
+    """The selected rows' ids for an action, or None (and a message) when there are too many."""
+    ids = selected_ids(queryset)
+    if ids is None:
+        model_admin.message_user(
+            request, f"Select at most {MAX_SELECTED} {what} for this action.", messages.ERROR
+        )
+    return ids
 
 
 def selected_ids(queryset: QuerySet[Any], limit: int = MAX_SELECTED) -> list[Any] | None:

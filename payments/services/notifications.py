@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
@@ -60,10 +61,12 @@ def notification_receive(
 
 
 def notification_apply_safely(notification: Notification) -> str:
-    """Apply in a savepoint; a failure is recorded as outcome `error`, the row survives."""
+    """Apply; a failure is recorded as outcome `error`, the stored row survives.
+
+    notification_apply's own atomic block is the savepoint that a failure rolls back.
+    """
     try:
-        with transaction.atomic():
-            return notification_apply(notification=notification).outcome
+        return notification_apply(notification=notification).outcome
     except Exception as exc:  # the stored row must survive whatever applying did
         logger.exception("applying notification %s failed", notification.pk)
         Notification.objects.filter(pk=notification.pk).update(
@@ -91,13 +94,7 @@ def notification_apply(*, notification: Notification) -> Notification:
                 order_id=order.pk, kind=Kind.DATA_MISMATCH, detail="data differs from the order's"
             )
             return _finish(notification, Outcome.FLAGGED, "data differs from the order's")
-        handler = {
-            "paid": payment_apply_paid,
-            "partial": _apply_partial,
-            "cancelled": _apply_cancelled,
-            "closed": _apply_closed,
-        }[message.status]
-        outcome, detail = handler(order, message)
+        outcome, detail = HANDLERS[message.status](order, message)
         return _finish(notification, outcome, detail)
 
 
@@ -231,6 +228,15 @@ def _apply_cancelled(order: Order, message: IpnMessage) -> tuple[str, str]:
 
 def _apply_closed(order: Order, message: IpnMessage) -> tuple[str, str]:
     return _flagged(order, Kind.UNEXPECTED_NOTIFICATION, "status 'closed' (shouldn't happen)")
+
+
+# What each status does to its (locked) order; the IPN parser admits only these.
+HANDLERS: dict[str, Callable[[Order, IpnMessage], tuple[str, str]]] = {
+    "paid": payment_apply_paid,
+    "partial": _apply_partial,
+    "cancelled": _apply_cancelled,
+    "closed": _apply_closed,
+}
 
 
 def notification_reject_record(*, reason: str, remote_addr: str | None, body: bytes) -> None:

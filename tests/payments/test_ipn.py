@@ -241,3 +241,34 @@ def test_database_down_is_503_never_ok() -> None:
     )
     assert result.stdout.strip().splitlines()[-1].startswith("503"), result.stdout + result.stderr
     assert "[OK]" not in result.stdout
+
+
+def test_a_failure_while_applying_keeps_the_stored_notification(
+    client: Client, make_order: Any, monkeypatch: Any
+) -> None:
+    """A bug in applying rolls back the apply only: the row stays, and a sweep applies it later."""
+    from payments.services import notifications
+    from payments.services.sweeps import notifications_apply_pending
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug while applying")
+
+    order = make_order()
+    monkeypatch.setitem(notifications.HANDLERS, "paid", broken)
+
+    response = post_ipn(client, paid_body(order))
+
+    assert response.content == b"[OK]"  # stored durably: the gateway need not resend
+    stored = Notification.objects.get()
+    assert stored.outcome == "error" and "a bug while applying" in stored.detail
+    assert not Payment.objects.exists()
+    order.refresh_from_db()
+    assert order.status == "awaiting_payment"
+
+    monkeypatch.undo()
+    notifications_apply_pending(older_than_seconds=0)
+
+    stored.refresh_from_db()
+    order.refresh_from_db()
+    assert stored.outcome == "applied"
+    assert order.status == "paid"

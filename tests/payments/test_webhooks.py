@@ -9,7 +9,6 @@ test runs a real worker process.
 
 from __future__ import annotations
 
-import http.server
 import json
 import logging
 import socket
@@ -18,7 +17,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import timedelta
 from random import Random
 from typing import Any
@@ -36,64 +34,15 @@ from payments.services import webhooks as service
 from payments.states import OrderStatus
 from payments.webhooks_signing import sign_shop_event, verify_shop_signature
 from tests.conftest import service_env
+from tests.http_receiver import Received, ScriptedReceiver, scripted
 
 SECRET = "whsec-test-3c1f0a9b8e7d6c5b4a39281706f5e4d3"
 OK = (204, b"")
+SHOP_PATH = "/shop/events?token=s3cr3t-in-url"  # a token in the URL must never be logged
+Shop = ScriptedReceiver
 
 
 # --- The shop: a real HTTP server in a thread -------------------------------------
-
-
-@dataclass
-class Received:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class Shop:
-    """Answers each POST with the next scripted (status, body, delay); the last one repeats."""
-
-    replies: list[tuple[int, bytes, float]]
-    received: list[Received] = field(default_factory=list)
-    url: str = ""
-    _server: http.server.ThreadingHTTPServer | None = None
-
-    def start(self) -> Shop:
-        shop = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                index = len(shop.received)
-                shop.received.append(Received(self.path, dict(self.headers.items()), body))
-                status, reply, delay = shop.replies[min(index, len(shop.replies) - 1)]
-                if delay:
-                    time.sleep(delay)
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Length", str(len(reply)))
-                    self.end_headers()
-                    self.wfile.write(reply)
-                except OSError:
-                    pass  # the service stopped waiting (timeout)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        server.block_on_close = False
-        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-        self._server = server
-        self.url = f"http://127.0.0.1:{server.server_address[1]}/shop/events?token=s3cr3t-in-url"
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
 
 
 @pytest.fixture
@@ -102,8 +51,7 @@ def shop(settings: Any) -> Iterator[Callable[..., Shop]]:
     started: list[Shop] = []
 
     def start(*replies: tuple[int, bytes] | tuple[int, bytes, float]) -> Shop:
-        scripted = [(r[0], r[1], float(r[2]) if len(r) > 2 else 0.0) for r in replies]
-        receiver = Shop(scripted).start()
+        receiver = Shop(scripted(replies), path=SHOP_PATH).start()
         started.append(receiver)
         settings.SHOP_WEBHOOK_URL = receiver.url
         settings.SHOP_WEBHOOK_SECRET = SECRET

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import http.server
-import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
@@ -18,6 +14,7 @@ from sandbox import services
 from sandbox.accounts import ensure_configured_account
 from sandbox.models import SandboxAccount, SandboxOrder
 from sandbox.params import OrderInput
+from tests.http_receiver import ScriptedReceiver, scripted
 
 USER_AGENT = "sandbox-tests/1.0"
 API = "/sandbox/api/"
@@ -131,59 +128,7 @@ def make_order(account: SandboxAccount, **overrides: Any) -> SandboxOrder:
 
 # --- An IPN receiver: a real HTTP server in a thread -------------------------------
 
-
-@dataclass
-class Received:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class Receiver:
-    """Answers each POST with the next scripted reply (the last one repeats)."""
-
-    replies: list[tuple[int, bytes, float]]
-    received: list[Received] = field(default_factory=list)
-    url: str = ""
-    _server: http.server.ThreadingHTTPServer | None = None
-
-    def start(self) -> Receiver:
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
-                index = len(receiver.received)
-                receiver.received.append(Received(self.path, dict(self.headers.items()), body))
-                status, reply, delay = receiver.replies[min(index, len(receiver.replies) - 1)]
-                if delay:
-                    time.sleep(delay)
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "text/plain")
-                    self.send_header("Content-Length", str(len(reply)))
-                    self.end_headers()
-                    self.wfile.write(reply)
-                except OSError:
-                    pass  # the gateway gave up waiting (timeout)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        server.block_on_close = False
-        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-        self._server = server
-        self.url = f"http://127.0.0.1:{server.server_address[1]}/payments/ipn/"
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+Receiver = ScriptedReceiver
 
 
 @pytest.fixture
@@ -191,8 +136,7 @@ def ipn_receiver() -> Iterator[Callable[..., Receiver]]:
     started: list[Receiver] = []
 
     def start(*replies: tuple[int, bytes] | tuple[int, bytes, float]) -> Receiver:
-        scripted = [(r[0], r[1], float(r[2]) if len(r) > 2 else 0.0) for r in replies]
-        receiver = Receiver(scripted).start()
+        receiver = Receiver(scripted(replies), path="/payments/ipn/").start()
         started.append(receiver)
         return receiver
 
