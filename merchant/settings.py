@@ -95,6 +95,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+    # A request waiting on a locked row gives up (and an IPN is answered 503, so the
+    # gateway retries) well before gunicorn's 60 s timeout kills the worker.
+    lock_timeout_ms = env.int("DATABASE_LOCK_TIMEOUT_MS", default=10_000)
+    DATABASES["default"].setdefault("OPTIONS", {})
+    DATABASES["default"]["OPTIONS"].setdefault("options", f"-c lock_timeout={lock_timeout_ms}")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

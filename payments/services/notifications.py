@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import uuid
 from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import F, Sum
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
+from django.db.models import F, OuterRef, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from payments import money
 from payments.ipn_message import InvalidNotification, IpnMessage, parse_ipn
 from payments.models import Notification, Order, OrderFlag, Payment, RejectedNotification
+from payments.services.inserts import insert_on_conflict
 from payments.services.orders import order_flag, order_transition
 from payments.states import OrderStatus
 
@@ -40,23 +44,66 @@ def notification_receive(
 
     The same body again only counts up `times_received` (and is applied if
     an earlier try did not get to it). Raises DatabaseError when nothing
-    could be stored; the caller must then not acknowledge.
+    could be stored, or when the database failed in a way worth retrying
+    (down, locked): nothing is then written and the caller must not
+    acknowledge. A failure to apply (a bug) rolls back what applying did
+    and stores the notification with outcome `error` for a sweep to retry.
     """
-    digest = hashlib.sha256(body).hexdigest()
-    kept_headers = {k: v for k, v in headers.items() if k.lower() not in UNSTORED_HEADERS}
+    received = _Received(body, headers, remote_addr)
+    try:
+        with transaction.atomic():
+            notification = _notification_store(received)
+            if notification.outcome in (Outcome.PENDING, Outcome.ERROR):
+                _apply(notification)
+            return notification
+    except (OperationalError, InterfaceError):
+        raise  # transient: nothing was written, the gateway's retry will bring it back
+    except Exception as exc:  # the notification must be kept whatever applying did
+        logger.exception("applying a notification failed; storing it for a sweep")
+        with transaction.atomic():
+            notification = _notification_store(received)
+            if notification.outcome not in (Outcome.PENDING, Outcome.ERROR):
+                return notification  # a concurrent receipt applied it meanwhile
+            return _finish(notification, Outcome.ERROR, f"{type(exc).__name__}: {exc}")
+
+
+class _Received:
+    """One verified request, as it is stored."""
+
+    def __init__(self, body: bytes, headers: dict[str, str], remote_addr: str | None) -> None:
+        self.body = body
+        self.digest = hashlib.sha256(body).hexdigest()
+        self.headers = {k: v for k, v in headers.items() if k.lower() not in UNSTORED_HEADERS}
+        self.remote_addr = remote_addr
+
+
+def _notification_store(received: _Received) -> Notification:
+    """Insert the notification, or count another receipt of it: one statement, row locked.
+
+    A concurrent receipt of the same body waits on the row until the first
+    commits, then sees its outcome, so one notification is applied once.
+    """
     now = timezone.now()
-    with transaction.atomic():
-        notification, created = Notification.objects.get_or_create(
-            body_sha256=digest,
-            defaults={"body": body, "headers": kept_headers, "remote_addr": remote_addr},
-        )
-        if not created:
-            Notification.objects.filter(pk=notification.pk).update(
-                times_received=F("times_received") + 1, last_received_at=now
-            )
-            notification = Notification.objects.select_for_update().get(pk=notification.pk)
-        if notification.outcome in (Outcome.PENDING, Outcome.ERROR):
-            notification_apply_safely(notification)
+    notification = Notification(
+        body=received.body,
+        body_sha256=received.digest,
+        headers=received.headers,
+        remote_addr=received.remote_addr,
+        received_at=now,
+        last_received_at=now,
+    )
+    table = connection.ops.quote_name(Notification._meta.db_table)
+    row = insert_on_conflict(
+        notification,
+        unique_field="body_sha256",
+        on_conflict=(
+            f"DO UPDATE SET times_received = {table}.times_received + 1, "
+            "last_received_at = EXCLUDED.last_received_at"
+        ),
+        returning=("id", "outcome", "times_received"),
+    )
+    assert row is not None  # DO UPDATE always returns the row
+    notification.pk, notification.outcome, notification.times_received = row
     return notification
 
 
@@ -78,24 +125,55 @@ def notification_apply_safely(notification: Notification) -> str:
 def notification_apply(*, notification: Notification) -> Notification:
     """Apply a stored notification to its order: one transaction, the order row locked."""
     with transaction.atomic():
-        try:
-            message = parse_ipn(bytes(notification.body))
-        except InvalidNotification as exc:
-            return _finish(notification, Outcome.INVALID, str(exc))
-        notification.transaction = message.transaction
-        notification.payment_id = message.payment_id
-        notification.status = message.status
-        order = Order.objects.select_for_update().filter(transaction=message.transaction).first()
-        if order is None:
-            return _finish(notification, Outcome.UNKNOWN_TRANSACTION, "no order has this id")
-        notification.order = order
-        if (message.data or "") != order.data:
-            order_flag(
-                order_id=order.pk, kind=Kind.DATA_MISMATCH, detail="data differs from the order's"
-            )
-            return _finish(notification, Outcome.FLAGGED, "data differs from the order's")
-        outcome, detail = HANDLERS[message.status](order, message)
-        return _finish(notification, outcome, detail)
+        return _apply(notification)
+
+
+def _apply(notification: Notification) -> Notification:
+    """Apply inside the caller's transaction (which holds the notification's row)."""
+    try:
+        message = parse_ipn(bytes(notification.body))
+    except InvalidNotification as exc:
+        return _finish(notification, Outcome.INVALID, str(exc))
+    notification.transaction = message.transaction
+    notification.payment_id = message.payment_id
+    notification.status = message.status
+    order = _order_locked(message)
+    if order is None:
+        return _finish(notification, Outcome.UNKNOWN_TRANSACTION, "no order has this id")
+    notification.order = order
+    if (message.data or "") != order.data:
+        order_flag(
+            order_id=order.pk, kind=Kind.DATA_MISMATCH, detail="data differs from the order's"
+        )
+        return _finish(notification, Outcome.FLAGGED, "data differs from the order's")
+    outcome, detail = HANDLERS[message.status](order, message)
+    return _finish(notification, outcome, detail)
+
+
+def _order_locked(message: IpnMessage) -> Order | None:
+    """The order of `message`, locked; for `paid`, with what its other payments already paid.
+
+    The total rides along in the locking query (a scalar subquery; only the
+    order row is locked) to save a round trip on every payment.
+    """
+    orders = Order.objects.select_for_update().filter(transaction=message.transaction)
+    if message.status == "paid" and message.currency is not None:
+        orders = orders.annotate(
+            paid_before=_paid_sum(message.currency, excluding=message.payment_id)
+        )
+    return orders.first()
+
+
+def _paid_sum(currency: str, *, excluding: uuid.UUID) -> Coalesce:
+    others = (
+        Payment.objects.filter(order=OuterRef("pk"), status=Payment.Status.PAID, currency=currency)
+        .exclude(payment_id=excluding)
+        .order_by()
+        .values("order")
+        .annotate(total=Sum("amount_int"))
+        .values("total")
+    )
+    return Coalesce(Subquery(others), 0)
 
 
 def _finish(notification: Notification, outcome: str, detail: str) -> Notification:
@@ -115,12 +193,19 @@ def _finish(notification: Notification, outcome: str, detail: str) -> Notificati
 
 
 def _payment_for(
-    order: Order, message: IpnMessage, status: str, source: str = Payment.Source.IPN
+    order: Order, message: IpnMessage, fields: dict[str, Any], source: str = Payment.Source.IPN
 ) -> tuple[Payment, bool]:
-    """The Payment row of this payment_id: unique, so a duplicate never makes a second."""
-    return Payment.objects.get_or_create(
-        payment_id=message.payment_id, defaults={"order": order, "status": status, "source": source}
-    )
+    """The Payment row of this payment_id: unique, so a duplicate never makes a second.
+
+    A new row is inserted with `fields` (status included) in one statement;
+    an existing one is returned as it is, for the caller to decide.
+    """
+    payment = Payment(payment_id=message.payment_id, order=order, source=source, **fields)
+    row = insert_on_conflict(payment, unique_field="payment_id", returning=("id",))
+    if row is not None:
+        payment.pk = row[0]
+        return payment, True
+    return Payment.objects.get(payment_id=message.payment_id), False
 
 
 def _flagged(order: Order, kind: str, detail: str) -> tuple[str, str]:
@@ -128,24 +213,35 @@ def _flagged(order: Order, kind: str, detail: str) -> tuple[str, str]:
     return Outcome.FLAGGED, detail
 
 
+def _paid_fields(order: Order, message: IpnMessage) -> dict[str, Any]:
+    assert message.amount_int is not None and message.currency is not None
+    fields: dict[str, Any] = {
+        "status": Payment.Status.PAID,
+        "amount_int": message.amount_int,
+        "currency": message.currency,
+        "method": message.method or "",
+        "paid_at": message.paid_at,
+    }
+    if message.currency == money.BTC and order.currency != money.BTC and message.amount_int:
+        fields["implied_rate"] = _implied_rate(order, message.amount_int)
+    return fields
+
+
 def payment_apply_paid(
     order: Order, message: IpnMessage, *, source: str = Payment.Source.IPN
 ) -> tuple[str, str]:
     """Record a paid payment and move its order as the state table says (order row locked)."""
-    payment, _ = _payment_for(order, message, Payment.Status.PAID, source)
+    fields = _paid_fields(order, message)
+    payment, created = _payment_for(order, message, fields, source)
     if payment.order_id != order.pk:
         return _flagged(order, Kind.UNEXPECTED_NOTIFICATION, "payment id of another order")
-    if payment.status == Payment.Status.PAID and payment.amount_int is not None:
-        return Outcome.DUPLICATE, "payment already recorded as paid"
+    if not created:
+        if payment.status == Payment.Status.PAID and payment.amount_int is not None:
+            return Outcome.DUPLICATE, "payment already recorded as paid"
+        for name, value in fields.items():
+            setattr(payment, name, value)
+        payment.save(update_fields=[*fields, "updated"])
     assert message.amount_int is not None and message.currency is not None
-    payment.status = Payment.Status.PAID
-    payment.amount_int = message.amount_int
-    payment.currency = message.currency
-    payment.method = message.method or ""
-    payment.paid_at = message.paid_at
-    if message.currency == money.BTC and order.currency != money.BTC and message.amount_int:
-        payment.implied_rate = _implied_rate(order, message.amount_int)
-    payment.save()
 
     if message.currency not in (order.currency, money.BTC):
         return _flagged(
@@ -155,20 +251,38 @@ def payment_apply_paid(
         if order.multipay:
             return Outcome.APPLIED, "another payment on a multipay order"
         return _flagged(order, Kind.UNEXPECTED_NOTIFICATION, "a second payment on a paid order")
-    paid, due = _paid_total(order, message.currency), order.amount_int
+    paid = _paid_before(order, message) + message.amount_int
+    due = order.amount_int
     if message.currency == order.currency and paid < due:
         shown = f"{money.display(paid, order.currency)} of {money.display(due, order.currency)}"
         return _flagged(order, Kind.UNDERPAID, f"paid {shown}")
     late = order.status in (S.EXPIRED, S.CANCELLED)
     if order.status not in (S.AWAITING_PAYMENT, S.CONFIRMING) and not late:
         return _flagged(order, Kind.UNEXPECTED_NOTIFICATION, f"paid while {order.status}")
-    order_transition(order_id=order.pk, to=S.PAID, reason=f"IPN paid {message.payment_id}")
+    was = order.status
+    order_transition(
+        order_id=order.pk, to=S.PAID, reason=f"IPN paid {message.payment_id}", locked=order
+    )
     if late:
-        order_flag(order_id=order.pk, kind=Kind.LATE, detail=f"paid after being {order.status}")
+        order_flag(order_id=order.pk, kind=Kind.LATE, detail=f"paid after being {was}")
     if message.currency == order.currency and paid > due:
         over = money.display(paid - due, order.currency)
         order_flag(order_id=order.pk, kind=Kind.OVERPAID, detail=f"paid {over} too much")
     return Outcome.APPLIED, "order paid" + (" late" if late else "")
+
+
+def _paid_before(order: Order, message: IpnMessage) -> int:
+    """What the order's other paid payments in the message's currency add up to."""
+    annotated = getattr(order, "paid_before", None)  # from _order_locked's query
+    if annotated is not None:
+        return int(annotated)
+    assert message.currency is not None
+    total = (
+        order.payments.filter(status=Payment.Status.PAID, currency=message.currency)
+        .exclude(payment_id=message.payment_id)
+        .aggregate(total=Sum("amount_int"))["total"]
+    )
+    return int(total or 0)
 
 
 def _implied_rate(order: Order, btc_amount_int: int) -> Decimal:
@@ -176,30 +290,31 @@ def _implied_rate(order: Order, btc_amount_int: int) -> Decimal:
     return (price / money.to_decimal(btc_amount_int, money.BTC)).quantize(Decimal("1E-12"))
 
 
-def _paid_total(order: Order, currency: str) -> int:
-    total = order.payments.filter(status=Payment.Status.PAID, currency=currency).aggregate(
-        total=Sum("amount_int")
-    )["total"]
-    return int(total or 0)
-
-
 def _apply_partial(order: Order, message: IpnMessage) -> tuple[str, str]:
-    payment, created = _payment_for(order, message, Payment.Status.PARTIAL)
+    figures = {
+        "amount_pending": message.amount_pending,
+        "amount_valid": message.amount_valid,
+        "amount_total": message.amount_total,
+    }
+    payment, created = _payment_for(order, message, {"status": Payment.Status.PARTIAL, **figures})
     if payment.order_id != order.pk:
         return _flagged(order, Kind.UNEXPECTED_NOTIFICATION, "payment id of another order")
     if payment.status != Payment.Status.PARTIAL:
         return Outcome.STALE, f"payment already {payment.status}"
-    seen = (payment.amount_valid or 0, payment.amount_total or 0)
-    given = (message.amount_valid or 0, message.amount_total or 0)
-    if not created and given <= seen:
-        return Outcome.DUPLICATE, "no newer confirmation figures"
-    payment.amount_pending = message.amount_pending
-    payment.amount_valid = message.amount_valid
-    payment.amount_total = message.amount_total
-    payment.save()
+    if not created:
+        seen = (payment.amount_valid or 0, payment.amount_total or 0)
+        given = (message.amount_valid or 0, message.amount_total or 0)
+        if given <= seen:
+            return Outcome.DUPLICATE, "no newer confirmation figures"
+        for name, value in figures.items():
+            setattr(payment, name, value)
+        payment.save(update_fields=[*figures, "updated"])
     if order.status == S.AWAITING_PAYMENT:
         order_transition(
-            order_id=order.pk, to=S.CONFIRMING, reason=f"IPN partial {message.payment_id}"
+            order_id=order.pk,
+            to=S.CONFIRMING,
+            reason=f"IPN partial {message.payment_id}",
+            locked=order,
         )
         return Outcome.APPLIED, "bitcoins confirming"
     if order.status == S.CONFIRMING or (order.status == S.PAID and order.multipay):
@@ -208,7 +323,7 @@ def _apply_partial(order: Order, message: IpnMessage) -> tuple[str, str]:
 
 
 def _apply_cancelled(order: Order, message: IpnMessage) -> tuple[str, str]:
-    payment, _ = _payment_for(order, message, Payment.Status.CANCELLED)
+    payment, _ = _payment_for(order, message, {"status": Payment.Status.CANCELLED})
     if payment.order_id != order.pk:
         return _flagged(order, Kind.UNEXPECTED_NOTIFICATION, "payment id of another order")
     if order.status in (S.AWAITING_PAYMENT, S.CONFIRMING):
@@ -216,7 +331,10 @@ def _apply_cancelled(order: Order, message: IpnMessage) -> tuple[str, str]:
             payment.status = Payment.Status.CANCELLED
             payment.save(update_fields=["status", "updated"])
         order_transition(
-            order_id=order.pk, to=S.CANCELLED, reason=f"IPN cancelled {message.payment_id}"
+            order_id=order.pk,
+            to=S.CANCELLED,
+            reason=f"IPN cancelled {message.payment_id}",
+            locked=order,
         )
         return Outcome.APPLIED, "order cancelled"
     if order.status == S.CANCELLED:

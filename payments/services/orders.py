@@ -162,25 +162,44 @@ def _failure_reason(exc: GatewayError) -> str:
     return f"gateway error: {exc}"
 
 
-def order_transition(*, order_id: UUID, to: str, reason: str) -> Order:
+def order_transition(*, order_id: UUID, to: str, reason: str, locked: Order | None = None) -> Order:
     """The one function that changes an order's status: lock, check the table, write, record.
 
-    Raises InvalidTransition for a change the table does not allow; the
-    caller decides whether that is an error or a stale event to record.
+    `locked` is the order row when the caller already holds it locked (SELECT
+    ... FOR UPDATE in its own transaction): no second lock and no savepoint.
+    Raises InvalidTransition for a change the table does not allow, before
+    writing anything; the caller decides whether that is an error or a
+    stale event to record.
     """
+    if locked is not None:
+        if locked.pk != order_id or not transaction.get_connection().in_atomic_block:
+            raise ValueError("`locked` must be this order, locked in the caller's transaction")
+        _check_transition(locked, to)
+        with transaction.atomic(savepoint=False):
+            return _transition_write(locked, to, reason)
     with transaction.atomic():
         order = Order.objects.select_for_update().get(pk=order_id)
-        if not can_transition(order.status, to):
-            raise InvalidTransition(f"order {order.pk}: {order.status} -> {to} is not allowed")
-        OrderTransition.objects.create(
-            order=order, from_status=order.status, to_status=to, reason=reason
-        )
-        order.status = to
-        order.save(update_fields=["status", "updated"])
-        shop_event_record(order=order, event_type=f"order.{to}")
-        signal = STATUS_SIGNALS.get(to)
-        if signal is not None:
-            transaction.on_commit(partial(signal.send_robust, sender=Order, order=order))
+        _check_transition(order, to)
+        return _transition_write(order, to, reason)
+
+
+def _check_transition(order: Order, to: str) -> None:
+    if not can_transition(order.status, to):
+        raise InvalidTransition(f"order {order.pk}: {order.status} -> {to} is not allowed")
+
+
+def _transition_write(order: Order, to: str, reason: str) -> Order:
+    now = timezone.now()
+    OrderTransition.objects.create(
+        order=order, from_status=order.status, to_status=to, reason=reason, created=now
+    )
+    # One UPDATE without a SELECT first: the row is locked and already in hand.
+    Order.objects.filter(pk=order.pk).update(status=to, updated=now)
+    order.status, order.updated = to, now
+    shop_event_record(order=order, event_type=f"order.{to}")
+    signal = STATUS_SIGNALS.get(to)
+    if signal is not None and signal.has_listeners(sender=Order):
+        transaction.on_commit(partial(signal.send_robust, sender=Order, order=order))
     return order
 
 

@@ -272,3 +272,34 @@ def test_a_failure_while_applying_keeps_the_stored_notification(
     order.refresh_from_db()
     assert stored.outcome == "applied"
     assert order.status == "paid"
+
+
+def test_a_transient_database_failure_while_applying_is_503_and_writes_nothing(
+    client: Client, make_order: Any, monkeypatch: Any
+) -> None:
+    """A lock timeout or a lost connection is worth the gateway's retry: no [OK], no row."""
+    from django.db import OperationalError
+
+    from payments.services import notifications
+
+    def lock_timeout(*args: Any, **kwargs: Any) -> Any:
+        raise OperationalError("canceling statement due to lock timeout")
+
+    order = make_order()
+    body = paid_body(order)
+    monkeypatch.setitem(notifications.HANDLERS, "paid", lock_timeout)
+
+    response = post_ipn(client, body)
+
+    assert response.status_code == 503
+    assert b"[OK]" not in response.content
+    assert not Notification.objects.exists()
+    assert not Payment.objects.exists()
+
+    monkeypatch.undo()
+    retried = post_ipn(client, body)  # the gateway's retry: the same bytes
+
+    assert retried.content == b"[OK]"
+    order.refresh_from_db()
+    assert order.status == "paid"
+    assert Notification.objects.get().times_received == 1
