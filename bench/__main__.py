@@ -23,6 +23,7 @@ BENCHMARKS = {
     "ipn_throughput": "bench.ipn_throughput",
     "reconcile_scale": "bench.reconcile_scale",
     "admin_scale": "bench.admin_scale",
+    "mixed_load": "bench.mixed_load",
 }
 
 

@@ -229,6 +229,25 @@ def queries_per_ipn() -> dict[str, Any]:
     return found
 
 
+def _unseeded_orders(n: int) -> list[tuple[uuid.UUID, int]]:
+    """Transactions no order has: bodies for the floor view, which never looks them up."""
+    return [(uuid.uuid4(), AMOUNT_INT) for _ in range(n)]
+
+
+def _floor_summary(phases: list[Phase], minimal_rps: float) -> dict[str, Any]:
+    """The store-only view's req/s against the same baseline: the IPN ratio's upper bound."""
+    if not phases:
+        return {"measured": False, "why": "PostgreSQL only (bench.ipn_floor)"}
+    floor = combine("store_only", phases)
+    return {
+        "what": "POST /bench/ipn-store-only/: the IPN view's checks, then one INSERT ... ON "
+        "CONFLICT of the notification into a copy of the inbox table, committed, then [OK] "
+        "(bench.ipn_floor): what any IPN view must do before answering, without applying",
+        "ratio_to_minimal": round(floor.load.requests_per_second / minimal_rps, 3),
+        "closed_loop": floor.summary(),
+    }
+
+
 def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
     sizes = QUICK if quick else FULL
     config = server_config()
@@ -241,11 +260,24 @@ def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
     minimal = [Item("POST", "/bench/minimal/", items[0].body, items[0].headers)]
     ack = Expect(200, b"[OK]")
     ok = Expect(200, b"ok")
+    # The floor view stores the same kind of signed bodies, in a table of its own.
+    floor_pool = Pool(
+        [
+            Item("POST", "/bench/ipn-store-only/", item.body, item.headers)
+            for item in ipn_items(_unseeded_orders(len(items)))
+        ]
+    )
+    measure_floor = infra.is_postgres
+    if measure_floor:
+        from bench.ipn_floor import create_table
+
+        create_table()
 
     server = infra.start_server("service-ipn", config)
     pg = infra.postgres_meter()
     ipn_phases: list[Phase] = []
     minimal_phases: list[Phase] = []
+    floor_phases: list[Phase] = []
     acknowledged = errors = 0
     with LoadGenerator(HOST, server.port, processes=PROCESSES) as gen:
 
@@ -255,6 +287,11 @@ def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
             )
 
         def send_ipns(batch: list[Item], seconds: float | None = None) -> LoadResult:
+            return gen.closed_loop(
+                batch, connections=sizes.connections, expect=ack, duration=seconds
+            )
+
+        def send_floor(batch: list[Item], seconds: float) -> LoadResult:
             return gen.closed_loop(
                 batch, connections=sizes.connections, expect=ack, duration=seconds
             )
@@ -294,6 +331,16 @@ def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
                 log(f"{NAME}: ran out of seeded orders; raise Sizes.orders")
             acknowledged, errors = acknowledged + phase.load.ok, errors + phase.load.errors
             ipn_phases.append(phase)
+            if measure_floor:
+                wait_for_idle()
+                phase = measure(
+                    f"store_only[{round_}]",
+                    server,
+                    partial(floor_pool.run, partial(send_floor, seconds=sizes.seconds_per_round)),
+                    postgres=pg,
+                )
+                log(f"{NAME}: {progress(phase)}")
+                floor_phases.append(phase)
         wait_for_idle()
         log(f"{NAME}: open loop, {OPEN_LOOP_RATE:.0f} IPN/s for {sizes.open_loop_seconds:.0f} s")
         opened = measure(
@@ -310,6 +357,7 @@ def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
     ipn = combine("ipn", ipn_phases)
     base = combine("minimal", minimal_phases)
     ratio = ipn.load.requests_per_second / base.load.requests_per_second
+    floor = _floor_summary(floor_phases, base.load.requests_per_second)
     # A failed or never-sent request is not a fast one: it counts as infinitely slow.
     open_latency = latency_summary(
         opened.load.latencies, unfinished=opened.load.errors + opened.load.dropped
@@ -355,6 +403,7 @@ def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
                 "minimal": base.summary(),
             },
             "open_loop": open_summary,
+            "store_only_floor": floor,
             "database_check": checks,
             "queries_per_request": queries,
         },

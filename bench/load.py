@@ -24,7 +24,7 @@ import os
 import resource
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,12 +43,19 @@ RETRYABLE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeErr
 
 @dataclass(frozen=True)
 class Item:
-    """One HTTP request, ready to send (headers without Host and Content-Length)."""
+    """One HTTP request, ready to send (headers without Host and Content-Length).
+
+    `kind` groups requests in a mixed phase (LoadResult.by_kind: latency and
+    errors per kind); `expect`, when given, replaces the phase's expectation
+    for this request (a mixed phase expects 201 of one kind and 403 of another).
+    """
 
     method: str
     path: str
     body: bytes = b""
     headers: tuple[tuple[str, str], ...] = ()
+    kind: str = ""
+    expect: Expect | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,7 @@ class Job:
     rate: float | None = None  # open loop: this process's requests per second
     first_slot: float = 0.0  # open loop: seconds after start of this process's first request
     give_up_after: float | None = None  # open loop: seconds after start to stop sending
+    record_outcomes: bool = False  # keep (index, HTTP status, as expected) of every request
 
 
 @dataclass
@@ -90,6 +98,42 @@ class JobResult:
     finished: float = 0.0
     cpu_seconds: float = 0.0  # user + system of the generator process during the job
     max_send_lag: float = 0.0  # open loop: how late the generator itself sent (seconds)
+    by_kind: dict[str, KindResult] = field(default_factory=dict)  # items with a `kind`
+    # With Job.record_outcomes: (index into Job.items, HTTP status or 0 when no answer,
+    # whether the answer was the expected one), in the order the answers came.
+    outcomes: list[tuple[int, int, bool]] = field(default_factory=list)
+
+
+@dataclass
+class KindResult:
+    """The requests of one kind (Item.kind) in a phase."""
+
+    latencies: list[float] = field(default_factory=list)  # seconds, of successful requests
+    ok: int = 0
+    errors: int = 0
+    error_samples: list[str] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)  # HTTP status (0: no answer) -> count
+
+    def add(self, other: KindResult) -> None:
+        self.latencies += other.latencies
+        self.ok += other.ok
+        self.errors += other.errors
+        self.error_samples = (self.error_samples + other.error_samples)[:MAX_ERROR_SAMPLES]
+        for status, n in other.statuses.items():
+            self.statuses[status] = self.statuses.get(status, 0) + n
+
+    def summary(self, elapsed: float) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "requests": self.ok + self.errors,
+            "ok": self.ok,
+            "errors": self.errors,
+            "requests_per_s": round(self.ok / elapsed, 1) if elapsed > 0 else None,
+            "latency_ms": latency_summary(self.latencies),
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+        }
+        if self.error_samples:
+            out["error_samples"] = self.error_samples
+        return out
 
 
 @dataclass
@@ -108,6 +152,8 @@ class LoadResult:
     sent_per_job: list[int]
     dropped: int = 0  # open loop: scheduled requests never sent (counted as infinitely slow)
     machine_busy: float = 0.0  # CPU seconds the whole machine was busy from start to end
+    by_kind: dict[str, KindResult] = field(default_factory=dict)  # items with a `kind`
+    outcomes_per_job: list[list[tuple[int, int, bool]]] = field(default_factory=list)
 
     @property
     def requests_per_second(self) -> float:
@@ -248,7 +294,13 @@ def run_job(job: Job) -> JobResult:
     deadline = start + job.duration if job.duration is not None else None
     open_loop = job.rate is not None
 
-    def record(latency: float | None, error: str | None, lag: float = 0.0) -> None:
+    def record(
+        latency: float | None,
+        error: str | None,
+        lag: float = 0.0,
+        taken: tuple[int, Item] | None = None,
+        status: int = 0,
+    ) -> None:
         with lock:
             if error is None and latency is not None:
                 result.ok += 1
@@ -258,18 +310,35 @@ def run_job(job: Job) -> JobResult:
                 if error and len(result.error_samples) < MAX_ERROR_SAMPLES:
                     result.error_samples.append(error)
             result.max_send_lag = max(result.max_send_lag, lag)
+            if taken is None:
+                return
+            index, item = taken
+            if job.record_outcomes:
+                result.outcomes.append((index, status, error is None))
+            if item.kind:
+                kind = result.by_kind.setdefault(item.kind, KindResult())
+                kind.statuses[status] = kind.statuses.get(status, 0) + 1
+                if error is None and latency is not None:
+                    kind.ok += 1
+                    kind.latencies.append(latency)
+                else:
+                    kind.errors += 1
+                    if error and len(kind.error_samples) < MAX_ERROR_SAMPLES:
+                        kind.error_samples.append(error)
 
-    def one(connection: _Connection, item: Item, since: float) -> None:
+    def one(connection: _Connection, taken: tuple[int, Item], since: float) -> None:
+        item = taken[1]
+        expect = item.expect or job.expect
         try:
             status, body = connection.send(item)
         except Exception as exc:  # counted, not raised: a phase reports its errors
-            record(None, f"{type(exc).__name__}: {exc}"[:200])
+            record(None, f"{type(exc).__name__}: {exc}"[:200], taken=taken)
             return
         latency = time.perf_counter() - since
-        if status != job.expect.status or not body.startswith(job.expect.body_prefix):
-            record(None, f"HTTP {status}: {body[:120]!r}")
+        if status != expect.status or not body.startswith(expect.body_prefix):
+            record(None, f"HTTP {status}: {body[:120]!r}", taken=taken, status=status)
         else:
-            record(latency, None)
+            record(latency, None, taken=taken, status=status)
 
     def closed_thread() -> None:
         connection = _Connection(job.host, job.port)
@@ -278,7 +347,7 @@ def run_job(job: Job) -> JobResult:
                 taken = items.take()
                 if taken is None:
                     return
-                one(connection, taken[1], time.perf_counter())
+                one(connection, taken, time.perf_counter())
         finally:
             connection.close()
             with lock:
@@ -300,16 +369,17 @@ def run_job(job: Job) -> JobResult:
                 if delay > 0:
                     time.sleep(delay)
                 lag = time.perf_counter() - scheduled
+                expect = item.expect or job.expect
                 try:
                     status, body = connection.send(item)
                 except Exception as exc:
-                    record(None, f"{type(exc).__name__}: {exc}"[:200], lag)
+                    record(None, f"{type(exc).__name__}: {exc}"[:200], lag, taken)
                     continue
                 latency = time.perf_counter() - scheduled  # from the scheduled time
-                if status != job.expect.status or not body.startswith(job.expect.body_prefix):
-                    record(None, f"HTTP {status}: {body[:120]!r}", lag)
+                if status != expect.status or not body.startswith(expect.body_prefix):
+                    record(None, f"HTTP {status}: {body[:120]!r}", lag, taken, status)
                 else:
-                    record(latency, None, lag)
+                    record(latency, None, lag, taken, status)
         finally:
             connection.close()
             with lock:
@@ -399,6 +469,8 @@ class LoadGenerator:
             sent_per_job=[r.sent for r in results],
             dropped=sum(r.dropped for r in results),
             machine_busy=busy,
+            by_kind=merge_kinds(r.by_kind for r in results),
+            outcomes_per_job=[r.outcomes for r in results],
         )
 
     def split(self, items: Sequence[Item]) -> list[list[Item]]:
@@ -414,11 +486,14 @@ class LoadGenerator:
         repeat: bool = False,
         count: int | None = None,
         duration: float | None = None,
+        record_outcomes: bool = False,
     ) -> LoadResult:
         """`connections` connections in a closed loop, for `count` requests and/or `duration` s.
 
         With repeat=False every item is sent at most once; process k sends from
         `split(items)[k]`, and LoadResult.sent_per_job says how many it used.
+        With record_outcomes, LoadResult.outcomes_per_job[k] has each request's
+        (index into split(items)[k], HTTP status, as expected): see `item_outcomes`.
         """
         if count is None and duration is None and repeat:
             raise ValueError("a repeating closed loop needs a count or a duration")
@@ -443,6 +518,7 @@ class LoadGenerator:
                     expect=expect,
                     duration=duration,
                     count=share_count,
+                    record_outcomes=record_outcomes,
                 )
             )
         bound = (duration or 0) + 120 + (count or 0) * 0.5
@@ -494,3 +570,24 @@ def used_items(items: Sequence[Item], processes: int, sent_per_job: list[int]) -
     """Indexes into `items` of the items a non-repeating phase used (sent or failed)."""
     for k, sent in enumerate(sent_per_job):
         yield from range(k, len(items), processes)[:sent]
+
+
+def merge_kinds(parts: Iterable[dict[str, KindResult]]) -> dict[str, KindResult]:
+    """Per-kind results of several jobs (or phases) added up."""
+    merged: dict[str, KindResult] = {}
+    for part in parts:
+        for kind, found in part.items():
+            merged.setdefault(kind, KindResult()).add(found)
+    return merged
+
+
+def item_outcomes(
+    items: Sequence[Item], processes: int, outcomes_per_job: list[list[tuple[int, int, bool]]]
+) -> Iterator[tuple[int, int, bool]]:
+    """(index into `items`, HTTP status, as expected) of each request of a non-repeating phase.
+
+    Process k sent `items[k::processes]`: its index j is items[k + j * processes].
+    """
+    for k, outcomes in enumerate(outcomes_per_job):
+        for j, status, ok in outcomes:
+            yield k + j * processes, status, ok

@@ -11,8 +11,10 @@
 - `manage.py migrate` in a subprocess, then Django set up in this process too
   (to seed rows and check results in the same database).
 
-It starts gunicorn servers on free loopback ports (`start_server`), and
-stops every one of them when the run ends, also on an error or Ctrl-C.
+It starts gunicorn servers on free loopback ports (`start_server`), Celery
+workers and beat (`start_worker`, `start_beat`, on a broker that
+`prepare_broker` empties first), and stops every one of them when the run
+ends, also on an error or Ctrl-C.
 `Server.cpu_seconds()` is user+system CPU of the gunicorn master and its
 workers from /proc/<pid>/stat: read it before and after a phase.
 """
@@ -39,6 +41,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/merchant_bench"
+# The Celery broker of the benchmarks that run workers: a Redis database of their own,
+# emptied at the start of each such benchmark (BENCH_BROKER_URL).
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/9"
 SETTINGS_MODULE = "bench.settings"
 HOST = "127.0.0.1"
 READY_PATH = "/bench/minimal/"
@@ -266,6 +271,101 @@ class Server:
             process.wait(timeout=15)
 
 
+# --- Celery workers and beat ---------------------------------------------------------
+
+
+class CeleryProcess:
+    """A real `celery worker` or `celery beat` of the project (merchant app), own session."""
+
+    def __init__(self, name: str, kind: str, env: dict[str, str], args: list[str], log_dir: Path):
+        self.name = name
+        self.kind = kind  # "worker" or "beat"
+        self.env = env
+        self.args = args
+        self.log_path = log_dir / f"{name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        command = [sys.executable, "-m", "celery", "--app", "merchant", self.kind, *self.args]
+        with self.log_path.open("ab") as out:
+            self.process = subprocess.Popen(
+                command,
+                cwd=BASE_DIR,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def wait_ready(self, marker: str, timeout: float = 60.0) -> None:
+        """Until `marker` is in the log (a worker logs "<name>@<host> ready.")."""
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise BenchError(
+                    f"{self.kind} {self.name} exited with {self.process.returncode}:\n"
+                    f"{self.log_tail()}"
+                )
+            try:
+                if marker in self.log_path.read_text(errors="replace"):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise BenchError(
+            f"{self.kind} {self.name} not ready after {timeout:.0f} s:\n{self.log_tail()}"
+        )
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def pids(self) -> list[int]:
+        if not self.alive:
+            return []
+        assert self.process is not None
+        return [self.process.pid, *children_of(self.process.pid)]
+
+    def cpu(self) -> CpuSnapshot:
+        return CpuSnapshot.of(self.pids())
+
+    def stop(self) -> None:
+        """Warm shutdown (SIGTERM: running tasks finish), killed after 20 s."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)  # its own session: the pool's children too
+            process.wait(timeout=15)
+
+
+def prepare_broker(url: str) -> None:
+    """Empty the bench's Redis database (tasks left by an earlier run would name old rows)."""
+    import redis
+
+    if not url.startswith("redis://"):
+        raise BenchError(f"BENCH_BROKER_URL must be a redis:// URL, not {url!r}")
+    if urlsplit(url).path.strip("/") in ("", "0"):
+        raise BenchError(f"BENCH_BROKER_URL must name a Redis database of its own (not 0): {url}")
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=3)
+        client.flushdb()
+        client.close()
+    except redis.RedisError as exc:
+        raise BenchError(f"Redis at {url} is unusable: {exc}") from exc
+
+
 # --- the whole run ------------------------------------------------------------------
 
 
@@ -312,6 +412,8 @@ class Infrastructure:
         self.database_url = ""
         self.database = ""
         self.servers: list[Server] = []
+        self.celery: list[CeleryProcess] = []
+        self.broker_url = os.environ.get("BENCH_BROKER_URL", DEFAULT_BROKER_URL)
         self._previous_sigterm: Any = None
         self.keep_tmp = False
 
@@ -434,8 +536,75 @@ class Infrastructure:
         if server in self.servers:
             self.servers.remove(server)
 
+    def prepare_broker(self) -> str:
+        """The bench's Redis broker (BENCH_BROKER_URL), emptied; its URL for CELERY_BROKER_URL."""
+        prepare_broker(self.broker_url)
+        log(f"broker: {self.broker_url} (emptied)")
+        return self.broker_url
+
+    def start_worker(
+        self, name: str, *, concurrency: int = 2, public_base_url: str = "", **env: str
+    ) -> CeleryProcess:
+        """A `celery worker` (prefork, `concurrency` processes) named <name>@<host>; ready."""
+        worker = CeleryProcess(
+            name,
+            "worker",
+            self.env(public_base_url=public_base_url, **env),
+            [
+                "--loglevel",
+                "INFO",  # its "ready." line; the project's own loggers stay at LOG_LEVEL
+                "--concurrency",
+                str(concurrency),
+                "--pool",
+                "prefork",
+                "--hostname",
+                f"{name}@%h",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            self.log_dir,
+        )
+        self.celery.append(worker)
+        log(f"starting Celery worker {name} (prefork x {concurrency})")
+        worker.start()
+        worker.wait_ready(" ready.")
+        return worker
+
+    def start_beat(
+        self, name: str = "beat", *, public_base_url: str = "", **env: str
+    ) -> CeleryProcess:
+        """`celery beat` with a schedule file in this run's temporary folder."""
+        beat = CeleryProcess(
+            name,
+            "beat",
+            self.env(public_base_url=public_base_url, **env),
+            [
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(self.tmp / f"{name}-schedule"),
+            ],
+            self.log_dir,
+        )
+        self.celery.append(beat)
+        log(f"starting Celery beat {name}")
+        beat.start()
+        beat.wait_ready("beat: Starting...")
+        return beat
+
+    def stop_celery(self, process: CeleryProcess) -> None:
+        process.stop()
+        if process in self.celery:
+            self.celery.remove(process)
+
     # -- tear down --
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        for process in reversed(self.celery):
+            try:
+                process.stop()
+            except Exception as error:  # keep stopping the others
+                log(f"could not stop {process.name}: {error}")
+        self.celery.clear()
         for server in reversed(self.servers):
             try:
                 server.stop()

@@ -7,6 +7,7 @@ resolution costs them at least as much as it costs the real views.
 - /bench/minimal/      a plain Django function view answering "ok" (text/plain)
 - /bench/minimal-drf/  a DRF APIView with the project's default authentication
                        and permission classes (token auth) answering {"ok": true}
+- /bench/ipn-store-only/  the floor under the IPN view: verify, store, commit (bench.ipn_floor)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from bench import ipn_floor
 from merchant.urls import urlpatterns as project_urlpatterns
 
 
@@ -42,4 +44,5 @@ urlpatterns = [
     *project_urlpatterns,
     path("bench/minimal/", minimal, name="bench-minimal"),
     path("bench/minimal-drf/", MinimalDrf.as_view(), name="bench-minimal-drf"),
+    path("bench/ipn-store-only/", ipn_floor.store_only, name="bench-ipn-store-only"),
 ]

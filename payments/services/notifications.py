@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import uuid
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
-from django.db.models import F, OuterRef, Subquery, Sum
-from django.db.models.functions import Coalesce
+from django.db.models import F, Sum
 from django.utils import timezone
 
 from payments import money
@@ -151,29 +149,30 @@ def _apply(notification: Notification) -> Notification:
 
 
 def _order_locked(message: IpnMessage) -> Order | None:
-    """The order of `message`, locked; for `paid`, with what its other payments already paid.
+    """The order of `message`, locked; with what its other paid payments in the
+    message's currency add up to (`paid_before`), for a `paid` message's checks.
 
-    The total rides along in the locking query (a scalar subquery; only the
-    order row is locked) to save a round trip on every payment.
+    One statement on the hottest path of the service: the total rides along as
+    a scalar subquery (only the order row is locked). Written as SQL because
+    building the equivalent queryset cost more CPU than the rest of the IPN.
     """
-    orders = Order.objects.select_for_update().filter(transaction=message.transaction)
-    if message.status == "paid" and message.currency is not None:
-        orders = orders.annotate(
-            paid_before=_paid_sum(message.currency, excluding=message.payment_id)
-        )
-    return orders.first()
-
-
-def _paid_sum(currency: str, *, excluding: uuid.UUID) -> Coalesce:
-    others = (
-        Payment.objects.filter(order=OuterRef("pk"), status=Payment.Status.PAID, currency=currency)
-        .exclude(payment_id=excluding)
-        .order_by()
-        .values("order")
-        .annotate(total=Sum("amount_int"))
-        .values("total")
+    order_table = connection.ops.quote_name(Order._meta.db_table)
+    payment_table = connection.ops.quote_name(Payment._meta.db_table)
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    uuid_field = Order._meta.get_field("transaction")
+    sql = (
+        f"SELECT o.*, COALESCE((SELECT SUM(p.amount_int) FROM {payment_table} p "  # noqa: S608
+        "WHERE p.order_id = o.id AND p.status = %s AND p.currency = %s "
+        "AND p.payment_id <> %s), 0) AS paid_before "
+        f"FROM {order_table} o WHERE o.{connection.ops.quote_name('transaction')} = %s{lock}"
     )
-    return Coalesce(Subquery(others), 0)
+    params = [
+        Payment.Status.PAID.value,
+        message.currency or "",
+        uuid_field.get_db_prep_value(message.payment_id, connection),
+        uuid_field.get_db_prep_value(message.transaction, connection),
+    ]
+    return next(iter(Order.objects.raw(sql, params)), None)
 
 
 def _finish(notification: Notification, outcome: str, detail: str) -> Notification:
