@@ -356,6 +356,12 @@ HANDLERS: dict[str, Callable[[Order, IpnMessage], tuple[str, str]]] = {
 }
 
 
+def _readable_sample(body: bytes) -> str:
+    """The start of a rejected body as text any database can store (PostgreSQL refuses NUL)."""
+    text = body[:REJECTED_SAMPLE_CHARS].decode("utf-8", errors="replace")
+    return text.replace("\x00", "\ufffd")
+
+
 def notification_reject_record(*, reason: str, remote_addr: str | None, body: bytes) -> None:
     """Count a request that failed verification: one row per minute, reason and sender."""
     now = timezone.now()
@@ -372,7 +378,7 @@ def notification_reject_record(*, reason: str, remote_addr: str | None, body: by
                 window_start=window,
                 reason=reason,
                 remote_addr=addr,
-                sample=body[:REJECTED_SAMPLE_CHARS].decode("utf-8", errors="replace"),
+                sample=_readable_sample(body),
                 last_seen=now,
             )
     except IntegrityError:  # another request of the same burst created it first

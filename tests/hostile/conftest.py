@@ -1,0 +1,81 @@
+"""Fixtures for the hostile-input tests: seeded orders, a DB fingerprint, an API token, a gateway.
+
+`pytest_terminal_summary` prints how many generated cases each fuzz test ran
+(hypothesis examples, schemathesis cases), so a run shows how hard it tried.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db.models import Sum
+from rest_framework.authtoken.models import Token
+
+from payments.models import Notification, Order, OrderFlag, OrderTransition, Payment
+from payments.states import OrderStatus
+from tests.hostile.fuzzlog import FUZZ_COUNTS
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not FUZZ_COUNTS:
+        return
+    terminalreporter.section("hostile input: generated cases run")
+    for name, number in sorted(FUZZ_COUNTS.items()):
+        terminalreporter.write_line(f"{name}: {number}")
+    terminalreporter.write_line(f"total: {sum(FUZZ_COUNTS.values())}")
+
+
+def fingerprint() -> dict[str, Any]:
+    """Everything a notification or an order creation can change, except RejectedNotification."""
+    return {
+        "orders": sorted(
+            (str(pk), status, flags)
+            for pk, status, flags in Order.objects.values_list("pk", "status", "open_flags")
+        ),
+        "payments": sorted(
+            (str(pid), status) for pid, status in Payment.objects.values_list("pk", "status")
+        ),
+        "transitions": OrderTransition.objects.count(),
+        "flags": OrderFlag.objects.count(),
+        "notifications": Notification.objects.count(),
+        "receipts": Notification.objects.aggregate(n=Sum("times_received"))["n"] or 0,
+    }
+
+
+@pytest.fixture
+def make_order(db: None) -> Callable[..., Order]:
+    """An order the gateway already accepted (awaiting payment unless told otherwise)."""
+
+    def make(**fields: Any) -> Order:
+        values: dict[str, Any] = {
+            "reference": f"hostile-{uuid.uuid4().hex[:8]}",
+            "amount_int": 12_345_678,
+            "currency": "BTC",
+            "transaction": uuid.uuid4(),
+            "payment_url": "http://127.0.0.1/sandbox/pay/x",
+            "status": OrderStatus.AWAITING_PAYMENT,
+        }
+        values.update(fields)
+        return Order.objects.create(**values)
+
+    return make
+
+
+@pytest.fixture
+def api_token(db: None) -> str:
+    user = get_user_model().objects.create_user("hostile-shop", password="unused-password-123")
+    return Token.objects.create(user=user).key
+
+
+@pytest.fixture
+def live_gateway(live_server: Any, settings: Any) -> str:
+    """The service and the sandbox gateway on one live HTTP server; returns its URL."""
+    url = str(live_server.url)
+    settings.PUBLIC_BASE_URL = url
+    settings.GATEWAY_API_URL = f"{url}/sandbox/api/"
+    settings.GATEWAY_PAYMENT_HOST = f"{url}/sandbox"
+    return url

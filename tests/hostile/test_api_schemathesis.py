@@ -1,0 +1,168 @@
+"""Schemathesis against the orders API, from its own /api/schema/.
+
+The schema is loaded from the running Django app over WSGI; every generated
+case is sent through the whole stack (middleware, DRF, services), and an
+order that passes validation really goes to the sandbox gateway over HTTP
+(a live server: GATEWAY_API_URL points at its /sandbox/api/), so nothing on
+the service's side is mocked.
+
+Authenticated (a DRF token), positive and negative cases per operation:
+never a 5xx other than the gateway answers the API documents (502/503/504
+with the ErrorOutput body), responses conform to the schema, and no order
+reaches the gateway unless the API accepted the input: a 4xx leaves
+Order and SandboxOrder untouched, a 201 adds exactly one order at the
+gateway with the amount and currency that were answered.
+
+Unauthenticated: every case is a 401 and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import schemathesis
+from django.core.handlers.wsgi import WSGIHandler
+from django.test import Client
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from schemathesis import checks
+from schemathesis.generation import GenerationMode
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from payments.models import Order
+from payments.testing import ipn_body, post_ipn
+from sandbox.accounts import ensure_configured_account
+from sandbox.models import SandboxOrder
+from tests.hostile.fuzzlog import count
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+EXAMPLES = {"authenticated": 40, "anonymous": 15}
+OPERATIONS = [
+    ("/api/orders/", "GET"),
+    ("/api/orders/", "POST"),
+    ("/api/orders/{order_id}/", "GET"),
+]
+MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
+GATEWAY_FAILURES = {502, 503, 504}
+
+
+def fuzz_settings(examples: int) -> Any:
+    return hypothesis_settings(
+        max_examples=examples,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        database=None,
+    )
+
+
+@pytest.fixture
+def api_schema(db: None) -> Any:
+    """The schema exactly as /api/schema/ serves it, bound to the service's WSGI app."""
+    return schemathesis.openapi.from_wsgi("/api/schema/", WSGIHandler())
+
+
+def seed_paid_order(make_order: Callable[..., Order]) -> Order:
+    """An order paid too much through a real notification: it has a payment and a flag."""
+    order = make_order()
+    body = ipn_body(transaction=order.transaction, status="paid", amount_int=order.amount_int * 2)
+    assert post_ipn(Client(), body).content == b"[OK]"
+    assert order.flags.exists() and order.payments.exists()
+    return order
+
+
+def state() -> tuple[int, int]:
+    return Order.objects.count(), SandboxOrder.objects.count()
+
+
+def test_the_schema_lists_the_orders_operations(api_schema: Any) -> None:
+    listed = {
+        (result.ok().path, result.ok().method.upper()) for result in api_schema.get_all_operations()
+    }
+    assert listed == set(OPERATIONS)
+
+
+@pytest.mark.parametrize("mode", MODES, ids=str)
+@pytest.mark.parametrize(("path", "method"), OPERATIONS)
+def test_authenticated_cases(
+    api_schema: Any,
+    api_token: str,
+    live_gateway: str,
+    make_order: Callable[..., Order],
+    path: str,
+    method: str,
+    mode: Any,
+) -> None:
+    ensure_configured_account()  # the sandbox knows our key, as in `make run`
+    seeded = seed_paid_order(make_order)
+    operation = api_schema[path][method]
+    auth = {"Authorization": f"Token {api_token}"}
+    cases = operation.as_strategy(generation_mode=mode)
+    if "{order_id}" in path:  # also ask for an order that exists, with payments and flags
+        cases = cases | operation.as_strategy(
+            generation_mode=mode, path_parameters={"order_id": str(seeded.pk)}
+        )
+
+    @fuzz_settings(EXAMPLES["authenticated"])
+    @given(case=cases)
+    def run(case: Any) -> None:
+        count(f"schemathesis: {method} {path} {mode} authenticated (cases)")
+        orders_before, at_gateway_before = state()
+
+        response = case.call(headers=auth)
+
+        status = response.status_code
+        count(f"schemathesis: {method} {path} {mode} authenticated, answered {status}")
+        conformance = [
+            status_code_conformance,
+            content_type_conformance,
+            response_schema_conformance,
+        ]
+        if status not in GATEWAY_FAILURES:  # documented answers when the gateway fails
+            conformance.append(checks.not_a_server_error)
+        case.validate_response(response, checks=conformance, headers=auth)
+        orders_after, at_gateway_after = state()
+        if method == "GET" or 400 <= status < 500:
+            assert (orders_after, at_gateway_after) == (orders_before, at_gateway_before), status
+        elif status == 201:
+            assert (orders_after, at_gateway_after) == (orders_before + 1, at_gateway_before + 1)
+            answered = response.json()
+            at_gateway = SandboxOrder.objects.get(transaction=answered["transaction"])
+            assert at_gateway.amount_int == answered["amount_int"]
+            assert at_gateway.currency == answered["currency"]
+        elif status in GATEWAY_FAILURES:
+            assert orders_after == orders_before + 1  # recorded as failed
+            assert response.json()["error"].startswith("gateway_")
+        else:
+            assert status == 200  # the same Idempotency-Key again: the same order
+            assert (orders_after, at_gateway_after) == (orders_before, at_gateway_before)
+
+    run()
+
+
+@pytest.mark.parametrize(("path", "method"), OPERATIONS)
+def test_anonymous_cases_are_401_and_change_nothing(
+    api_schema: Any, live_gateway: str, path: str, method: str
+) -> None:
+    operation = api_schema[path][method]
+
+    @fuzz_settings(EXAMPLES["anonymous"])
+    @given(case=operation.as_strategy())
+    def run(case: Any) -> None:
+        count(f"schemathesis: {method} {path} anonymous (cases)")
+        before = state()
+        case.headers = {k: v for k, v in (case.headers or {}).items() if k != "Authorization"}
+
+        response = case.call()
+
+        case.validate_response(response, checks=[checks.not_a_server_error])
+        assert response.status_code == 401, (response.status_code, response.text[:300])
+        assert state() == before
+
+    run()
