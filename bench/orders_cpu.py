@@ -10,8 +10,14 @@ HTTP, store the answer, record the transition, render the output.
 The baseline is /bench/minimal-drf/: an APIView with the same default
 authentication and permission classes (token auth, IsAuthenticated),
 answering {"ok": true}, in the same server, same run, same clients and the
-same request body. Phases alternate (minimal, orders, minimal, orders) so
-that drift of a noisy machine hits both.
+same request body. Phases alternate (minimal, orders, floor, minimal, ...) so
+that drift of a noisy machine hits all of them.
+
+The floor is /bench/orders-floor/ (bench.orders_floor): the same authentication,
+then only the work no order-creation view can skip (insert, nonce, one signed
+gateway call over a kept session, one update). Its ratio against the same
+baseline, in `measured.floor`, is what the target is up against; it does not
+enter the benchmark's ratio.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ NAME = "orders_cpu"
 TARGET = 2.0
 SERVICE = ServerConfig(workers=2, worker_class="gthread", threads=8)  # the Procfile's web
 SANDBOX = ServerConfig(workers=2, worker_class="gthread", threads=4)
+FLOOR = "/bench/orders-floor/"
 ORDER_CREATE_LINE = re.compile(rb'"POST [^"]*/merchant/order/create[^"]*" (\d{3}) ')
 
 
@@ -136,6 +143,7 @@ def _queries(service: Server, sandbox: Server, token: str) -> dict[str, Any]:
         for name, path, status in (
             ("order_create", "/api/orders/", 201),
             ("minimal_drf", "/bench/minimal-drf/", 200),
+            ("floor", FLOOR, 201),
         ):
             client.post(path, _order_body(service, 999_000), content_type="application/json")
             with counting_queries() as count:
@@ -170,18 +178,16 @@ def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
     minimal = [Item("POST", "/bench/minimal-drf/", _order_body(service, 0), headers)]
     made = 0
 
-    def new_orders(n: int) -> list[Item]:
+    def new_orders(n: int, path: str = "/api/orders/") -> list[Item]:
         nonlocal made
         first, made = made, made + n
-        return [
-            Item("POST", "/api/orders/", _order_body(service, i), headers)
-            for i in range(first, made)
-        ]
+        return [Item("POST", path, _order_body(service, i), headers) for i in range(first, made)]
 
     pg = infra.postgres_meter()
     others = {"sandbox": sandbox}
     order_phases: list[Phase] = []
     minimal_phases: list[Phase] = []
+    floor_phases: list[Phase] = []
     calls: dict[str, int] = {}
     with LoadGenerator(HOST, service.port, processes=2) as gen:
 
@@ -196,6 +202,7 @@ def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
         log(f"{NAME}: warm-up")
         require_success("warm-up", send_minimal(sizes.warmup_minimal))
         require_success("warm-up", send_orders(new_orders(sizes.warmup_orders)))
+        require_success("warm-up", send_orders(new_orders(sizes.warmup_orders, FLOOR)))
         for round_ in range(sizes.rounds):
             wait_for_idle()
             phase = measure(
@@ -221,10 +228,25 @@ def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
                 calls[status] = calls.get(status, 0) + n
             log(f"{NAME}: {progress(phase)}")
             order_phases.append(phase)
+            wait_for_idle()
+            phase = measure(
+                f"floor[{round_}]",
+                service,
+                partial(send_orders, new_orders(sizes.orders_per_round, FLOOR)),
+                others=others,
+                postgres=pg,
+            )
+            log(f"{NAME}: {progress(phase)}")
+            floor_phases.append(phase)
 
     created = combine("order_create", order_phases)
     base = combine("minimal_drf", minimal_phases)
     ratio = created.cpu_per_request_ms() / base.cpu_per_request_ms()
+    floor = combine("floor", floor_phases)
+    floor_summary = floor.summary()
+    floor_summary["ratio_to_minimal_drf"] = round(
+        floor.cpu_per_request_ms() / base.cpu_per_request_ms(), 3
+    )
     statuses = {
         row["status"]: row["n"] for row in Order.objects.values("status").annotate(n=Count("id"))
     }
@@ -252,6 +274,12 @@ def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
             "rounds": sizes.rounds,
             "order_create": order_summary,
             "minimal_drf": base.summary(),
+            "floor": {
+                "what": f"POST {FLOOR} (bench.orders_floor): token auth, one INSERT, a nonce, "
+                "one signed merchant/order/create over a kept session, one UPDATE; the least "
+                "any order-creation view does",
+                **floor_summary,
+            },
             "orders_in_database_by_status": statuses,
             "queries_per_request": queries,
         },

@@ -7,6 +7,8 @@ resolution costs them at least as much as it costs the real views.
 - /bench/minimal/      a plain Django function view answering "ok" (text/plain)
 - /bench/minimal-drf/  a DRF APIView with the project's default authentication
                        and permission classes (token auth) answering {"ok": true}
+- /bench/orders-floor/  the floor under POST /api/orders/: auth, insert, one gateway call,
+                       store the answer (bench.orders_floor)
 - /bench/ipn-store-only/  the floor under the IPN view: verify, store, commit (bench.ipn_floor)
 """
 
@@ -22,6 +24,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from bench import ipn_floor
+from bench.orders_floor import OrdersFloor
 from merchant.urls import urlpatterns as project_urlpatterns
 
 
@@ -44,5 +47,6 @@ urlpatterns = [
     *project_urlpatterns,
     path("bench/minimal/", minimal, name="bench-minimal"),
     path("bench/minimal-drf/", MinimalDrf.as_view(), name="bench-minimal-drf"),
+    path("bench/orders-floor/", OrdersFloor.as_view(), name="bench-orders-floor"),
     path("bench/ipn-store-only/", ipn_floor.store_only, name="bench-ipn-store-only"),
 ]

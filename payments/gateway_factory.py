@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.cache import caches
 
 from payments.gateway.client import GatewayClient, GatewayConfig
+from payments.gateway.sessions import thread_session
 from payments.nonces import nonce_next
 
 
@@ -25,10 +26,14 @@ def gateway_config() -> GatewayConfig:
 
 
 def gateway_client() -> GatewayClient:
-    """A new client (one per thread or task: its requests.Session is not shared)."""
+    """A new client on this thread's HTTP session (kept between calls; never shared by threads).
+
+    Use it in the thread that asked for it; closing it leaves the session open.
+    """
     config = gateway_config()
     return GatewayClient(
         config,
         nonce_source=partial(nonce_next, api_key=config.api_key),
         cache=caches["default"],
+        session=thread_session(config.api_url),
     )

@@ -54,6 +54,9 @@ class OrderCursorPagination(CursorPagination):
 
 
 class OrderListCreateApi(APIView):
+    # Used by get(); declared here so that the schema shows the paginated envelope.
+    pagination_class = OrderCursorPagination
+
     class FilterInput(serializers.Serializer):
         status = serializers.ChoiceField(choices=OrderStatus.choices, required=False)
         reference = serializers.CharField(max_length=100, required=False)
@@ -94,17 +97,20 @@ class OrderListCreateApi(APIView):
         except OrderCreationFailed as failure:
             return gateway_failure_response(failure)
         return Response(
-            OrderOutput(order).data,
+            OrderOutput(order, context={"new": created}).data,
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 
     @extend_schema(
-        parameters=[FilterInput], responses={200: OrderOutput(many=True)}, summary="List orders"
+        parameters=[FilterInput],
+        # 404: a cursor that is not one of ours (CursorPagination's "Invalid cursor").
+        responses={200: OrderOutput(many=True), 400: None, 401: None, 404: None},
+        summary="List orders",
     )
     def get(self, request: Request) -> Response:
         filters = self.FilterInput(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        paginator = OrderCursorPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(order_list(**filters.validated_data), request, view=self)
         return paginator.get_paginated_response(OrderOutput(page, many=True).data)
 

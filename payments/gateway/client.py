@@ -25,7 +25,6 @@ from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
 import requests
-from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ReadTimeoutError
 
 from payments import money
@@ -39,6 +38,7 @@ from payments.gateway.results import (
     WalletEntry,
     WalletHistoryPage,
 )
+from payments.gateway.sessions import GatewaySession
 from payments.gateway.signing import decode_secret, sign
 
 logger = logging.getLogger(__name__)
@@ -96,7 +96,12 @@ class GatewayConfig:
 
 
 class GatewayClient:
-    """One gateway account's calls. Not shared between threads (requests.Session is not)."""
+    """One gateway account's calls. Not shared between threads (requests.Session is not).
+
+    `session` is the caller's (e.g. this thread's, kept between calls:
+    payments.gateway.sessions) and is left open by close(); without one the
+    client makes its own and closes it.
+    """
 
     def __init__(
         self,
@@ -109,10 +114,12 @@ class GatewayClient:
         self.config = config
         self._nonce_source = nonce_source
         self._cache = cache
-        self._session = session or _session_without_retries()
+        self._owns_session = session is None
+        self._session = session or GatewaySession(config.api_url)
 
     def close(self) -> None:
-        self._session.close()
+        if self._owns_session:
+            self._session.close()
 
     def __enter__(self) -> GatewayClient:
         return self
@@ -294,14 +301,6 @@ class GatewayClient:
         return GatewayUnavailable(
             f"no answer to {path}: {exc}", may_have_reached_gateway=not _never_connected(exc)
         )
-
-
-def _session_without_retries() -> requests.Session:
-    session = requests.Session()
-    # requests' default is already no retry; say so, since a resent POST could pay twice.
-    for prefix in ("https://", "http://"):
-        session.mount(prefix, HTTPAdapter(max_retries=0))
-    return session
 
 
 def _never_connected(exc: requests.RequestException) -> bool:

@@ -95,9 +95,10 @@ def _order_claim(*, new: NewOrder, owner: Any, key: str | None) -> tuple[Order, 
     The key's row is locked while deciding, so two requests with one key
     never both reach the gateway.
     """
+    if key is None:
+        # One INSERT, committed on its own: nothing to lock, no transaction to wrap it in.
+        return Order.objects.create(**asdict(new), created_by=owner), True
     with transaction.atomic():
-        if key is None:
-            return Order.objects.create(**asdict(new), created_by=owner), True
         record, _ = IdempotencyKey.objects.select_for_update().get_or_create(
             owner=owner, key=key, defaults={"fingerprint": new.fingerprint()}
         )
@@ -144,14 +145,24 @@ def _order_submit(order: Order) -> None:
             )
         order.refresh_from_db()
         raise OrderCreationFailed(order, exc) from exc
+    stored = {"transaction": created.transaction, "payment_url": created.payment_url}
     with transaction.atomic():
-        Order.objects.filter(pk=order.pk).update(
-            transaction=created.transaction, payment_url=created.payment_url
-        )
+        # This UPDATE locks the row and matches only while the order is still `created`,
+        # as the row in hand says (nothing else moves a created order): the transition can
+        # then use the row in hand, without a SELECT ... FOR UPDATE or a refresh after.
+        current = Order.objects.filter(pk=order.pk, status=OrderStatus.CREATED).update(**stored)
+        if current:
+            order.transaction, order.payment_url = created.transaction, created.payment_url
+        else:
+            Order.objects.filter(pk=order.pk).update(**stored)
         order_transition(
-            order_id=order.id, to=OrderStatus.AWAITING_PAYMENT, reason="gateway accepted the order"
+            order_id=order.id,
+            to=OrderStatus.AWAITING_PAYMENT,
+            reason="gateway accepted the order",
+            locked=order if current else None,
         )
-    order.refresh_from_db()
+    if not current:
+        order.refresh_from_db()
 
 
 def _failure_reason(exc: GatewayError) -> str:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from payments.models import Order
@@ -309,3 +313,81 @@ def test_detail_lists_payments_and_flags(api_client: APIClient, make_order: Any)
     assert payment["implied_rate"] == "25.000000000000"  # 12.50 USD for 0.5 BTC
     assert [flag["kind"] for flag in detail["flags"]] == ["unexpected_notification"]
     assert detail["flags"][0]["reviewed"] is False
+
+
+# --- what creating an order costs, and what it answers ----------------------------------
+
+
+@pytest.fixture
+def accepting_gateway(settings: Any) -> Iterator[str]:
+    """A gateway that accepts every order/create (a new transaction each), in a thread."""
+
+    class Accept(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            tx = str(uuid.uuid4())
+            reply = {"transaction": tx, "payment_url": f"http://gateway.test/pay/{tx}"}
+            body = json.dumps({"result": "success", "return": reply}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Accept)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    settings.GATEWAY_API_URL = f"http://127.0.0.1:{server.server_address[1]}/api/"
+    yield settings.GATEWAY_API_URL
+    server.shutdown()
+    server.server_close()
+
+
+def test_create_takes_six_statements_and_one_transaction(
+    api_client: APIClient, accepting_gateway: str
+) -> None:
+    create(api_client, VALID)  # the first call of a key also creates its nonce row
+    with CaptureQueriesContext(connection) as queries:
+        response = create(api_client, VALID)
+
+    assert response.status_code == 201, response.content
+    # token, INSERT order (committed before the call), nonce, then in one transaction:
+    # store the answer, record the transition, set the status. No re-read, no savepoint.
+    statements = [q["sql"].split()[0].upper() for q in queries.captured_queries]
+    assert [s for s in statements if s not in ("BEGIN", "COMMIT")] == [
+        "SELECT", "INSERT", "UPDATE", "UPDATE", "INSERT", "UPDATE",
+    ]  # fmt: skip
+
+
+def test_the_answer_to_a_create_is_the_order_as_stored(
+    api_client: APIClient, accepting_gateway: str
+) -> None:
+    created = create(api_client, {**VALID, "data": "cart-7", "description": "Mugs"}).json()
+    stored = api_client.get(f"/api/orders/{created['id']}/").json()
+
+    assert created == stored
+
+
+def test_the_output_is_drf_s_rendering_of_the_declared_fields(make_order: Any) -> None:
+    from django.test import Client
+    from rest_framework import serializers
+
+    from payments.api.serializers import OrderOutput, order_representation
+    from payments.selectors import order_get
+    from payments.testing import ipn_body, post_ipn
+
+    paid = make_order(currency="USD", amount_int=1_250_000)
+    post_ipn(Client(), ipn_body(transaction=paid.transaction, status="paid", amount_int=5 * 10**7))
+    post_ipn(Client(), ipn_body(transaction=paid.transaction, status="closed"))
+    failed = make_order(status="failed", transaction=None, payment_url="", failure_reason="no")
+    fresh = make_order(currency="JPY", amount_int=1_500_000)
+
+    def generic(order: Order) -> Any:  # DRF's own ModelSerializer.to_representation
+        return serializers.ModelSerializer.to_representation(OrderOutput(), order)
+
+    for order in (order_get(order_id=paid.pk), order_get(order_id=failed.pk)):
+        assert order_representation(order) == generic(order)
+    assert generic(paid)["payments"] and generic(paid)["flags"]  # the nested lists are compared
+    assert order_representation(fresh, new=True) == generic(fresh)
