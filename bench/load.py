@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 SOCKET_TIMEOUT = 30.0
@@ -83,6 +84,8 @@ class Job:
     first_slot: float = 0.0  # open loop: seconds after start of this process's first request
     give_up_after: float | None = None  # open loop: seconds after start to stop sending
     record_outcomes: bool = False  # keep (index, HTTP status, as expected) of every request
+    # Open loop: each item's due time, seconds after start (instead of first_slot + index / rate).
+    due: Sequence[float] | None = None
 
 
 @dataclass
@@ -364,7 +367,10 @@ def run_job(job: Job) -> JobResult:
                 if taken is None:
                     return
                 index, item = taken
-                scheduled = start + job.first_slot + index * interval
+                if job.due is not None:
+                    scheduled = start + job.due[index]
+                else:
+                    scheduled = start + job.first_slot + index * interval
                 delay = scheduled - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
@@ -533,15 +539,28 @@ class LoadGenerator:
         connections: int,
         expect: Expect,
         repeat: bool = False,
+        record_outcomes: bool = False,
+        due: Sequence[float] | None = None,
     ) -> LoadResult:
         """`rate` requests per second for `duration` seconds, from a fixed schedule.
 
         Request i of the whole phase is due at start + i / rate; process k owns
         the requests i = k, k+P, ... Latency counts from the due time.
+
+        `due` (not with repeat) replaces the schedule: request i is due at
+        start + due[i] seconds (non-decreasing; requests sharing a due time are
+        sent at the same moment, e.g. concurrent copies of one request). With
+        record_outcomes, LoadResult.outcomes_per_job is as for `closed_loop`
+        (`item_outcomes` maps it back to indexes into `items`).
         """
         total = int(rate * duration)
         if not repeat and len(items) < total:
             raise ValueError(f"open loop needs {total} items, got {len(items)}")
+        if due is not None and (repeat or len(due) < total):
+            raise ValueError(f"open loop: {total} due times needed (and repeat=False)")
+        if due is not None and any(b < a for a, b in pairwise(due[:total])):
+            raise ValueError("open loop: due times must not decrease")
+        last_due = due[total - 1] if due is not None and total else 0.0
         start_at = time.time() + START_MARGIN * 2
         shares = self.split(items[:total]) if not repeat else [list(items)] * self.processes
         jobs = []
@@ -560,10 +579,13 @@ class LoadGenerator:
                     count=slots,
                     rate=rate / self.processes,
                     first_slot=k / rate,
-                    give_up_after=duration + OPEN_LOOP_GRACE,
+                    give_up_after=max(duration, last_due) + OPEN_LOOP_GRACE,
+                    record_outcomes=record_outcomes,
+                    due=None if due is None else list(due[:total][k :: self.processes]),
                 )
             )
-        return self._run(jobs, timeout=duration + OPEN_LOOP_GRACE + 2 * SOCKET_TIMEOUT + 30)
+        bound = max(duration, last_due) + OPEN_LOOP_GRACE + 2 * SOCKET_TIMEOUT + 30
+        return self._run(jobs, timeout=bound)
 
 
 def used_items(items: Sequence[Item], processes: int, sent_per_job: list[int]) -> Iterator[int]:

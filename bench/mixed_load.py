@@ -30,6 +30,15 @@ Rounds alternate with phases of the baseline, GET /bench/minimal/ (a plain
 Django view answering "ok") in the same server from the same connections:
 ratio = mixed requests/s ÷ minimal requests/s.
 
+The closed-loop rounds run at saturation (their latency is mostly queueing).
+After them, an open-loop phase sends the same kind of mix (built the same way:
+fresh orders, the next notifications of earlier orders, duplicates, forgeries,
+reads) at a fixed rate, a fixed fraction of the mixed requests/s the
+closed-loop rounds of the same run measured, for a bounded time: request i is
+due at start + i / rate (three concurrent copies share one due time), latency
+counts from the due time (no coordinated omission), and what was never
+answered as expected counts as infinitely slow.
+
 Then the workers finish the webhook deliveries, everything stops, and the
 database is checked against what the clients saw: every acknowledged
 notification stored once and applied once, every order in the state its
@@ -43,6 +52,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import random
 import secrets
 import time
@@ -117,6 +127,13 @@ EXPECTED = {
     "read_detail": OK,
 }
 IPN_KINDS = ("ipn", "ipn_duplicate_concurrent", "ipn_duplicate_later")
+# The open loop's rate: this fraction of the closed-loop mixed requests/s of the same run.
+OPEN_LOOP_FRACTION = 0.5
+OPEN_LOOP_MIN_RATE = 5
+OPEN_LOOP_RULE = (
+    f"{OPEN_LOOP_FRACTION:.0%} of the mixed requests/s measured by this run's closed-loop "
+    f"rounds, rounded to a whole number (at least {OPEN_LOOP_MIN_RATE}/s)"
+)
 
 
 @dataclass(frozen=True)
@@ -127,6 +144,7 @@ class Sizes:
     minimal_seconds: float
     warmup_creates: int
     drain_seconds: float
+    open_loop_seconds: float
 
 
 FULL = Sizes(
@@ -136,6 +154,7 @@ FULL = Sizes(
     minimal_seconds=4.0,
     warmup_creates=48,
     drain_seconds=60.0,
+    open_loop_seconds=20.0,
 )
 QUICK = Sizes(
     connections=16,
@@ -144,6 +163,7 @@ QUICK = Sizes(
     minimal_seconds=1.5,
     warmup_creates=24,
     drain_seconds=30.0,
+    open_loop_seconds=4.0,
 )
 
 
@@ -898,6 +918,12 @@ def _run(
                 }
             )
 
+        wait_for_idle()
+        open_loop, open_unexpected = _open_loop(
+            gen, scenario, sizes, _combine(mixed_phases), service, others, pg, celery
+        )
+        unexpected += open_unexpected
+
     log(f"{NAME}: waiting for the workers to deliver the shop events")
     drained = _drain(REFERENCE_PREFIX, sizes.drain_seconds)
     for process in celery:
@@ -947,10 +973,127 @@ def _run(
             "per_kind": _kinds_summary(kinds, elapsed),
             "per_round": rounds,
             "latency_all_ms": latency_summary(mixed_load.latencies),
+            "open_loop": open_loop,
             "drain": drained,
             "database_check": checks,
         },
     }
+
+
+def _open_loop(
+    gen: LoadGenerator,
+    scenario: Scenario,
+    sizes: Sizes,
+    closed: LoadResult,
+    service: Any,
+    others: dict[str, Any],
+    pg: Any,
+    celery: list[CeleryProcess],
+) -> tuple[dict[str, Any], int]:
+    """The mix at a fixed rate below capacity: latency from the due times, per kind.
+
+    Returns the figures and the number of unexpected answers (for the database check).
+    """
+    closed_rps = closed.requests_per_second
+    rate = max(OPEN_LOOP_MIN_RATE, round(OPEN_LOOP_FRACTION * closed_rps))
+    seconds = sizes.open_loop_seconds
+    total = int(rate * seconds)
+    # Planned like a closed round (about twice what is sent, 3.5 or so requests per order
+    # created), so that the first `total` requests of the shuffled round are the same kind
+    # of mix; the rest is never sent (notifications stay pending, orders are never made).
+    items, metas = scenario.build_round(max(8, math.ceil(total / 1.75)))
+    if len(items) < total:
+        raise BenchError(f"open loop: {len(items)} requests planned, {total} needed")
+    due: list[float] = []
+    for i, meta in enumerate(metas[:total]):
+        # The concurrent copies follow their original: the same due time, sent together.
+        concurrent = meta.kind == "ipn_duplicate_concurrent" and bool(due)
+        due.append(due[-1] if concurrent else i / rate)
+    log(
+        f"{NAME}: open loop, {rate} req/s ({OPEN_LOOP_RULE}: closed loop {closed_rps:.1f} "
+        f"req/s) for {seconds:.0f} s, {total} requests"
+    )
+
+    def send() -> LoadResult:
+        return gen.open_loop(
+            items,
+            rate=rate,
+            duration=seconds,
+            connections=sizes.connections,
+            expect=OK,  # each item carries its own expectation
+            record_outcomes=True,
+            due=due,
+        )
+
+    celery_before = CpuSnapshot.of([pid for p in celery for pid in p.pids()])
+    phase = measure("mixed_open_loop", service, send, others=others, postgres=pg, allow_errors=True)
+    celery_cpu = CpuSnapshot.of([pid for p in celery for pid in p.pids()]).since(celery_before)
+    load = phase.load
+    sent = scenario.record(items, metas, load)
+    log(
+        f"{NAME}: {progress(phase)}; {sent} of {total} sent"
+        + (f", {load.errors} UNEXPECTED e.g. {load.error_samples[:2]}" if load.errors else "")
+    )
+
+    scheduled = Counter(meta.kind for meta in metas[:total])
+    sent_by_kind: Counter[str] = Counter()
+    answered_by_kind: Counter[str] = Counter()
+    for index, status, _ in item_outcomes(items, PROCESSES, load.outcomes_per_job):
+        sent_by_kind[metas[index].kind] += 1
+        answered_by_kind[metas[index].kind] += status != 0
+    per_kind: dict[str, Any] = {}
+    for kind in EXPECTED:
+        if not scheduled[kind]:
+            continue
+        found = load.by_kind.get(kind, KindResult())
+        dropped = scheduled[kind] - sent_by_kind[kind]
+        per_kind[kind] = {
+            "scheduled": scheduled[kind],
+            "sent": sent_by_kind[kind],
+            "answered": answered_by_kind[kind],
+            "ok": found.ok,
+            "errors": found.errors,
+            "dropped": dropped,
+            # Unexpected answers and requests never sent count as infinitely slow (null).
+            "latency_ms": latency_summary(found.latencies, unfinished=found.errors + dropped),
+            "statuses": {str(k): v for k, v in sorted(found.statuses.items())},
+        }
+        if found.error_samples:
+            per_kind[kind]["error_samples"] = found.error_samples
+    out: dict[str, Any] = {
+        "what": "open loop after the closed-loop rounds: the same kind of mix (built like a "
+        "round) at a fixed rate; request i due at start + i / rate (the three concurrent "
+        "copies of a notification share one due time); latency from the due time (no "
+        "coordinated omission); unexpected answers and requests never sent count as "
+        "infinitely slow (a percentile they reach is null)",
+        "rate_per_s": rate,
+        "rate_rule": OPEN_LOOP_RULE,
+        "closed_loop_requests_per_s": round(closed_rps, 1),
+        "duration_s": seconds,
+        "connections": sizes.connections,
+        "scheduled": total,
+        "sent": sent,
+        "answered": sum(answered_by_kind.values()),
+        "ok": load.ok,
+        "errors": load.errors,
+        "dropped": total - sent,
+        "elapsed_s": round(load.elapsed, 3),
+        "requests_per_s": round(load.requests_per_second, 1),
+        "latency_ms": latency_summary(load.latencies, unfinished=load.errors + total - sent),
+        "per_kind": per_kind,
+        "generator_max_send_lag_ms": round(load.max_send_lag * 1000, 2),
+        "generator_cpu_s": round(load.generator_cpu_seconds, 3),
+        "server_cpu_s": round(phase.server_cpu, 3),
+        "sandbox_cpu_s": round(phase.other_cpu.get("sandbox", 0.0), 3),
+        "celery_cpu_s": round(celery_cpu, 3),
+    }
+    if "postgres" in phase.other_cpu:
+        out["postgres_cpu_s"] = round(phase.other_cpu["postgres"], 3)
+    if load.elapsed > 0 and load.machine_busy:
+        out["machine_busy_cores"] = round(load.machine_busy / load.elapsed, 2)
+    if load.error_samples:
+        out["error_samples"] = load.error_samples
+    return out, load.errors
 
 
 def _combine(phases: list[Phase]) -> LoadResult:
