@@ -40,7 +40,9 @@ from payments.gateway import (
 from payments.gateway.signing import InvalidSecret
 from payments.money import AmountError, UnknownCurrency
 
-VECTORS_PATH = Path(__file__).resolve().parents[3] / "shared" / "protocol" / "signing-vectors.json"
+# A copy of the protocol's published vectors (shared/protocol/signing-vectors.json),
+# kept in the repository so that any checkout can run the tests.
+VECTORS_PATH = Path(__file__).resolve().parents[1] / "data" / "signing-vectors.json"
 VECTORS = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))["cases"]
 USD_VECTOR = next(case for case in VECTORS if case["name"] == "order_create_usd")
 JPY_VECTOR = next(case for case in VECTORS if case["name"] == "order_create_jpy_multipay")

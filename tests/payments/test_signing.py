@@ -11,8 +11,9 @@ import pytest
 
 from payments.gateway.signing import InvalidSecret, sign, verify
 
-# /work/shared sits beside the repository (/work/main): tests/payments -> tests -> repo -> parent.
-VECTORS_PATH = Path(__file__).resolve().parents[3] / "shared" / "protocol" / "signing-vectors.json"
+# A copy of the protocol's published vectors (shared/protocol/signing-vectors.json),
+# kept in the repository so that any checkout can run the tests.
+VECTORS_PATH = Path(__file__).resolve().parents[1] / "data" / "signing-vectors.json"
 VECTORS: dict[str, Any] = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))
 CASES = VECTORS["cases"]
 PITFALLS = {pitfall["name"]: pitfall for pitfall in VECTORS["pitfalls"]}
