@@ -35,27 +35,13 @@ from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any
 
-from bench.common import counting_queries
+from bench.common import PAYMENTS_TABLES, counting_queries
 from bench.servers import HOST, BenchError, Infrastructure, log
 
 NAME = "admin_scale"
 TARGET = 1.5
 SPAN = timedelta(days=365)
 COPY_CHUNK_ROWS = 50_000
-PAYMENTS_TABLES = (
-    "payments_flagreview",
-    "payments_orderflag",
-    "payments_ordertransition",
-    "payments_notification",
-    "payments_payment",
-    "payments_shopeventattempt",
-    "payments_shopevent",
-    "payments_idempotencykey",
-    "payments_order",
-    "payments_reconciliationrun",
-    "payments_rejectednotification",
-    "payments_dashboardsummary",
-)
 
 
 @dataclass(frozen=True)

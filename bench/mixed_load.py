@@ -64,7 +64,14 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from bench.common import Phase, measure, progress, require_success, wait_for_idle
+from bench.common import (
+    PAYMENTS_TABLES,
+    Phase,
+    measure,
+    progress,
+    require_success,
+    wait_for_idle,
+)
 from bench.load import (
     Expect,
     Item,
@@ -717,23 +724,8 @@ def check_database(scenario: Scenario, before: Before, unexpected_answers: int) 
 
 # --- running it ----------------------------------------------------------------------
 
-# Emptied first: the sweeps of this benchmark's workers act on every row, so rows that
-# other benchmarks of the run left (orders awaiting payment...) would add work of theirs.
-# Not the nonce tables: the gateway's nonce sequence must only go forward.
-PAYMENTS_TABLES = (
-    "payments_flagreview",
-    "payments_orderflag",
-    "payments_ordertransition",
-    "payments_notification",
-    "payments_payment",
-    "payments_shopeventattempt",
-    "payments_shopevent",
-    "payments_idempotencykey",
-    "payments_order",
-    "payments_reconciliationrun",
-    "payments_rejectednotification",
-    "payments_dashboardsummary",
-)
+# Emptied first (bench.common.PAYMENTS_TABLES): the sweeps of this benchmark's workers act
+# on every row, so rows that other benchmarks of the run left would add work of theirs.
 
 
 def _empty_payments_tables(infra: Infrastructure) -> None:

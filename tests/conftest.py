@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import connection
 
 from merchant.celery import ensure_broker_folders
+from tests.factories import accepted_order
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -146,3 +147,9 @@ def start_worker(transactional_db: None, tmp_path: Path) -> Iterator[Any]:
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture
+def make_order(db: None) -> Callable[..., Any]:
+    """Orders the gateway already accepted: tests.factories.accepted_order."""
+    return accepted_order

@@ -13,6 +13,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """A request handler that keeps the test output free of access lines."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def serve_in_background(
+    handler: type[http.server.BaseHTTPRequestHandler],
+) -> http.server.ThreadingHTTPServer:
+    """A threading HTTP server on a free loopback port, serving from a daemon thread."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    server.block_on_close = False
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    return server
+
+
 @dataclass
 class Received:
     path: str
@@ -33,7 +51,7 @@ class ScriptedReceiver:
     def start(self) -> ScriptedReceiver:
         receiver = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 index = len(receiver.received)
@@ -50,13 +68,7 @@ class ScriptedReceiver:
                 except OSError:
                     pass  # the sender stopped waiting (timeout)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        server.block_on_close = False
-        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        server = serve_in_background(Handler)
         self._server = server
         self.url = f"http://127.0.0.1:{server.server_address[1]}{self.path}"
         return self

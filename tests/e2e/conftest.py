@@ -33,9 +33,9 @@ from typing import Any
 import pytest
 import requests
 from django.conf import settings
-from django.db import connection, connections
+from django.db import connection
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS
+from tests.chromium import SCREENSHOTS, chromium
 from tests.conftest import BASE_DIR, service_env
 from tests.e2e.proxy import ForwardingProxy
 
@@ -328,28 +328,8 @@ class Payer:
 @pytest.fixture
 def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """Debian's Chromium, headless; a missing browser fails the test, never skips it."""
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: install Debian's browser with "
-            "`apt-get update && apt-get install -y chromium` (.ci/run does this in CI)",
-            pytrace=False,
-        )
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("Playwright is missing: pip install -e '.[test]'", pytrace=False)
-    # Playwright's sync API keeps an event loop in this thread; the test's ORM reads are safe.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-            # ORM calls inside Playwright's block ran in a context (greenlet) of their own,
-            # with a connection of their own: close it, or PostgreSQL cannot drop the database.
-            connections.close_all()
+    with chromium(monkeypatch) as launched:
+        yield launched
 
 
 @pytest.fixture

@@ -20,8 +20,9 @@ import http.client
 import http.server
 import threading
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import parse_qs
+
+from tests.http_receiver import QuietHandler, serve_in_background
 
 IPN_PATH = "/payments/ipn/"
 HOP_BY_HOP = frozenset(
@@ -87,7 +88,7 @@ class ForwardingProxy:
     def start(self) -> ForwardingProxy:
         proxy = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             # HTTP/1.0: one request per connection, no keep-alive bookkeeping to get wrong.
             protocol_version = "HTTP/1.0"
 
@@ -101,13 +102,7 @@ class ForwardingProxy:
 
             do_GET = do_POST = do_HEAD = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _handle
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        server.block_on_close = False
-        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        server = serve_in_background(Handler)
         self._server = server
         self.url = f"http://127.0.0.1:{server.server_address[1]}"
         return self

@@ -254,22 +254,7 @@ def db_lock(transactional_db: None) -> Iterator[DbLock]:
 
 @pytest.fixture
 def make_order(transactional_db: None) -> Callable[..., Any]:
-    """An order the gateway already accepted (awaiting payment unless told otherwise)."""
-    import uuid
+    """tests.factories.accepted_order, committed for the service's own processes to see."""
+    from tests.factories import accepted_order
 
-    from payments.models import Order
-    from payments.states import OrderStatus
-
-    def make(**fields: Any) -> Order:
-        values: dict[str, Any] = {
-            "reference": f"fault-{uuid.uuid4().hex[:8]}",
-            "amount_int": 12_345_678,
-            "currency": "BTC",
-            "transaction": uuid.uuid4(),
-            "payment_url": "http://127.0.0.1/sandbox/pay/x",
-            "status": OrderStatus.AWAITING_PAYMENT,
-        }
-        values.update(fields)
-        return Order.objects.create(**values)
-
-    return make
+    return accepted_order

@@ -13,8 +13,9 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import parse_qsl
+
+from tests.http_receiver import QuietHandler, serve_in_background
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class FakeGateway:
     def start(self) -> FakeGateway:
         gateway = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with gateway._lock:
@@ -81,13 +82,7 @@ class FakeGateway:
                 except OSError:
                     pass  # the client stopped waiting (its read timeout)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        server.block_on_close = False
-        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        server = serve_in_background(Handler)
         self._server = server
         self.url = f"http://127.0.0.1:{server.server_address[1]}/api/"
         return self

@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,7 +14,6 @@ from django.db.models import Sum
 from rest_framework.authtoken.models import Token
 
 from payments.models import Notification, Order, OrderFlag, OrderTransition, Payment
-from payments.states import OrderStatus
 from tests.hostile.fuzzlog import FUZZ_COUNTS
 
 
@@ -44,25 +41,6 @@ def fingerprint() -> dict[str, Any]:
         "notifications": Notification.objects.count(),
         "receipts": Notification.objects.aggregate(n=Sum("times_received"))["n"] or 0,
     }
-
-
-@pytest.fixture
-def make_order(db: None) -> Callable[..., Order]:
-    """An order the gateway already accepted (awaiting payment unless told otherwise)."""
-
-    def make(**fields: Any) -> Order:
-        values: dict[str, Any] = {
-            "reference": f"hostile-{uuid.uuid4().hex[:8]}",
-            "amount_int": 12_345_678,
-            "currency": "BTC",
-            "transaction": uuid.uuid4(),
-            "payment_url": "http://127.0.0.1/sandbox/pay/x",
-            "status": OrderStatus.AWAITING_PAYMENT,
-        }
-        values.update(fields)
-        return Order.objects.create(**values)
-
-    return make
 
 
 @pytest.fixture

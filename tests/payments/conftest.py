@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
-
-from payments.models import Order
-from payments.states import OrderStatus
 
 
 @pytest.fixture
@@ -26,25 +21,6 @@ def api_client(shop_user: Any) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
     return client
-
-
-@pytest.fixture
-def make_order(db: None) -> Callable[..., Order]:
-    """An order the gateway already accepted (awaiting payment unless told otherwise)."""
-
-    def make(**fields: Any) -> Order:
-        values: dict[str, Any] = {
-            "reference": f"ref-{uuid.uuid4().hex[:8]}",
-            "amount_int": 12_345_678,
-            "currency": "BTC",
-            "transaction": uuid.uuid4(),
-            "payment_url": "http://127.0.0.1/sandbox/pay/x",
-            "status": OrderStatus.AWAITING_PAYMENT,
-        }
-        values.update(fields)
-        return Order.objects.create(**values)
-
-    return make
 
 
 @pytest.fixture
