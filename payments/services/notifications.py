@@ -62,7 +62,7 @@ def notification_receive(
             notification = _notification_store(received)
             if notification.outcome not in (Outcome.PENDING, Outcome.ERROR):
                 return notification  # a concurrent receipt applied it meanwhile
-            return _finish(notification, Outcome.ERROR, f"{type(exc).__name__}: {exc}")
+            return _record_error(notification, exc)
 
 
 class _Received:
@@ -114,10 +114,17 @@ def notification_apply_safely(notification: Notification) -> str:
         return notification_apply(notification=notification).outcome
     except Exception as exc:  # the stored row must survive whatever applying did
         logger.exception("applying notification %s failed", notification.pk)
-        Notification.objects.filter(pk=notification.pk).update(
-            outcome=Outcome.ERROR, detail=f"{type(exc).__name__}: {exc}"[:500]
-        )
-        return Outcome.ERROR
+        return _record_error(notification, exc).outcome
+
+
+def _record_error(notification: Notification, exc: Exception) -> Notification:
+    """Outcome `error`, naming the exception; not applied, so a sweep tries it again."""
+    notification.outcome = Outcome.ERROR
+    notification.detail = f"{type(exc).__name__}: {exc}"[:500]
+    Notification.objects.filter(pk=notification.pk).update(
+        outcome=notification.outcome, detail=notification.detail
+    )
+    return notification
 
 
 def notification_apply(*, notification: Notification) -> Notification:

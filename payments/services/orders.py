@@ -145,24 +145,22 @@ def _order_submit(order: Order) -> None:
             )
         order.refresh_from_db()
         raise OrderCreationFailed(order, exc) from exc
-    stored = {"transaction": created.transaction, "payment_url": created.payment_url}
     with transaction.atomic():
-        # This UPDATE locks the row and matches only while the order is still `created`,
-        # as the row in hand says (nothing else moves a created order): the transition can
-        # then use the row in hand, without a SELECT ... FOR UPDATE or a refresh after.
-        current = Order.objects.filter(pk=order.pk, status=OrderStatus.CREATED).update(**stored)
-        if current:
-            order.transaction, order.payment_url = created.transaction, created.payment_url
-        else:
-            Order.objects.filter(pk=order.pk).update(**stored)
+        # The UPDATE locks the row, and matching only a still-`created` order proves the row
+        # in hand current (nothing else moves a created order): the transition can use it,
+        # without a SELECT ... FOR UPDATE or a refresh after.
+        current = Order.objects.filter(pk=order.pk, status=OrderStatus.CREATED).update(
+            transaction=created.transaction, payment_url=created.payment_url
+        )
+        if not current:
+            raise InvalidTransition(f"order {order.pk} left `created` during its creation")
+        order.transaction, order.payment_url = created.transaction, created.payment_url
         order_transition(
             order_id=order.id,
             to=OrderStatus.AWAITING_PAYMENT,
             reason="gateway accepted the order",
-            locked=order if current else None,
+            locked=order,
         )
-    if not current:
-        order.refresh_from_db()
 
 
 def _failure_reason(exc: GatewayError) -> str:
