@@ -20,7 +20,7 @@ from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from payments.ipn import MAX_BODY_BYTES, _rejection
+from payments.ipn import MAX_BODY_BYTES, rejection_reason
 
 TABLE = "bench_ipn_floor"
 UNSTORED = frozenset({"rest-sign", "authorization", "cookie"})
@@ -37,7 +37,7 @@ def create_table() -> None:
 def store_only(request: HttpRequest) -> HttpResponse:
     if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_BODY_BYTES:
         return HttpResponse(b"too large", status=413, content_type="text/plain")
-    if _rejection(request) is not None:
+    if rejection_reason(request) is not None:
         return HttpResponse(b"forbidden", status=403, content_type="text/plain")
     body = request.body
     headers = {k: v for k, v in request.headers.items() if k.lower() not in UNSTORED}

@@ -38,7 +38,7 @@ def _content_length(request: HttpRequest) -> int | None:
         return None
 
 
-def _rejection(request: HttpRequest) -> str | None:
+def rejection_reason(request: HttpRequest) -> str | None:
     """Why this request is not an authentic notification, or None."""
     key = request.headers.get("Rest-Key", "")
     expected_key = settings.GATEWAY_API_KEY
@@ -67,7 +67,7 @@ def receive(request: HttpRequest) -> HttpResponse:
     length = _content_length(request)
     if length is None or length > MAX_BODY_BYTES:
         return _plain(413, f"Request body too large: at most {MAX_BODY_BYTES} bytes.\n")
-    reason = _rejection(request)
+    reason = rejection_reason(request)
     if reason is not None:
         return _reject(request, reason, request.body)
     try:
