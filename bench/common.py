@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.load import LoadResult
-from bench.servers import BenchError, PostgresMeter, Server
+from bench.servers import BenchError, PostgresMeter, Server, log
 
 # The payments app's tables, children first, for benchmarks that start from empty
 # tables. Not the nonce tables: the gateway's nonce sequence must only go forward.
@@ -81,6 +81,22 @@ def measure(
     if pg is not None:
         other_cpu["postgres"] = pg
     return Phase(name, load, server_cpu, other_cpu)
+
+
+def measure_round(
+    name: str,
+    server: Server,
+    run: Callable[[], LoadResult],
+    *,
+    benchmark: str,
+    others: dict[str, Server] | None = None,
+    postgres: PostgresMeter | None = None,
+) -> Phase:
+    """A closed-loop phase after a pause (`wait_for_idle`), its progress logged."""
+    wait_for_idle()
+    phase = measure(name, server, run, others=others, postgres=postgres)
+    log(f"{benchmark}: {progress(phase)}")
+    return phase
 
 
 def require_success(name: str, load: LoadResult) -> LoadResult:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -35,6 +35,7 @@ from bench.common import (
     combine,
     counting_queries,
     measure,
+    measure_round,
     progress,
     require_success,
     wait_for_idle,
@@ -81,14 +82,13 @@ FULL = Sizes(
     open_loop_connections=16,
     orders=16_000,
 )
-QUICK = Sizes(
-    connections=16,
+QUICK = replace(
+    FULL,
     rounds=1,
     seconds_per_round=2.0,
     warmup_seconds=1.0,
     warmup_ipns=200,
     open_loop_seconds=3.0,
-    open_loop_connections=16,
     orders=4_000,
 )
 
@@ -291,11 +291,6 @@ def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
                 batch, connections=sizes.connections, expect=ack, duration=seconds
             )
 
-        def send_floor(batch: list[Item], seconds: float) -> LoadResult:
-            return gen.closed_loop(
-                batch, connections=sizes.connections, expect=ack, duration=seconds
-            )
-
         def send_ipns_at_rate(batch: list[Item]) -> LoadResult:
             return gen.open_loop(
                 batch,
@@ -309,38 +304,25 @@ def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
         require_success("warm-up", send_minimal(sizes.warmup_seconds))
         warm = require_success("warm-up", closed_pool.run(send_ipns, limit=sizes.warmup_ipns))
         acknowledged, errors = acknowledged + warm.ok, errors + warm.errors
+
+        def closed_round(name: str, run: Callable[[], LoadResult]) -> Phase:
+            return measure_round(name, server, run, benchmark=NAME, postgres=pg)
+
+        # The store-only view gets the same kind of requests as the IPN view.
+        send_round = partial(send_ipns, seconds=sizes.seconds_per_round)
         for round_ in range(sizes.rounds):
-            wait_for_idle()
-            phase = measure(
-                f"minimal[{round_}]",
-                server,
-                partial(send_minimal, sizes.seconds_per_round),
-                postgres=pg,
+            minimal_phases.append(
+                closed_round(f"minimal[{round_}]", partial(send_minimal, sizes.seconds_per_round))
             )
-            log(f"{NAME}: {progress(phase)}")
-            minimal_phases.append(phase)
-            wait_for_idle()
-            phase = measure(
-                f"ipn[{round_}]",
-                server,
-                partial(closed_pool.run, partial(send_ipns, seconds=sizes.seconds_per_round)),
-                postgres=pg,
-            )
-            log(f"{NAME}: {progress(phase)}")
+            phase = closed_round(f"ipn[{round_}]", partial(closed_pool.run, send_round))
             if not closed_pool.items:
                 log(f"{NAME}: ran out of seeded orders; raise Sizes.orders")
             acknowledged, errors = acknowledged + phase.load.ok, errors + phase.load.errors
             ipn_phases.append(phase)
             if measure_floor:
-                wait_for_idle()
-                phase = measure(
-                    f"store_only[{round_}]",
-                    server,
-                    partial(floor_pool.run, partial(send_floor, seconds=sizes.seconds_per_round)),
-                    postgres=pg,
+                floor_phases.append(
+                    closed_round(f"store_only[{round_}]", partial(floor_pool.run, send_round))
                 )
-                log(f"{NAME}: {progress(phase)}")
-                floor_phases.append(phase)
         wait_for_idle()
         log(f"{NAME}: open loop, {OPEN_LOOP_RATE:.0f} IPN/s for {sizes.open_loop_seconds:.0f} s")
         opened = measure(

@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from typing import Any
 
@@ -287,6 +287,17 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _tally(into: JobResult | KindResult, latency: float | None, error: str | None) -> None:
+    """One request counted: ok with its latency, or an error (the first few kept as samples)."""
+    if error is None and latency is not None:
+        into.ok += 1
+        into.latencies.append(latency)
+    else:
+        into.errors += 1
+        if error and len(into.error_samples) < MAX_ERROR_SAMPLES:
+            into.error_samples.append(error)
+
+
 def run_job(job: Job) -> JobResult:
     """Run one process's share of a phase (called in a generator process)."""
     result = JobResult()
@@ -305,13 +316,7 @@ def run_job(job: Job) -> JobResult:
         status: int = 0,
     ) -> None:
         with lock:
-            if error is None and latency is not None:
-                result.ok += 1
-                result.latencies.append(latency)
-            else:
-                result.errors += 1
-                if error and len(result.error_samples) < MAX_ERROR_SAMPLES:
-                    result.error_samples.append(error)
+            _tally(result, latency, error)
             result.max_send_lag = max(result.max_send_lag, lag)
             if taken is None:
                 return
@@ -321,13 +326,7 @@ def run_job(job: Job) -> JobResult:
             if item.kind:
                 kind = result.by_kind.setdefault(item.kind, KindResult())
                 kind.statuses[status] = kind.statuses.get(status, 0) + 1
-                if error is None and latency is not None:
-                    kind.ok += 1
-                    kind.latencies.append(latency)
-                else:
-                    kind.errors += 1
-                    if error and len(kind.error_samples) < MAX_ERROR_SAMPLES:
-                        kind.error_samples.append(error)
+                _tally(kind, latency, error)
 
     def one(connection: _Connection, taken: tuple[int, Item], since: float) -> None:
         item = taken[1]
@@ -483,6 +482,37 @@ class LoadGenerator:
         """Items dealt round-robin to the processes (process k gets items k, k+P, ...)."""
         return [list(items[k :: self.processes]) for k in range(self.processes)]
 
+    def _jobs(
+        self,
+        items: Sequence[Item],
+        *,
+        repeat: bool,
+        connections: int,
+        start_at: float,
+        expect: Expect,
+        record_outcomes: bool,
+    ) -> list[Job]:
+        """One job per process: its share of `items` (all of them with repeat) and of the
+        connections (as threads); the caller sets the rest of each job."""
+        shares = self.split(items) if not repeat else [list(items)] * self.processes
+        return [
+            Job(
+                host=self.host,
+                port=self.port,
+                items=shares[k],
+                repeat=repeat,
+                threads=self._share(connections, k),
+                start_at=start_at,
+                expect=expect,
+                record_outcomes=record_outcomes,
+            )
+            for k in range(self.processes)
+        ]
+
+    def _share(self, n: int, k: int) -> int:
+        """Process k's part of n (connections, requests): as even as can be, the first get more."""
+        return n // self.processes + (k < n % self.processes)
+
     def closed_loop(
         self,
         items: Sequence[Item],
@@ -505,28 +535,18 @@ class LoadGenerator:
             raise ValueError("a repeating closed loop needs a count or a duration")
         if connections < self.processes:
             raise ValueError("at least one connection per generator process")
-        start_at = time.time() + START_MARGIN
-        shares = self.split(items) if not repeat else [list(items)] * self.processes
-        jobs = []
-        for k in range(self.processes):
-            threads = connections // self.processes + (k < connections % self.processes)
-            share_count = (
-                None if count is None else count // self.processes + (k < count % self.processes)
-            )
-            jobs.append(
-                Job(
-                    host=self.host,
-                    port=self.port,
-                    items=shares[k],
-                    repeat=repeat,
-                    threads=threads,
-                    start_at=start_at,
-                    expect=expect,
-                    duration=duration,
-                    count=share_count,
-                    record_outcomes=record_outcomes,
-                )
-            )
+        jobs = self._jobs(
+            items,
+            repeat=repeat,
+            connections=connections,
+            start_at=time.time() + START_MARGIN,
+            expect=expect,
+            record_outcomes=record_outcomes,
+        )
+        jobs = [
+            replace(job, duration=duration, count=None if count is None else self._share(count, k))
+            for k, job in enumerate(jobs)
+        ]
         bound = (duration or 0) + 120 + (count or 0) * 0.5
         return self._run(jobs, timeout=bound)
 
@@ -561,29 +581,25 @@ class LoadGenerator:
         if due is not None and any(b < a for a, b in pairwise(due[:total])):
             raise ValueError("open loop: due times must not decrease")
         last_due = due[total - 1] if due is not None and total else 0.0
-        start_at = time.time() + START_MARGIN * 2
-        shares = self.split(items[:total]) if not repeat else [list(items)] * self.processes
-        jobs = []
-        for k in range(self.processes):
-            slots = len(range(k, total, self.processes))
-            threads = connections // self.processes + (k < connections % self.processes)
-            jobs.append(
-                Job(
-                    host=self.host,
-                    port=self.port,
-                    items=shares[k],
-                    repeat=repeat,
-                    threads=threads,
-                    start_at=start_at,
-                    expect=expect,
-                    count=slots,
-                    rate=rate / self.processes,
-                    first_slot=k / rate,
-                    give_up_after=max(duration, last_due) + OPEN_LOOP_GRACE,
-                    record_outcomes=record_outcomes,
-                    due=None if due is None else list(due[:total][k :: self.processes]),
-                )
+        jobs = self._jobs(
+            items if repeat else items[:total],
+            repeat=repeat,
+            connections=connections,
+            start_at=time.time() + START_MARGIN * 2,
+            expect=expect,
+            record_outcomes=record_outcomes,
+        )
+        jobs = [
+            replace(
+                job,
+                count=len(range(k, total, self.processes)),  # its slots: k, k+P, ...
+                rate=rate / self.processes,
+                first_slot=k / rate,
+                give_up_after=max(duration, last_due) + OPEN_LOOP_GRACE,
+                due=None if due is None else list(due[:total][k :: self.processes]),
             )
+            for k, job in enumerate(jobs)
+        ]
         bound = max(duration, last_due) + OPEN_LOOP_GRACE + 2 * SOCKET_TIMEOUT + 30
         return self._run(jobs, timeout=bound)
 

@@ -59,7 +59,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -68,6 +68,7 @@ from bench.common import (
     PAYMENTS_TABLES,
     Phase,
     measure,
+    measure_round,
     progress,
     require_success,
     wait_for_idle,
@@ -163,8 +164,8 @@ FULL = Sizes(
     drain_seconds=60.0,
     open_loop_seconds=20.0,
 )
-QUICK = Sizes(
-    connections=16,
+QUICK = replace(
+    FULL,
     rounds=2,
     seconds_per_round=3.0,
     minimal_seconds=1.5,
@@ -861,15 +862,14 @@ def _run(
         if warm.errors:
             log(f"{NAME}: warm-up: {warm.errors} unexpected answers, e.g. {warm.error_samples[:2]}")
         for round_ in range(sizes.rounds):
-            wait_for_idle()
-            phase = measure(
+            phase = measure_round(
                 f"minimal[{round_}]",
                 service,
                 partial(send_minimal, sizes.minimal_seconds),
+                benchmark=NAME,
                 others=others,
                 postgres=pg,
             )
-            log(f"{NAME}: {progress(phase)}")
             minimal_phases.append(phase)
             wait_for_idle()
             # More requests than the round's time allows at the rate seen so far (3.5 or so

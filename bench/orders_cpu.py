@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -33,6 +33,7 @@ from bench.common import (
     combine,
     counting_queries,
     measure,
+    measure_round,
     progress,
     require_success,
     wait_for_idle,
@@ -66,8 +67,8 @@ FULL = Sizes(
     warmup_orders=80,
     warmup_minimal=300,
 )
-QUICK = Sizes(
-    clients=4,
+QUICK = replace(
+    FULL,
     rounds=1,
     orders_per_round=60,
     minimal_per_round=200,
@@ -204,15 +205,14 @@ def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
         require_success("warm-up", send_orders(new_orders(sizes.warmup_orders)))
         require_success("warm-up", send_orders(new_orders(sizes.warmup_orders, FLOOR)))
         for round_ in range(sizes.rounds):
-            wait_for_idle()
-            phase = measure(
+            phase = measure_round(
                 f"minimal_drf[{round_}]",
                 service,
                 partial(send_minimal, sizes.minimal_per_round),
+                benchmark=NAME,
                 others=others,
                 postgres=pg,
             )
-            log(f"{NAME}: {progress(phase)}")
             minimal_phases.append(phase)
             wait_for_idle()
             calls_before = _gateway_calls(sandbox)
@@ -228,15 +228,14 @@ def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
                 calls[status] = calls.get(status, 0) + n
             log(f"{NAME}: {progress(phase)}")
             order_phases.append(phase)
-            wait_for_idle()
-            phase = measure(
+            phase = measure_round(
                 f"floor[{round_}]",
                 service,
                 partial(send_orders, new_orders(sizes.orders_per_round, FLOOR)),
+                benchmark=NAME,
                 others=others,
                 postgres=pg,
             )
-            log(f"{NAME}: {progress(phase)}")
             floor_phases.append(phase)
 
     created = combine("order_create", order_phases)

@@ -17,14 +17,12 @@ Rows are seeded with PostgreSQL COPY (bulk_create on SQLite).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bench.servers import BASE_DIR, BenchError, Infrastructure, log
+from bench.servers import BenchError, Infrastructure, log
 
 FULL = {"small": 100_000, "large": 1_000_000}
 QUICK = {"small": 20_000, "large": 200_000}
@@ -169,18 +167,8 @@ def raw_update_baseline() -> float:
 
 
 def run_sweep(infra: Infrastructure) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-c", SWEEP_SCRIPT.format(chunk=CHUNK)],
-        cwd=BASE_DIR,
-        env=infra.env(),
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise BenchError(f"the sweep failed:\n{done.stdout}\n{done.stderr}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    out = infra.run_python(["-c", SWEEP_SCRIPT.format(chunk=CHUNK)], what="the sweep", timeout=1800)
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return result
 
 

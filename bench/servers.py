@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -172,19 +173,102 @@ class ServerConfig:
         return args
 
 
-class Server:
-    """One gunicorn server (merchant.wsgi with bench.settings) on a free loopback port."""
+class ManagedProcess:
+    """A process of the service started in its own session, logging to <log_dir>/<name>.log.
+
+    What gunicorn servers and Celery processes share: starting, the log's tail,
+    waiting until ready, the pids and CPU of the process and its children, stopping.
+    """
+
+    label = "process"  # in error messages: "<label> <name> exited with ..."
+    # stop(): SIGTERM, then after this many seconds SIGKILL.
+    stop_timeout = 15.0
+    kill_session = False  # SIGKILL the whole session (pool children too), not only the process
+
+    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.env = env
+        self.log_path = log_dir / f"{name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def _spawn(self, command: list[str]) -> None:
+        with self.log_path.open("ab") as out:
+            self.process = subprocess.Popen(
+                command,
+                cwd=BASE_DIR,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches us; we stop it in order
+            )
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def _wait_until(self, ready: Callable[[], bool], timeout: float) -> None:
+        """Until `ready()`; BenchError when the process exits first or `timeout` passes."""
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise BenchError(
+                    f"{self.label} {self.name} exited with {self.process.returncode}:\n"
+                    f"{self.log_tail()}"
+                )
+            if ready():
+                return
+            time.sleep(0.1)
+        raise BenchError(
+            f"{self.label} {self.name} not ready after {timeout:.0f} s:\n{self.log_tail()}"
+        )
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def pids(self) -> list[int]:
+        if not self.alive:
+            return []
+        assert self.process is not None
+        return [self.process.pid, *children_of(self.process.pid)]
+
+    def cpu(self) -> CpuSnapshot:
+        return CpuSnapshot.of(self.pids())
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            if self.kill_session:
+                os.killpg(process.pid, signal.SIGKILL)
+            else:
+                process.kill()
+            process.wait(timeout=15)
+
+
+class Server(ManagedProcess):
+    """One gunicorn server (merchant.wsgi with bench.settings) on a free loopback port.
+
+    stop(): SIGTERM is gunicorn's graceful shutdown of the workers.
+    """
+
+    label = "server"
 
     def __init__(
         self, name: str, env: dict[str, str], config: ServerConfig, log_dir: Path, port: int
     ) -> None:
-        self.name = name
-        self.env = env
+        super().__init__(name, env, log_dir)
         self.config = config
         self.port = port
-        self.log_path = log_dir / f"{name}.log"
         self.access_log_path = log_dir / f"{name}.access.log"
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -210,36 +294,15 @@ class Server:
         ]
         if access_log:  # only where its cost is not measured (the sandbox)
             command += ["--access-logfile", str(self.access_log_path)]
-        with self.log_path.open("ab") as out:
-            self.process = subprocess.Popen(
-                command,
-                cwd=BASE_DIR,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C reaches us; we stop it in order
-            )
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        self._spawn(command)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Until a request answers 200 and every worker process is up."""
         assert self.process is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise BenchError(
-                    f"server {self.name} exited with {self.process.returncode}:\n{self.log_tail()}"
-                )
-            if self._answers() and len(children_of(self.process.pid)) >= self.config.workers:
-                return
-            time.sleep(0.1)
-        raise BenchError(f"server {self.name} not ready after {timeout:.0f} s:\n{self.log_tail()}")
+        pid = self.process.pid
+        self._wait_until(
+            lambda: self._answers() and len(children_of(pid)) >= self.config.workers, timeout
+        )
 
     def _answers(self) -> bool:
         conn = http.client.HTTPConnection(HOST, self.port, timeout=5)
@@ -251,103 +314,37 @@ class Server:
         finally:
             conn.close()
 
-    def pids(self) -> list[int]:
-        if self.process is None or self.process.poll() is not None:
-            return []
-        return [self.process.pid, *children_of(self.process.pid)]
-
-    def cpu(self) -> CpuSnapshot:
-        return CpuSnapshot.of(self.pids())
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()  # gunicorn: graceful shutdown of the workers
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
-
 
 # --- Celery workers and beat ---------------------------------------------------------
 
 
-class CeleryProcess:
-    """A real `celery worker` or `celery beat` of the project (merchant app), own session."""
+class CeleryProcess(ManagedProcess):
+    """A real `celery worker` or `celery beat` of the project (merchant app), own session.
+
+    stop(): warm shutdown (SIGTERM: running tasks finish), killed after 20 s.
+    """
+
+    stop_timeout = 20.0
+    kill_session = True  # its own session: the pool's children too
 
     def __init__(self, name: str, kind: str, env: dict[str, str], args: list[str], log_dir: Path):
-        self.name = name
+        super().__init__(name, env, log_dir)
         self.kind = kind  # "worker" or "beat"
-        self.env = env
+        self.label = kind
         self.args = args
-        self.log_path = log_dir / f"{name}.log"
-        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        command = [sys.executable, "-m", "celery", "--app", "merchant", self.kind, *self.args]
-        with self.log_path.open("ab") as out:
-            self.process = subprocess.Popen(
-                command,
-                cwd=BASE_DIR,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        self._spawn([sys.executable, "-m", "celery", "--app", "merchant", self.kind, *self.args])
 
     def wait_ready(self, marker: str, timeout: float = 60.0) -> None:
         """Until `marker` is in the log (a worker logs "<name>@<host> ready.")."""
-        assert self.process is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise BenchError(
-                    f"{self.kind} {self.name} exited with {self.process.returncode}:\n"
-                    f"{self.log_tail()}"
-                )
-            try:
-                if marker in self.log_path.read_text(errors="replace"):
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise BenchError(
-            f"{self.kind} {self.name} not ready after {timeout:.0f} s:\n{self.log_tail()}"
-        )
+        self._wait_until(lambda: marker in self._log_text(), timeout)
 
-    @property
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def pids(self) -> list[int]:
-        if not self.alive:
-            return []
-        assert self.process is not None
-        return [self.process.pid, *children_of(self.process.pid)]
-
-    def cpu(self) -> CpuSnapshot:
-        return CpuSnapshot.of(self.pids())
-
-    def stop(self) -> None:
-        """Warm shutdown (SIGTERM: running tasks finish), killed after 20 s."""
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
+    def _log_text(self) -> str:
         try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)  # its own session: the pool's children too
-            process.wait(timeout=15)
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
 
 
 def prepare_broker(url: str) -> None:
@@ -474,19 +471,31 @@ class Infrastructure:
         env.update(extra)
         return env
 
-    def _migrate(self) -> None:
-        log("migrating the bench database")
+    def run_python(self, args: list[str], *, what: str, timeout: float) -> str:
+        """`python <args>` in the service's environment, to its end; its stdout.
+
+        BenchError("<what> failed: ...") with its output when it exits non-zero.
+        """
         done = subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+            [sys.executable, *args],
             cwd=BASE_DIR,
             env=self.env(),
             capture_output=True,
             text=True,
-            timeout=300,
+            timeout=timeout,
             check=False,
         )
         if done.returncode != 0:
-            raise BenchError(f"manage.py migrate failed:\n{done.stdout}\n{done.stderr}")
+            raise BenchError(f"{what} failed:\n{done.stdout}\n{done.stderr}")
+        return done.stdout
+
+    def _migrate(self) -> None:
+        log("migrating the bench database")
+        self.run_python(
+            ["manage.py", "migrate", "--noinput", "-v", "0"],
+            what="manage.py migrate",
+            timeout=300,
+        )
 
     def _setup_django(self) -> None:
         """Django in this process, on the same database and settings as the servers."""
@@ -564,11 +573,9 @@ class Infrastructure:
             ],
             self.log_dir,
         )
-        self.celery.append(worker)
-        log(f"starting Celery worker {name} (prefork x {concurrency})")
-        worker.start()
-        worker.wait_ready(" ready.")
-        return worker
+        return self._start_celery(
+            worker, f"Celery worker {name} (prefork x {concurrency})", " ready."
+        )
 
     def start_beat(
         self, name: str = "beat", *, public_base_url: str = "", **env: str
@@ -586,11 +593,15 @@ class Infrastructure:
             ],
             self.log_dir,
         )
-        self.celery.append(beat)
-        log(f"starting Celery beat {name}")
-        beat.start()
-        beat.wait_ready("beat: Starting...")
-        return beat
+        return self._start_celery(beat, f"Celery beat {name}", "beat: Starting...")
+
+    def _start_celery(self, process: CeleryProcess, what: str, marker: str) -> CeleryProcess:
+        """Start `process` (stopped on exit), until `marker` is in its log."""
+        self.celery.append(process)
+        log(f"starting {what}")
+        process.start()
+        process.wait_ready(marker)
+        return process
 
     def stop_celery(self, process: CeleryProcess) -> None:
         process.stop()
@@ -599,17 +610,13 @@ class Infrastructure:
 
     # -- tear down --
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        for process in reversed(self.celery):
+        running: list[ManagedProcess] = [*reversed(self.celery), *reversed(self.servers)]
+        for process in running:
             try:
                 process.stop()
             except Exception as error:  # keep stopping the others
                 log(f"could not stop {process.name}: {error}")
         self.celery.clear()
-        for server in reversed(self.servers):
-            try:
-                server.stop()
-            except Exception as error:  # keep stopping the others
-                log(f"could not stop {server.name}: {error}")
         self.servers.clear()
         try:
             from django.db import connections
