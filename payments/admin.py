@@ -110,10 +110,8 @@ class ReadOnlyInline(admin.TabularInline):
         return False
 
 
-class PaymentInline(ReadOnlyInline):
-    model = Payment
-    fields = ("payment_id", "status", "paid", "confirmed", "paid_at", "source")
-    readonly_fields = fields
+class PaymentAmounts:
+    """The `paid` and `confirmed` columns of a payment, in the list and in an order's inline."""
 
     @admin.display(description="amount")
     def paid(self, payment: Payment) -> str:
@@ -121,7 +119,16 @@ class PaymentInline(ReadOnlyInline):
 
     @admin.display(description="confirmed / total")
     def confirmed(self, payment: Payment) -> str:
-        return _confirmations(payment)
+        if payment.amount_total is None:
+            return "-"
+        valid, total = payment.amount_valid or 0, payment.amount_total
+        return f"{display(valid, BTC)} / {display(total, BTC)}"
+
+
+class PaymentInline(PaymentAmounts, ReadOnlyInline):
+    model = Payment
+    fields = ("payment_id", "status", "paid", "confirmed", "paid_at", "source")
+    readonly_fields = fields
 
 
 class FlagInline(ReadOnlyInline):
@@ -161,11 +168,17 @@ class ScaleAdmin(ReadOnlyAdmin):
     def export_rows(self, queryset: QuerySet[Any]) -> Any:
         return queryset.iterator(chunk_size=2000)
 
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        """Exact lookups only, each on an index (`search`): no LIKE scan, no duplicates."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return self.search(queryset, term), False
 
-def _confirmations(payment: Payment) -> str:
-    if payment.amount_total is None:
-        return "-"
-    return f"{display(payment.amount_valid or 0, BTC)} / {display(payment.amount_total, BTC)}"
+    def search(self, queryset: QuerySet[Any], term: str) -> QuerySet[Any]:
+        raise NotImplementedError
 
 
 def _order_ids(**lookup: Any) -> list[UUID]:
@@ -202,19 +215,14 @@ class OrderAdmin(ScaleAdmin):
     def flagged(self, order: Order) -> str:
         return format_html("<strong>{}</strong>", order.open_flags) if order.open_flags else "-"
 
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[Order], search_term: str
-    ) -> tuple[QuerySet[Order], bool]:
-        """Exact lookups only, each on an index, ORed as a list of ids (a bitmap OR)."""
-        term = search_term.strip()
-        if not term:
-            return queryset, False
+    def search(self, queryset: QuerySet[Order], term: str) -> QuerySet[Order]:
+        """ORed as a list of ids (a bitmap OR)."""
         match = Q(reference=term)
         uid = as_uuid(term)
         if uid is not None:
             paid_by = Payment.objects.filter(payment_id=uid).values_list("order_id", flat=True)
             match |= Q(pk=uid) | Q(transaction=uid) | Q(pk__in=list(paid_by[:SEARCH_MATCHES]))
-        return queryset.filter(match), False
+        return queryset.filter(match)
 
     # -- permissions of the actions --
     def has_reconcile_permission(self, request: HttpRequest) -> bool:
@@ -257,10 +265,9 @@ class OrderAdmin(ScaleAdmin):
     )
     def reconcile_selected(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
         ids = admin_views.selected_or_refuse(self, request, queryset, "orders")
-        if ids is None:
-            return
-        counts = orders_reconcile(order_ids=ids)
-        self.message_user(request, _describe_reconcile(counts), messages.SUCCESS)
+        if ids is not None:
+            counts = orders_reconcile(order_ids=ids)
+            self.message_user(request, _describe_reconcile(counts), messages.SUCCESS)
 
     @admin.action(
         description="Mark open flags of selected orders reviewed…", permissions=["review"]
@@ -290,12 +297,17 @@ class OrderAdmin(ScaleAdmin):
         )
 
 
-def _describe_reconcile(counts: Counter[str]) -> str:
-    outcomes = ", ".join(
+def _outcomes(counts: Counter[str]) -> str:
+    """The "outcome:<name>" counts of a reconcile or a replay, as "name n, name n"."""
+    return ", ".join(
         f"{key.removeprefix('outcome:')} {n}"
         for key, n in sorted(counts.items())
         if key.startswith("outcome:")
     )
+
+
+def _describe_reconcile(counts: Counter[str]) -> str:
+    outcomes = _outcomes(counts)
     notifications = counts.get("notifications", 0)
     text = f"Reconciled {counts.get('orders', 0)} order(s): {notifications} notification(s) applied"
     if outcomes:
@@ -303,8 +315,14 @@ def _describe_reconcile(counts: Counter[str]) -> str:
     return f"{text}; {counts.get('expired', 0)} expired."
 
 
+def _describe_replay(counts: Counter[str]) -> str:
+    outcomes = _outcomes(counts)
+    text = f"Replayed {counts.get('examined', 0)} notification(s)"
+    return f"{text}: {outcomes}." if outcomes else f"{text}."
+
+
 @admin.register(Payment)
-class PaymentAdmin(ScaleAdmin):
+class PaymentAdmin(PaymentAmounts, ScaleAdmin):
     list_display = ("payment_id", "order", "status", "paid", "source", "paid_at", "created")
     list_filter = (
         "status",
@@ -321,25 +339,12 @@ class PaymentAdmin(ScaleAdmin):
     readonly_fields = (*(f.name for f in Payment._meta.fields), "paid", "confirmed")
     actions = ("export_csv",)
 
-    @admin.display(description="amount")
-    def paid(self, payment: Payment) -> str:
-        return display(payment.amount_int, payment.currency) if payment.amount_int else "-"
-
-    @admin.display(description="confirmed / total")
-    def confirmed(self, payment: Payment) -> str:
-        return _confirmations(payment)
-
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[Payment], search_term: str
-    ) -> tuple[QuerySet[Payment], bool]:
-        term = search_term.strip()
-        if not term:
-            return queryset, False
+    def search(self, queryset: QuerySet[Payment], term: str) -> QuerySet[Payment]:
         uid = as_uuid(term)
         if uid is None:
-            return queryset.filter(order_id__in=_order_ids(reference=term)), False
+            return queryset.filter(order_id__in=_order_ids(reference=term))
         orders = [*_order_ids(transaction=uid), uid]
-        return queryset.filter(Q(payment_id=uid) | Q(order_id__in=orders)), False
+        return queryset.filter(Q(payment_id=uid) | Q(order_id__in=orders))
 
     @admin.action(description="Export selected payments as CSV", permissions=["view"])
     def export_csv(self, request: HttpRequest, queryset: QuerySet[Payment]) -> HttpResponseBase:
@@ -381,17 +386,11 @@ class NotificationAdmin(ScaleAdmin):
     def raw_body(self, notification: Notification) -> str:
         return format_html("<pre style='white-space:pre-wrap'>{}</pre>", notification.body_text)
 
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[Notification], search_term: str
-    ) -> tuple[QuerySet[Notification], bool]:
-        term = search_term.strip()
-        if not term:
-            return queryset, False
+    def search(self, queryset: QuerySet[Notification], term: str) -> QuerySet[Notification]:
         uid = as_uuid(term)
         if uid is None:
-            return queryset.filter(order_id__in=_order_ids(reference=term)), False
-        match = Q(transaction=uid) | Q(payment_id=uid) | Q(order_id=uid)
-        return queryset.filter(match), False
+            return queryset.filter(order_id__in=_order_ids(reference=term))
+        return queryset.filter(Q(transaction=uid) | Q(payment_id=uid) | Q(order_id=uid))
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Notification]:
         # The raw body and headers are for the detail page (read when shown), not for lists.
@@ -407,20 +406,9 @@ class NotificationAdmin(ScaleAdmin):
     )
     def replay(self, request: HttpRequest, queryset: QuerySet[Notification]) -> None:
         ids = admin_views.selected_or_refuse(self, request, queryset, "notifications")
-        if ids is None:
-            return
-        counts = notifications_replay(notification_ids=ids)
-        outcomes = ", ".join(
-            f"{key.removeprefix('outcome:')} {n}"
-            for key, n in sorted(counts.items())
-            if key.startswith("outcome:")
-        )
-        self.message_user(
-            request,
-            f"Replayed {counts.get('examined', 0)} notification(s)"
-            + (f": {outcomes}." if outcomes else "."),
-            messages.SUCCESS,
-        )
+        if ids is not None:
+            counts = notifications_replay(notification_ids=ids)
+            self.message_user(request, _describe_replay(counts), messages.SUCCESS)
 
     @admin.action(description="Export selected notifications as CSV", permissions=["view"])
     def export_csv(
@@ -457,17 +445,12 @@ class OrderFlagAdmin(ScaleAdmin):
     inlines = (FlagReviewInline,)
     actions = ("mark_reviewed",)
 
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[OrderFlag], search_term: str
-    ) -> tuple[QuerySet[OrderFlag], bool]:
-        term = search_term.strip()
-        if not term:
-            return queryset, False
+    def search(self, queryset: QuerySet[OrderFlag], term: str) -> QuerySet[OrderFlag]:
         uid = as_uuid(term)
         orders = _order_ids(reference=term)
         if uid is not None:
             orders += [*_order_ids(transaction=uid), uid]
-        return queryset.filter(order_id__in=orders), False
+        return queryset.filter(order_id__in=orders)
 
     def has_review_permission(self, request: HttpRequest) -> bool:
         return admin_views.can_review(request)
@@ -502,14 +485,8 @@ class FlagReviewAdmin(ScaleAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[FlagReview], search_term: str
-    ) -> tuple[QuerySet[FlagReview], bool]:
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        match = Q(reviewer_name=term) | Q(order_id__in=_order_ids(reference=term))
-        return queryset.filter(match), False
+    def search(self, queryset: QuerySet[FlagReview], term: str) -> QuerySet[FlagReview]:
+        return queryset.filter(Q(reviewer_name=term) | Q(order_id__in=_order_ids(reference=term)))
 
 
 @admin.register(RejectedNotification)
