@@ -8,6 +8,7 @@ gateway mounted in the same server.
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import environ
@@ -175,6 +176,15 @@ GATEWAY_PUBLIC_CACHE_SECONDS = env.int("GATEWAY_PUBLIC_CACHE_SECONDS", default=1
 PAYMENTS_ORDER_TTL = env.int("PAYMENTS_ORDER_TTL", default=3600)
 # Seconds an order may stay `confirming` before it is flagged for a person.
 PAYMENTS_CONFIRMING_TTL = env.int("PAYMENTS_CONFIRMING_TTL", default=24 * 3600)
+# How far short of its quote a fiat order's BTC payment may fall and still pay it
+# (a fraction: 0.005 = 0.5 %), and how far over before it is flagged `overpaid`.
+try:
+    PAYMENTS_UNDERPAID_TOLERANCE = Decimal(env.str("PAYMENTS_UNDERPAID_TOLERANCE", default="0.005"))
+except InvalidOperation:  # not a number: check payments.E006 says so, by name
+    PAYMENTS_UNDERPAID_TOLERANCE = Decimal("NaN")
+# Seconds a fiat order's quote holds: money sent later is not checked against a rate that
+# may have moved since; the order is flagged `quote_expired` for a person instead of paid.
+PAYMENTS_QUOTE_WINDOW = env.int("PAYMENTS_QUOTE_WINDOW", default=PAYMENTS_ORDER_TTL)
 # Hosts the shop's return URLs may point at (no open redirects). The service's
 # own host is always allowed.
 PAYMENTS_RETURN_HOSTS = env.list("PAYMENTS_RETURN_HOSTS", default=[])

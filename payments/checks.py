@@ -100,3 +100,28 @@ def check_shop_webhook(app_configs: Any = None, **kwargs: Any) -> list[checks.Ch
             )
         )
     return found
+
+
+@checks.register(deploy=False)
+def check_quote_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """A tolerance outside [0, 1) or a window that is not positive would accept money short."""
+    found: list[checks.CheckMessage] = []
+    tolerance = settings.PAYMENTS_UNDERPAID_TOLERANCE
+    if not (tolerance.is_finite() and 0 <= tolerance < 1):
+        found.append(
+            checks.Error(
+                f"PAYMENTS_UNDERPAID_TOLERANCE is {tolerance}; it must be a fraction in [0, 1).",
+                hint="Set PAYMENTS_UNDERPAID_TOLERANCE to a small fraction such as 0.005 (0.5 %).",
+                id="payments.E006",
+            )
+        )
+    if settings.PAYMENTS_QUOTE_WINDOW <= 0:
+        found.append(
+            checks.Error(
+                "PAYMENTS_QUOTE_WINDOW must be a positive number of seconds.",
+                hint="Set PAYMENTS_QUOTE_WINDOW to how long a fiat order's BTC quote holds, "
+                "e.g. 900.",
+                id="payments.E007",
+            )
+        )
+    return found

@@ -86,6 +86,31 @@ def to_decimal(amount_int: int, currency: str) -> Decimal:
     return Decimal(amount_int).scaleb(-places).quantize(Decimal(1).scaleb(-places))
 
 
+# Decimals people usually write (at least; more when the amount has them): yen have none.
+_USUAL_DECIMALS = {"JPY": 0}
+USUAL_DECIMALS = 2
+
+
 def display(amount_int: int, currency: str) -> str:
-    """A human display: '12.50000 USD', '0.12345678 BTC'."""
-    return f"{to_decimal(amount_int, currency):f} {currency}"  # :f, or 1 satoshi shows 1E-8
+    """An amount as people write it: '12.50 USD', '1,500 JPY', '0.05 BTC', '12.34567 USD'.
+
+    The currency's usual decimals, or every decimal the amount has: a display
+    never rounds an amount away. The API and the protocol keep full precision.
+    """
+    exact = to_decimal(abs(amount_int), currency)
+    fraction = format(exact, "f").partition(".")[2].rstrip("0")
+    places = max(_USUAL_DECIMALS.get(currency, USUAL_DECIMALS), len(fraction))
+    shown = exact.quantize(Decimal(1).scaleb(-places))
+    sign = "-" if amount_int < 0 else ""
+    return f"{sign}{shown:,f} {currency}"  # :f, or 1 satoshi shows 1E-8
+
+
+def btc_for(amount_int: int, currency: str, rate_int: int) -> int:
+    """The BTC (1E8) that pays `amount_int` of `currency` at `rate_int` (its units per BTC).
+
+    amount / rate rounded up to a satoshi, in exact integer arithmetic:
+    ceil(amount_int * 1E8 / rate_int); what the gateway asks a payer for.
+    """
+    if rate_int <= 0:
+        raise AmountError("a rate must be positive")
+    return -(-amount_int * scale(BTC) // rate_int)

@@ -12,7 +12,7 @@ from payments.models import Order
 
 
 def order_list(*, status: str | None = None, reference: str | None = None) -> QuerySet[Order]:
-    orders = Order.objects.prefetch_related("flags", "payments")
+    orders = Order.objects.prefetch_related("flags", "payments", "resolutions")
     if status:
         orders = orders.filter(status=status)
     if reference:
@@ -21,7 +21,7 @@ def order_list(*, status: str | None = None, reference: str | None = None) -> Qu
 
 
 def order_get(*, order_id: UUID) -> Order:
-    return Order.objects.prefetch_related("flags", "payments").get(pk=order_id)
+    return Order.objects.prefetch_related("flags", "payments", "resolutions").get(pk=order_id)
 
 
 def return_host_allowed(url: str) -> bool:

@@ -17,6 +17,8 @@ class OrderStatus(models.TextChoices):
     CANCELLED = "cancelled", "cancelled"
     EXPIRED = "expired", "expired"
     FAILED = "failed", "failed"
+    # A person decided the order is void (payments.services.resolutions).
+    INVALID = "invalid", "invalid"
 
 
 S = OrderStatus
@@ -33,11 +35,17 @@ ALLOWED_TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
         (S.AWAITING_PAYMENT, S.EXPIRED),  # nobody paid before the deadline
         (S.EXPIRED, S.PAID),  # late money wins (flagged late)
         (S.CANCELLED, S.PAID),
+        # A person's decisions on exceptional orders (payments.services.resolutions):
+        # accepting one that is short is (X, PAID) above; these void or cancel one.
+        (S.AWAITING_PAYMENT, S.INVALID),
+        (S.CONFIRMING, S.INVALID),
+        (S.EXPIRED, S.INVALID),
+        (S.CANCELLED, S.INVALID),
     }
 )
 
 # States the payer's pages stop watching: nothing but late money moves them.
-FINAL_STATES = frozenset({S.PAID, S.CANCELLED, S.EXPIRED, S.FAILED})
+FINAL_STATES = frozenset({S.PAID, S.CANCELLED, S.EXPIRED, S.FAILED, S.INVALID})
 
 
 class InvalidTransition(Exception):

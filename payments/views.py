@@ -13,6 +13,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from payments.models import Order
+from payments import money
 from payments.money import display
 from payments.states import FINAL_STATES, OrderStatus
 
@@ -25,6 +26,14 @@ def _order_context(order: Order, *, outcome: str | None = None) -> dict[str, obj
     return {
         "order": order,
         "amount": display(order.amount_int, order.currency),
+        # A fiat order is paid in BTC: what its quote says that comes to (an estimate: the
+        # gateway converts at its rate of the moment).
+        "btc_estimate": (
+            None if order.quote_btc_int is None else display(order.quote_btc_int, money.BTC)
+        ),
+        "quote_rate": (
+            None if order.quote_rate_int is None else display(order.quote_rate_int, order.currency)
+        ),
         "status_label": OrderStatus(order.status).label,
         "final": final,
         "refresh_seconds": None if final else REFRESH_SECONDS,

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from payments import money
-from payments.models import Order, OrderFlag, Payment
+from payments.models import Order, OrderFlag, OrderResolution, Payment
 from payments.selectors import return_host_allowed
 from payments.services import NewOrder, public_url
 from payments.templatetags.checkout import button_html
@@ -103,6 +104,27 @@ class FlagOutput(serializers.ModelSerializer):
         return flag.reviewed_at is not None
 
 
+class QuoteOutput(serializers.Serializer):
+    """A fiat order's quote: the gateway's price of 1 BTC then, and the BTC that pays the order."""
+
+    rate = serializers.CharField(help_text="The order's currency per BTC, a decimal string.")
+    rate_int = serializers.IntegerField()
+    btc_amount = serializers.CharField(help_text="The BTC that pays the order at that rate.")
+    btc_amount_int = serializers.IntegerField()
+    quoted_at = serializers.DateTimeField()
+
+
+class RefundOutput(serializers.Serializer):
+    """A refund made outside the gateway, recorded by staff."""
+
+    amount = serializers.CharField()
+    amount_int = serializers.IntegerField()
+    currency = serializers.CharField()
+    reference = serializers.CharField()
+    reason = serializers.CharField()
+    created = serializers.DateTimeField()
+
+
 class OrderOutput(serializers.ModelSerializer):
     """An order as the API shows it; `new=True` in the context: made by this request.
 
@@ -114,15 +136,17 @@ class OrderOutput(serializers.ModelSerializer):
     amount = serializers.SerializerMethodField()
     checkout_url = serializers.SerializerMethodField()
     button_html = serializers.SerializerMethodField()
+    quote = serializers.SerializerMethodField()
     payments = PaymentOutput(many=True, read_only=True)
     flags = FlagOutput(many=True, read_only=True)
+    refunds = serializers.SerializerMethodField()
 
     class Meta:
         model = Order
         fields = (
             "id", "reference", "status", "amount", "amount_int", "currency", "description",
-            "transaction", "payment_url", "checkout_url", "button_html", "failure_reason",
-            "created", "deadline", "payments", "flags",
+            "quote", "transaction", "payment_url", "checkout_url", "button_html",
+            "failure_reason", "created", "deadline", "payments", "flags", "refunds",
         )  # fmt: skip
 
     def to_representation(self, instance: Order) -> dict[str, Any]:
@@ -130,6 +154,14 @@ class OrderOutput(serializers.ModelSerializer):
 
     def get_amount(self, order: Order) -> str:
         return format(money.to_decimal(order.amount_int, order.currency), "f")
+
+    @extend_schema_field(QuoteOutput(allow_null=True))
+    def get_quote(self, order: Order) -> dict[str, Any] | None:
+        return _quote(order)
+
+    @extend_schema_field(RefundOutput(many=True))
+    def get_refunds(self, order: Order) -> list[dict[str, Any]]:
+        return _refunds(order)
 
     def get_checkout_url(self, order: Order) -> str:
         return public_url(reverse("checkout", args=[order.id]))
@@ -153,6 +185,7 @@ def order_representation(order: Order, *, new: bool = False) -> dict[str, Any]:
         "amount_int": order.amount_int,
         "currency": order.currency,
         "description": order.description,
+        "quote": _quote(order),
         "transaction": None if order.transaction is None else str(order.transaction),
         "payment_url": order.payment_url,
         "checkout_url": public_url(reverse("checkout", args=[order.id])),
@@ -161,7 +194,43 @@ def order_representation(order: Order, *, new: bool = False) -> dict[str, Any]:
         "created": _DATETIME.to_representation(order.created),
         "deadline": _DATETIME.to_representation(order.deadline),
         "payments": [] if new else PaymentOutput(many=True).to_representation(order.payments),
-        "flags": [] if new else FlagOutput(many=True).to_representation(order.flags),
+        # A new order's only possible flag: its quote could not be read.
+        "flags": (
+            []
+            if new and not order.quote_missing
+            else FlagOutput(many=True).to_representation(order.flags)
+        ),
+        "refunds": [] if new else _refunds(order),
+    }
+
+
+def _quote(order: Order) -> dict[str, Any] | None:
+    if order.quote_rate_int is None or order.quote_btc_int is None:
+        return None
+    return {
+        "rate": format(money.to_decimal(order.quote_rate_int, order.currency), "f"),
+        "rate_int": order.quote_rate_int,
+        "btc_amount": format(money.to_decimal(order.quote_btc_int, money.BTC), "f"),
+        "btc_amount_int": order.quote_btc_int,
+        "quoted_at": _DATETIME.to_representation(order.quoted_at),
+    }
+
+
+def _refunds(order: Order) -> list[dict[str, Any]]:
+    return [
+        _refund(r) for r in order.resolutions.all() if r.action == OrderResolution.Action.REFUND
+    ]
+
+
+def _refund(resolution: OrderResolution) -> dict[str, Any]:
+    assert resolution.amount_int is not None
+    return {
+        "amount": format(money.to_decimal(resolution.amount_int, resolution.currency), "f"),
+        "amount_int": resolution.amount_int,
+        "currency": resolution.currency,
+        "reference": resolution.reference,
+        "reason": resolution.reason,
+        "created": _DATETIME.to_representation(resolution.created),
     }
 
 

@@ -12,6 +12,7 @@ from payments.models.orders import (
 )
 from payments.models.payments import Payment
 from payments.models.reconciliation import LedgerCheckpoint, ReconciliationRun
+from payments.models.resolutions import OrderResolution
 from payments.models.webhooks import ShopEvent, ShopEventAttempt
 
 __all__ = (
@@ -23,6 +24,7 @@ __all__ = (
     "Notification",
     "Order",
     "OrderFlag",
+    "OrderResolution",
     "OrderTransition",
     "Payment",
     "ReconciliationRun",

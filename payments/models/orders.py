@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from payments.money import display
+from payments.money import BTC, display
 from payments.states import OrderStatus
 
 
@@ -45,6 +45,13 @@ class Order(models.Model):
         max_length=20, choices=OrderStatus.choices, default=OrderStatus.CREATED, db_index=True
     )
     failure_reason = models.TextField(blank=True)
+    # The quote of a fiat order (payments.services.quotes): the gateway's price of one BTC
+    # (its ticker's `last`) in the currency's units, the BTC (1E8) that pays the order at
+    # that price, and when it was read. A `paid` notification is checked against it. All
+    # null for a BTC order, and for one created while the ticker could not be read.
+    quote_rate_int = models.BigIntegerField(null=True, blank=True, editable=False)
+    quote_btc_int = models.BigIntegerField(null=True, blank=True, editable=False)
+    quoted_at = models.DateTimeField(null=True, blank=True, editable=False)
     deadline = models.DateTimeField(default=_default_deadline)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -78,6 +85,11 @@ class Order(models.Model):
     def __str__(self) -> str:
         return f"{self.reference} ({display(self.amount_int, self.currency)}, {self.status})"
 
+    @property
+    def quote_missing(self) -> bool:
+        """A fiat order without a quote: nothing to check a BTC payment against."""
+        return self.currency != BTC and self.quote_btc_int is None
+
 
 class OrderTransition(models.Model):
     """Why an order's status changed: one row per change, written with the change."""
@@ -108,6 +120,9 @@ class OrderFlag(models.Model):
         AMOUNT_MISMATCH = "amount_mismatch", "amount mismatch"
         STUCK = "stuck", "stuck confirming"
         GATEWAY_UNCERTAIN = "gateway_uncertain", "gateway outcome unknown"
+        QUOTE_MISSING = "quote_missing", "no quote: check the amount by hand"
+        QUOTE_EXPIRED = "quote_expired", "paid after the quote's window"
+        INVALID_NOTIFICATION = "invalid_notification", "invalid notification"
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="flags")
     kind = models.CharField(max_length=32, choices=Kind.choices, db_index=True)

@@ -11,11 +11,13 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from payments import money
@@ -23,6 +25,7 @@ from payments.ipn_message import InvalidNotification, IpnMessage, parse_ipn
 from payments.models import Notification, Order, OrderFlag, Payment, RejectedNotification
 from payments.services.inserts import insert_on_conflict
 from payments.services.orders import order_flag, order_transition
+from payments.services.quotes import Coverage, Verdict, payment_coverage
 from payments.states import OrderStatus
 
 logger = logging.getLogger(__name__)
@@ -236,11 +239,20 @@ def _paid_fields(order: Order, message: IpnMessage) -> dict[str, Any]:
 def payment_apply_paid(
     order: Order, message: IpnMessage, *, source: str = Payment.Source.IPN
 ) -> tuple[str, str]:
-    """Record a paid payment and move its order as the state table says (order row locked)."""
+    """Record a paid payment and move its order as the state table says (order row locked).
+
+    The order becomes paid only when what its paid payments add up to covers
+    it (`payment_coverage`: the price, or a fiat order's BTC quote within the
+    tolerance and its window); short, it stays open and is flagged.
+    """
+    if not message.amount_int:
+        return _invalid(order, "a paid notification with a zero amount")
     fields = _paid_fields(order, message)
     payment, created = _payment_for(order, message, fields, source)
     if payment.order_id != order.pk:
         return _flagged(order, Kind.UNEXPECTED_NOTIFICATION, "payment id of another order")
+    # When the payer sent the money: a payment first seen confirming was sent then.
+    sent_at = (message.paid_at or timezone.now()) if created else payment.created
     if not created:
         if payment.status == Payment.Status.PAID and payment.amount_int is not None:
             return Outcome.DUPLICATE, "payment already recorded as paid"
@@ -248,7 +260,6 @@ def payment_apply_paid(
             setattr(payment, name, value)
         payment.save(update_fields=[*fields, "updated"])
     assert message.amount_int is not None and message.currency is not None
-
     if message.currency not in (order.currency, money.BTC):
         return _flagged(
             order, Kind.AMOUNT_MISMATCH, f"paid in {message.currency}, order is {order.currency}"
@@ -257,24 +268,38 @@ def payment_apply_paid(
         if order.multipay:
             return Outcome.APPLIED, "another payment on a multipay order"
         return _flagged(order, Kind.UNEXPECTED_NOTIFICATION, "a second payment on a paid order")
-    paid = _paid_before(order, message) + message.amount_int
-    due = order.amount_int
-    if message.currency == order.currency and paid < due:
-        shown = f"{money.display(paid, order.currency)} of {money.display(due, order.currency)}"
-        return _flagged(order, Kind.UNDERPAID, f"paid {shown}")
     late = order.status in (S.EXPIRED, S.CANCELLED)
     if order.status not in (S.AWAITING_PAYMENT, S.CONFIRMING) and not late:
         return _flagged(order, Kind.UNEXPECTED_NOTIFICATION, f"paid while {order.status}")
+    coverage = payment_coverage(
+        order=order,
+        paid_int=_paid_before(order, message) + message.amount_int,
+        currency=message.currency,
+        sent_at=sent_at,
+    )
+    if not coverage.pays:
+        return _flagged(order, str(coverage.verdict), coverage.detail)
+    return _order_paid(order, message, coverage, late=late)
+
+
+def _order_paid(
+    order: Order, message: IpnMessage, coverage: Coverage, *, late: bool
+) -> tuple[str, str]:
     was = order.status
     order_transition(
         order_id=order.pk, to=S.PAID, reason=f"IPN paid {message.payment_id}", locked=order
     )
     if late:
         order_flag(order_id=order.pk, kind=Kind.LATE, detail=f"paid after being {was}")
-    if message.currency == order.currency and paid > due:
-        over = money.display(paid - due, order.currency)
-        order_flag(order_id=order.pk, kind=Kind.OVERPAID, detail=f"paid {over} too much")
+    if coverage.verdict == Verdict.OVERPAID:
+        order_flag(order_id=order.pk, kind=Kind.OVERPAID, detail=coverage.detail)
     return Outcome.APPLIED, "order paid" + (" late" if late else "")
+
+
+def _invalid(order: Order, detail: str) -> tuple[str, str]:
+    """An authentic notification whose figures cannot be true: stored invalid, order flagged."""
+    order_flag(order_id=order.pk, kind=Kind.INVALID_NOTIFICATION, detail=detail)
+    return Outcome.INVALID, detail
 
 
 def _paid_before(order: Order, message: IpnMessage) -> int:
@@ -297,6 +322,14 @@ def _implied_rate(order: Order, btc_amount_int: int) -> Decimal:
 
 
 def _apply_partial(order: Order, message: IpnMessage) -> tuple[str, str]:
+    assert message.amount_valid is not None and message.amount_pending is not None
+    assert message.amount_total is not None
+    if message.amount_valid + message.amount_pending != message.amount_total:
+        return _invalid(
+            order,
+            f"partial figures do not add up: valid {message.amount_valid} + pending "
+            f"{message.amount_pending} != total {message.amount_total}",
+        )
     figures = {
         "amount_pending": message.amount_pending,
         "amount_valid": message.amount_valid,
@@ -316,16 +349,29 @@ def _apply_partial(order: Order, message: IpnMessage) -> tuple[str, str]:
             setattr(payment, name, value)
         payment.save(update_fields=[*figures, "updated"])
     if order.status == S.AWAITING_PAYMENT:
-        order_transition(
-            order_id=order.pk,
-            to=S.CONFIRMING,
-            reason=f"IPN partial {message.payment_id}",
-            locked=order,
-        )
-        return Outcome.APPLIED, "bitcoins confirming"
+        return _confirming(order, message, sent_at=payment.created)
     if order.status == S.CONFIRMING or (order.status == S.PAID and order.multipay):
         return Outcome.APPLIED, "confirmation figures updated"
     return _flagged(order, Kind.LATE, f"bitcoins arriving while the order is {order.status}")
+
+
+def _confirming(order: Order, message: IpnMessage, *, sent_at: datetime) -> tuple[str, str]:
+    """Confirming once the bitcoins on their way (with those paid) would pay the order."""
+    on_the_way = order.payments.filter(
+        status__in=(Payment.Status.PARTIAL, Payment.Status.PAID)
+    ).aggregate(total=Sum(Coalesce("amount_int", "amount_total")))["total"]
+    coverage = payment_coverage(
+        order=order, paid_int=int(on_the_way or 0), currency=money.BTC, sent_at=sent_at
+    )
+    if coverage.verdict in (Verdict.UNDERPAID, Verdict.QUOTE_EXPIRED):
+        return _flagged(order, str(coverage.verdict), f"confirming: {coverage.detail}")
+    order_transition(
+        order_id=order.pk,
+        to=S.CONFIRMING,
+        reason=f"IPN partial {message.payment_id}",
+        locked=order,
+    )
+    return Outcome.APPLIED, "bitcoins confirming"
 
 
 def _apply_cancelled(order: Order, message: IpnMessage) -> tuple[str, str]:

@@ -17,10 +17,11 @@ from django.dispatch import Signal
 from django.urls import reverse
 from django.utils import timezone
 
-from payments import signals
+from payments import money, signals
 from payments.gateway.errors import GatewayError, GatewayRejected, GatewayTimeout
 from payments.gateway_factory import gateway_client
 from payments.models import IdempotencyKey, Order, OrderFlag, OrderTransition
+from payments.services.quotes import quote_fields, quote_read
 from payments.services.webhooks import shop_event_record, shop_events_record_many
 from payments.states import InvalidTransition, OrderStatus, can_transition
 
@@ -83,26 +84,41 @@ def order_create(
     transaction (the sandbox may share the database) and a crash leaves a
     visible `created` order rather than nothing.
     """
-    order, is_new = _order_claim(new=new, owner=created_by, key=idempotency_key)
+    quote = None if new.currency == money.BTC else quote_read(currency=new.currency)
+    fields = {
+        **asdict(new),
+        **quote_fields(amount_int=new.amount_int, currency=new.currency, quote=quote),
+        "created_by": created_by,
+    }
+    order, is_new = _order_claim(fields=fields, fingerprint=new.fingerprint(), key=idempotency_key)
     if is_new:
         _order_submit(order)
+        if order.quote_missing:
+            order_flag(
+                order_id=order.id,
+                kind=OrderFlag.Kind.QUOTE_MISSING,
+                detail=f"the gateway's BTC{new.currency} ticker could not be read: "
+                "check what is paid against the price by hand",
+            )
     return order, is_new
 
 
-def _order_claim(*, new: NewOrder, owner: Any, key: str | None) -> tuple[Order, bool]:
-    """A new order row, or the one an earlier request with the same key made.
+def _order_claim(
+    *, fields: dict[str, Any], fingerprint: str, key: str | None
+) -> tuple[Order, bool]:
+    """A new order row (of `fields`), or the one an earlier request with the same key made.
 
     The key's row is locked while deciding, so two requests with one key
     never both reach the gateway.
     """
     if key is None:
         # One INSERT, committed on its own: nothing to lock, no transaction to wrap it in.
-        return Order.objects.create(**asdict(new), created_by=owner), True
+        return Order.objects.create(**fields), True
     with transaction.atomic():
         record, _ = IdempotencyKey.objects.select_for_update().get_or_create(
-            owner=owner, key=key, defaults={"fingerprint": new.fingerprint()}
+            owner=fields["created_by"], key=key, defaults={"fingerprint": fingerprint}
         )
-        if record.fingerprint != new.fingerprint():
+        if record.fingerprint != fingerprint:
             raise IdempotencyConflict("this Idempotency-Key was used with a different request")
         earlier = record.order
         if earlier is not None and earlier.status == OrderStatus.CREATED:
@@ -110,7 +126,7 @@ def _order_claim(*, new: NewOrder, owner: Any, key: str | None) -> tuple[Order, 
         if earlier is not None and earlier.status != OrderStatus.FAILED:
             return earlier, False
         # First use, or a retry after a failed attempt: a new attempt.
-        order = Order.objects.create(**asdict(new), created_by=owner)
+        order = Order.objects.create(**fields)
         record.order = order
         record.save(update_fields=["order"])
         return order, True

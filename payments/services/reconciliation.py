@@ -17,12 +17,16 @@ from itertools import islice
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Min, Sum
 
+from payments import money
 from payments.gateway.results import WalletEntry
 from payments.ipn_message import IpnMessage
 from payments.models import LedgerCheckpoint, Order, OrderFlag, Payment
 from payments.services.notifications import payment_apply_paid
 from payments.services.orders import order_flag
+from payments.services.quotes import payment_coverage
+from payments.states import OrderStatus
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +91,7 @@ def _reconcile_entry(entry: WalletEntry, *, dry_run: bool) -> str:
     payment = Payment.objects.filter(payment_id=payment_id).first()
     if payment is not None and payment.status == Payment.Status.PAID:
         if (payment.amount_int, payment.currency) == credited:
-            return "matched"
+            return _matched_or_short(order)
         if not dry_run:
             order_flag(
                 order_id=order.pk,
@@ -109,9 +113,29 @@ def _reconcile_entry(entry: WalletEntry, *, dry_run: bool) -> str:
         paid_at=entry.date,
     )
     payment_apply_paid(order, message, source=Payment.Source.RECONCILIATION)
+    order.refresh_from_db(fields=["status"])
+    if order.status != OrderStatus.PAID:
+        # The gateway reports `paid` only for money that covers the order: none was due.
+        return _matched_or_short(order)
     order_flag(
         order_id=order.pk,
         kind=OrderFlag.Kind.NOTIFICATION_MISSING,
         detail=f"ledger entry {entry.index} credited payment {payment_id}; no paid notification",
     )
     return "notification_missing"
+
+
+def _matched_or_short(order: Order) -> str:
+    """`matched`, unless the credits recorded for the order do not pay it (why, then).
+
+    A paid order was paid by the rules (or accepted by a person); any other
+    is checked the way a `paid` notification is, so a short payment is never
+    reported as matched.
+    """
+    if order.status == OrderStatus.PAID:
+        return "matched"
+    paid = order.payments.filter(status=Payment.Status.PAID, currency=money.BTC)
+    total = paid.aggregate(total=Sum("amount_int"))["total"] or 0
+    first = paid.aggregate(first=Min("created"))["first"] or order.created
+    coverage = payment_coverage(order=order, paid_int=int(total), currency=money.BTC, sent_at=first)
+    return "matched" if coverage.pays else str(coverage.verdict)

@@ -99,9 +99,23 @@ def test_to_decimal_converts_exactly_with_the_currency_decimals(
     assert format(result, "f") == expected  # the exponent, not only the value, is the currency's
 
 
-def test_display_names_the_currency() -> None:
-    assert display(1_250_000, "USD") == "12.50000 USD"
-    assert display(12_345_678, "BTC") == "0.12345678 BTC"
+@pytest.mark.parametrize(
+    ("amount_int", "currency", "shown"),
+    [
+        (1_250_000, "USD", "12.50 USD"),  # the usual two decimals
+        (1_500_000, "JPY", "1,500 JPY"),  # yen have none; thousands grouped
+        (5_000_000, "BTC", "0.05 BTC"),
+        (12_345_678, "BTC", "0.12345678 BTC"),
+        (100_000_000, "BTC", "1.00 BTC"),
+        (1_234_567, "USD", "12.34567 USD"),  # every decimal it has: never rounded away
+        (1_500_500, "JPY", "1,500.5 JPY"),
+        (123_456_789_012, "EUR", "1,234,567.89012 EUR"),
+        (1_000, "SEK", "1.00 SEK"),
+        (-100_000, "USD", "-1.00 USD"),
+    ],
+)
+def test_display_is_the_currencys_usual_form(amount_int: int, currency: str, shown: str) -> None:
+    assert display(amount_int, currency) == shown
 
 
 def test_display_of_one_satoshi_is_plain() -> None:

@@ -17,6 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from payments.models import Order
+from sandbox import currencies
 from sandbox.accounts import ensure_configured_account
 from sandbox.models import SandboxOrder
 
@@ -221,7 +222,8 @@ def test_gateway_timeout_is_a_504_without_a_second_call(
     order = Order.objects.get()
     assert order.status == "failed"
     assert [flag.kind for flag in order.flags.all()] == ["gateway_uncertain"]
-    assert len(hits) == 1  # a POST that may have reached the gateway is never retried
+    # A POST that may have reached the gateway is never retried (the ticker timed out first).
+    assert [hit for hit in hits if hit.endswith("/order/create")] == [hits[-1]]
 
 
 # --- idempotency -------------------------------------------------------------------------
@@ -300,7 +302,7 @@ def test_detail_lists_payments_and_flags(api_client: APIClient, make_order: Any)
     from payments.testing import ipn_body, post_ipn
 
     order = make_order(currency="USD", amount_int=1_250_000)
-    body = ipn_body(transaction=order.transaction, status="paid", amount_int=50_000_000)
+    body = ipn_body(transaction=order.transaction, status="paid", amount_int=100_000_000)
     post_ipn(Client(), body)
     post_ipn(Client(), ipn_body(transaction=order.transaction, status="closed"))
 
@@ -309,8 +311,8 @@ def test_detail_lists_payments_and_flags(api_client: APIClient, make_order: Any)
     assert detail["status"] == "paid"
     [payment] = detail["payments"]
     assert payment["status"] == "paid"
-    assert payment["amount"] == "0.50000000" and payment["currency"] == "BTC"
-    assert payment["implied_rate"] == "25.000000000000"  # 12.50 USD for 0.5 BTC
+    assert payment["amount"] == "1.00000000" and payment["currency"] == "BTC"
+    assert payment["implied_rate"] == "12.500000000000"  # 12.50 USD for 1 BTC
     assert [flag["kind"] for flag in detail["flags"]] == ["unexpected_notification"]
     assert detail["flags"][0]["reviewed"] is False
 
@@ -326,7 +328,12 @@ def accepting_gateway(settings: Any) -> Iterator[str]:
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
             tx = str(uuid.uuid4())
-            reply = {"transaction": tx, "payment_url": f"http://gateway.test/pay/{tx}"}
+            reply: dict[str, Any] = {
+                "transaction": tx,
+                "payment_url": f"http://gateway.test/pay/{tx}",
+            }
+            if self.path.endswith("/ticker"):  # the fiat order's quote (the sandbox's prices)
+                reply = currencies.ticker(self.path.split("/")[-2][3:])
             body = json.dumps({"result": "success", "return": reply}).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
