@@ -12,8 +12,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
-from payments.models import Order
 from payments import money
+from payments.models import Order
 from payments.money import display
 from payments.states import FINAL_STATES, OrderStatus
 
