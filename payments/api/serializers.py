@@ -205,7 +205,7 @@ def order_representation(order: Order, *, new: bool = False) -> dict[str, Any]:
 
 
 def _quote(order: Order) -> dict[str, Any] | None:
-    if order.quote_rate_int is None or order.quote_btc_int is None:
+    if order.quote_rate_int is None or order.quote_btc_int is None or order.quoted_at is None:
         return None
     return {
         "rate": format(money.to_decimal(order.quote_rate_int, order.currency), "f"),

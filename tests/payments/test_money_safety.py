@@ -9,6 +9,7 @@ Nothing is mocked but, in one test, a gateway whose ticker is down.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import uuid
 from collections.abc import Iterator
@@ -25,10 +26,14 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from payments import money
+from payments.gateway_factory import gateway_client
 from payments.models import Notification, Order, OrderFlag, Payment
+from payments.services.reconciliation import ledger_reconcile
 from payments.testing import ipn_body, post_ipn_http
 from sandbox import currencies
 from sandbox.accounts import ensure_configured_account
+from sandbox.models import IpnDelivery, SandboxPayment
+from sandbox.services import ipn_delivery_attempt
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -246,10 +251,8 @@ def test_several_payments_on_a_multipay_order_add_up(shop: Shop) -> None:
     assert open_flags(order) == ["underpaid"]
     shop.pay(order, due - due // 2)
     assert order_row(order).status == "paid"
-    assert (
-        sum(Payment.objects.filter(order_id=order["id"]).values_list("amount_int", flat=True))
-        == due
-    )
+    amounts = Payment.objects.filter(order_id=order["id"]).values_list("amount_int", flat=True)
+    assert sum(amount or 0 for amount in amounts) == due
 
 
 def test_money_sent_after_the_quotes_window_is_left_to_a_person(shop: Shop, settings: Any) -> None:
@@ -335,3 +338,56 @@ def test_partial_bitcoins_covering_the_quote_make_the_order_confirming(shop: Sho
 
     assert order_row(order).status == "confirming"
     assert open_flags(order) == []
+
+
+# --- as a payer would: the sandbox's page, its notifications, the ledger --------------------
+
+
+def deliver_ipns() -> list[str]:
+    """Send the sandbox's queued notifications now (what its Celery task does), over HTTP."""
+    results: list[str] = []
+    for delivery in IpnDelivery.objects.filter(delivered_at__isnull=True).order_by("id"):
+        results.append(ipn_delivery_attempt(delivery_id=delivery.pk).result)
+    return results
+
+
+def submit(session: requests.Session, page_url: str, action: str, fields: dict[str, str]) -> Any:
+    """Submit a form of the sandbox's page as a browser without JavaScript would."""
+    page = session.get(page_url, timeout=30).text
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    assert token, page
+    return session.post(
+        action,
+        data={**fields, "csrfmiddlewaretoken": token.group(1)},
+        allow_redirects=False,
+        timeout=30,
+    )
+
+
+def test_one_satoshi_sent_on_the_sandboxs_page_leaves_a_usd_order_open_and_the_ledger_short(
+    shop: Shop,
+) -> None:
+    order = shop.create("USD", "1.00")
+    pay_url = order["payment_url"]
+    payer = requests.Session()
+    sent = submit(
+        payer,
+        pay_url,
+        f"{pay_url}/pay",
+        {"method": "bitcoin", "amount_choice": "custom", "amount_btc": "0.00000001"},
+    )
+    assert sent.status_code == 303
+    payment = SandboxPayment.objects.get()
+    confirmed = submit(payer, pay_url, f"{pay_url}/confirm/{payment.payment_id}", {})
+    assert confirmed.status_code == 303
+
+    assert deliver_ipns() == ["delivered", "delivered"]  # partial, then partial confirmed
+    assert IpnDelivery.objects.filter(status="paid").count() == 0  # the gateway's rule
+    assert order_row(order).status == "awaiting_payment"
+    assert open_flags(order) == ["underpaid"]
+
+    with gateway_client() as client:
+        counts = ledger_reconcile(client=client)
+    assert (counts["examined"], counts["matched"], counts["underpaid"]) == (1, 0, 1)
+    assert order_row(order).status == "awaiting_payment"  # the credit is recorded, still short
+    assert Payment.objects.get(order_id=order["id"]).status == "paid"
