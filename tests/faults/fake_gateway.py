@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
+from sandbox import currencies
 from tests.http_receiver import QuietHandler, serve_in_background
 
 
@@ -37,6 +38,10 @@ class FakeGateway:
     """Answers POSTs with the next scripted step; the last step repeats."""
 
     steps: list[Step]
+    # The public ticker (a fiat order's quote) is answered apart from the steps: with
+    # the sandbox's prices, or with this step (e.g. Step(503): the ticker is down).
+    ticker: Step | None = None
+    ticker_requests: list[str] = field(default_factory=list)
     requests: list[dict[str, str]] = field(default_factory=list)
     created: list[str] = field(default_factory=list)  # transactions it answered with
     url: str = ""
@@ -49,6 +54,10 @@ class FakeGateway:
         class Handler(QuietHandler):
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path.endswith("/ticker"):
+                    gateway.ticker_requests.append(self.path)
+                    self.reply(gateway.ticker or _sandbox_ticker(self.path))
+                    return
                 with gateway._lock:
                     index = len(gateway.requests)
                     gateway.requests.append(dict(parse_qsl(raw.decode())))
@@ -59,26 +68,22 @@ class FakeGateway:
                     self.close_connection = True
                     self.connection.close()  # the request arrived; no reply ever comes
                     return
-                body = step.body
                 if step.created:
                     transaction = str(uuid.uuid4())
                     with gateway._lock:
                         gateway.created.append(transaction)
-                    body = json.dumps(
-                        {
-                            "result": "success",
-                            "return": {
-                                "transaction": transaction,
-                                "payment_url": f"{gateway.url}pay/{transaction}",
-                            },
-                        }
-                    ).encode()
+                    payment_url = f"{gateway.url}pay/{transaction}"
+                    reply = {"transaction": transaction, "payment_url": payment_url}
+                    step = Step(body=_success(reply))
+                self.reply(step)
+
+            def reply(self, step: Step) -> None:
                 try:
                     self.send_response(step.status)
                     self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(body)))
+                    self.send_header("Content-Length", str(len(step.body)))
                     self.end_headers()
-                    self.wfile.write(body)
+                    self.wfile.write(step.body)
                 except OSError:
                     pass  # the client stopped waiting (its read timeout)
 
@@ -95,3 +100,12 @@ class FakeGateway:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+
+
+def _success(reply: dict[str, object]) -> bytes:
+    return json.dumps({"result": "success", "return": reply}).encode()
+
+
+def _sandbox_ticker(path: str) -> Step:
+    """`.../1/BTC<CUR>/ticker` answered with the sandbox's prices."""
+    return Step(body=_success(currencies.ticker(path.split("/")[-2][3:])))

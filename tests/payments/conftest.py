@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,8 +25,18 @@ def api_client(shop_user: Any) -> APIClient:
 
 
 @pytest.fixture
-def live_gateway(live_server: Any, settings: Any) -> str:
-    """The service and the sandbox gateway on one live HTTP server; returns its URL."""
+def live_gateway(live_server: Any, settings: Any, tmp_path: Path) -> str:
+    """The service and the sandbox gateway on one live HTTP server; returns its URL.
+
+    The live server outlives the test (same URL, same cache keys), so each test
+    gets a cache of its own: the configured kind (files), in a fresh folder.
+    """
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(tmp_path / "cache"),
+        }
+    }
     url = live_server.url
     settings.PUBLIC_BASE_URL = url
     settings.GATEWAY_API_URL = f"{url}/sandbox/api/"

@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from functools import partial
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -47,23 +46,9 @@ API_PATH = "/sandbox/api/"
 
 
 @pytest.fixture
-def sandbox_url(live_server: Any, settings: Any, tmp_path: Path) -> str:
-    """Point the service's gateway settings at the sandbox on the live server.
-
-    The live server outlives the test (same URL, same cache keys), so each test
-    gets a cache of its own: the configured kind (files), in a fresh folder.
-    """
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-            "LOCATION": str(tmp_path / "cache"),
-        }
-    }
-    url: str = live_server.url
-    settings.PUBLIC_BASE_URL = url
-    settings.GATEWAY_API_URL = f"{url}/sandbox/api/"
-    settings.GATEWAY_PAYMENT_HOST = f"{url}/sandbox"
-    return url
+def sandbox_url(live_gateway: str) -> str:
+    """The service's gateway settings pointed at the sandbox on the live server."""
+    return live_gateway
 
 
 @pytest.fixture

@@ -8,15 +8,11 @@ Nothing is mocked but, in one test, a gateway whose ticker is down.
 
 from __future__ import annotations
 
-import json
 import re
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,6 +30,7 @@ from sandbox import currencies
 from sandbox.accounts import ensure_configured_account
 from sandbox.models import IpnDelivery, SandboxPayment
 from sandbox.services import ipn_delivery_attempt
+from tests.faults.fake_gateway import CREATED, FakeGateway, Step
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -77,22 +74,12 @@ class Shop:
 
 
 @pytest.fixture
-def shop(live_server: Any, settings: Any, tmp_path: Path) -> Shop:
-    """The service and the sandbox on one live server, a fresh cache, a shop's token."""
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-            "LOCATION": str(tmp_path / "cache"),
-        }
-    }
-    url: str = live_server.url
-    settings.PUBLIC_BASE_URL = url
-    settings.GATEWAY_API_URL = f"{url}/sandbox/api/"
-    settings.GATEWAY_PAYMENT_HOST = f"{url}/sandbox"
+def shop(live_gateway: str, settings: Any) -> Shop:
+    """The service and the sandbox on one live server, a shop's token, a 1 % tolerance."""
     settings.PAYMENTS_UNDERPAID_TOLERANCE = Decimal("0.01")
     ensure_configured_account()
     user = get_user_model().objects.create_user("shop", password="unused-password-123")
-    return Shop(url, Token.objects.create(user=user).key)
+    return Shop(live_gateway, Token.objects.create(user=user).key)
 
 
 def order_row(order: dict[str, Any]) -> Order:
@@ -138,46 +125,23 @@ def test_a_btc_order_needs_no_quote(shop: Shop) -> None:
 
 
 @pytest.fixture
-def ticker_down(settings: Any) -> Iterator[list[str]]:
+def ticker_down(settings: Any) -> Iterator[FakeGateway]:
     """A gateway whose ticker answers 503 and that accepts every order/create."""
-    paths: list[str] = []
-
-    class Gateway(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            paths.append(self.path)
-            if self.path.endswith("/ticker"):
-                self.send_response(503)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            tx = str(uuid.uuid4())
-            reply = {"transaction": tx, "payment_url": f"http://gateway.test/pay/{tx}"}
-            body = json.dumps({"result": "success", "return": reply}).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Gateway)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    settings.GATEWAY_API_URL = f"http://127.0.0.1:{server.server_address[1]}/api/"
-    yield paths
-    server.shutdown()
-    server.server_close()
+    fake = FakeGateway([CREATED], ticker=Step(503)).start()
+    settings.GATEWAY_API_URL = fake.url
+    yield fake
+    fake.stop()
 
 
 def test_a_ticker_failure_creates_the_order_without_a_quote_flagged_and_never_paid(
-    shop: Shop, ticker_down: list[str]
+    shop: Shop, ticker_down: FakeGateway
 ) -> None:
     order = shop.create("USD", "1.00")
 
     assert order["status"] == "awaiting_payment" and order["quote"] is None
     assert [flag["kind"] for flag in order["flags"]] == ["quote_missing"]
-    assert ticker_down == ["/api/1/BTCUSD/ticker", "/api/1/generic/private/merchant/order/create"]
+    assert ticker_down.ticker_requests == ["/api/1/BTCUSD/ticker"]
+    assert ticker_down.order_creations() == 1
     shop.pay(order, 10**8)  # a whole bitcoin: nothing to check it against, so a person does
     assert order_row(order).status == "awaiting_payment"
     payment_flag = OrderFlag.objects.filter(order_id=order["id"]).latest("id")

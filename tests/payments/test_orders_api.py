@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -17,9 +15,9 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from payments.models import Order
-from sandbox import currencies
 from sandbox.accounts import ensure_configured_account
 from sandbox.models import SandboxOrder
+from tests.faults.fake_gateway import CREATED, FakeGateway
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -323,33 +321,10 @@ def test_detail_lists_payments_and_flags(api_client: APIClient, make_order: Any)
 @pytest.fixture
 def accepting_gateway(settings: Any) -> Iterator[str]:
     """A gateway that accepts every order/create (a new transaction each), in a thread."""
-
-    class Accept(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            tx = str(uuid.uuid4())
-            reply: dict[str, Any] = {
-                "transaction": tx,
-                "payment_url": f"http://gateway.test/pay/{tx}",
-            }
-            if self.path.endswith("/ticker"):  # the fiat order's quote (the sandbox's prices)
-                reply = currencies.ticker(self.path.split("/")[-2][3:])
-            body = json.dumps({"result": "success", "return": reply}).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Accept)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    settings.GATEWAY_API_URL = f"http://127.0.0.1:{server.server_address[1]}/api/"
-    yield settings.GATEWAY_API_URL
-    server.shutdown()
-    server.server_close()
+    fake = FakeGateway([CREATED]).start()
+    settings.GATEWAY_API_URL = fake.url
+    yield fake.url
+    fake.stop()
 
 
 def test_create_takes_six_statements_and_one_transaction(
