@@ -8,7 +8,8 @@ Who may do what (groups made by `manage.py create_review_roles`):
 
 - staff only (Django's admin_view); a staff user without permissions sees nothing;
 - view permissions: every list, every page, the dashboard, CSV export;
-- change permission on flags ("Payments reviewers"): mark flags reviewed;
+- change permission on flags ("Payments reviewers"): mark flags reviewed, and resolve
+  orders (accept as paid, mark invalid, cancel, record a refund: admin_views);
 - change permission on orders (superusers): reconcile selected orders;
 - replaying a notification: superusers only (`has_replay_permission`).
 
@@ -51,6 +52,7 @@ from payments.models import (
     Notification,
     Order,
     OrderFlag,
+    OrderResolution,
     OrderTransition,
     Payment,
     ReconciliationRun,
@@ -144,6 +146,24 @@ class TransitionInline(ReadOnlyInline):
     show_change_link = False
 
 
+class RefundAmount:
+    """The `amount` column of a resolution: a refund's amount in its currency, else "-"."""
+
+    @admin.display(description="amount")
+    def refund_amount(self, resolution: OrderResolution) -> str:
+        if resolution.amount_int is None:
+            return "-"
+        return display(resolution.amount_int, resolution.currency)
+
+
+class ResolutionInline(RefundAmount, ReadOnlyInline):
+    model = OrderResolution
+    fields = ("created", "action", "reason", "refund_amount", "reference", "user_name")
+    readonly_fields = fields
+    show_change_link = False
+    verbose_name_plural = "resolutions (staff decisions)"
+
+
 class NotificationInline(ReadOnlyInline):
     model = Notification
     fields = ("received_at", "status", "payment_id", "outcome", "detail", "times_received")
@@ -198,18 +218,27 @@ class OrderAdmin(ScaleAdmin):
     search_help_text = "An exact reference, transaction, order id or payment id."
     sortable_by = ("reference", "created")
     readonly_fields = (
-        "id", "reference", "amount", "amount_int", "currency", "transaction", "payment_url",
-        "status", "open_flags", "failure_reason", "deadline", "multipay", "instant_only",
+        "id", "reference", "amount", "amount_int", "currency", "quote", "transaction",
+        "payment_url", "status", "refunded", "open_flags", "failure_reason", "deadline",
+        "multipay", "instant_only",
         "email", "autosell", "data", "description", "return_success", "return_failure",
         "created_by", "created", "updated",
     )  # fmt: skip
     fields = readonly_fields
-    inlines = (PaymentInline, FlagInline, TransitionInline, NotificationInline)
+    inlines = (PaymentInline, FlagInline, ResolutionInline, TransitionInline, NotificationInline)
     actions = ("reconcile_selected", "mark_flags_reviewed", "export_csv")
 
     @admin.display(description="amount")
     def amount(self, order: Order) -> str:
         return display(order.amount_int, order.currency)
+
+    @admin.display(description="quote")
+    def quote(self, order: Order) -> str:
+        return admin_views.quote_text(order)
+
+    @admin.display(description="refunded")
+    def refunded(self, order: Order) -> str:
+        return admin_views.refunded_text(order)
 
     @admin.display(description="open flags")
     def flagged(self, order: Order) -> str:
@@ -244,6 +273,11 @@ class OrderAdmin(ScaleAdmin):
                 "<path:object_id>/review/",
                 wrap(partial(admin_views.order_review_view, self)),
                 name="payments_order_review",
+            ),
+            path(
+                "<path:object_id>/resolve/",
+                wrap(partial(admin_views.order_resolve_view, self)),
+                name="payments_order_resolve",
             ),
             *super().get_urls(),
         ]
@@ -487,6 +521,35 @@ class FlagReviewAdmin(ScaleAdmin):
 
     def search(self, queryset: QuerySet[FlagReview], term: str) -> QuerySet[FlagReview]:
         return queryset.filter(Q(reviewer_name=term) | Q(order_id__in=_order_ids(reference=term)))
+
+
+@admin.register(OrderResolution)
+class OrderResolutionAdmin(RefundAmount, ScaleAdmin):
+    """The audit trail of staff decisions on orders: written only by the resolve page
+    (payments.services.resolutions); nobody adds, changes or deletes one here."""
+
+    list_display = (
+        "created", "action", "order", "refund_amount", "reference", "user_name", "reason",
+    )  # fmt: skip
+    list_filter = ("action", ("created", admin.DateFieldListFilter))
+    search_fields = ("=order__reference", "=user_name", "=reference")
+    search_help_text = "An exact order reference, username or refund reference."
+    sortable_by = ("created",)
+    ordering = ("-created", "-id")
+    list_select_related = ("order",)
+    readonly_fields = (
+        "created", "order", "action", "reason", "refund_amount", "reference", "user",
+        "user_name",
+    )  # fmt: skip
+    fields = readonly_fields
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def search(self, queryset: QuerySet[OrderResolution], term: str) -> QuerySet[OrderResolution]:
+        return queryset.filter(
+            Q(user_name=term) | Q(reference=term) | Q(order_id__in=_order_ids(reference=term))
+        )
 
 
 @admin.register(RejectedNotification)

@@ -5,14 +5,15 @@ payments.services.dashboard). Every query is an index lookup or reads a
 bounded number of rows, so the dashboard costs the same at a million orders
 as at ten thousand:
 
-- figures that would scan a table (orders per status, revenue, open flags,
-  late notifications) come from the DashboardSummary row;
+- figures that would scan a table (orders per status, revenue, refunds, open
+  flags, late notifications) come from the DashboardSummary row;
 - counts that may be large are capped (`capped_count`: "10,000+");
 - an unfiltered table's size is PostgreSQL's estimate (`table_estimate`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -34,6 +35,14 @@ from payments.states import OrderStatus
 
 SWEEP_NAMES = ("apply_pending", "expire", "stuck", "ledger")
 FLAG_QUEUE_LENGTH = 20
+# Flags of orders a person resolves (accepts as paid, voids, cancels, refunds), not only reviews.
+EXCEPTIONAL_KINDS = (
+    OrderFlag.Kind.UNDERPAID,
+    OrderFlag.Kind.OVERPAID,
+    OrderFlag.Kind.QUOTE_MISSING,
+    OrderFlag.Kind.QUOTE_EXPIRED,
+    OrderFlag.Kind.INVALID_NOTIFICATION,
+)
 COUNT_CAP = 1000
 
 
@@ -105,13 +114,23 @@ def orders_by_status(summary: DashboardSummary) -> list[StatusCount]:
     ]
 
 
-def flag_queue(limit: int = FLAG_QUEUE_LENGTH) -> list[OrderFlag]:
-    """The newest open flags with their orders (the partial index flag_open_created)."""
-    return list(
-        OrderFlag.objects.filter(reviewed_at__isnull=True)
-        .select_related("order")
-        .order_by("-created", "-id")[:limit]
-    )
+def flag_queue(
+    limit: int = FLAG_QUEUE_LENGTH, *, kinds: Collection[str] | None = None
+) -> list[OrderFlag]:
+    """The newest open flags (of `kinds`, or all) with their orders.
+
+    An index scan: the partial index flag_open_created, or flag_open_kind for some kinds.
+    """
+    open_flags = OrderFlag.objects.filter(reviewed_at__isnull=True)
+    if kinds is not None:
+        open_flags = open_flags.filter(kind__in=kinds)
+    return list(open_flags.select_related("order").order_by("-created", "-id")[:limit])
+
+
+def exceptional_open(summary: DashboardSummary) -> int:
+    """Open flags of EXCEPTIONAL_KINDS, from the summary's count per kind."""
+    counts = summary.open_flags_by_kind or {}
+    return sum(int(counts.get(kind, 0)) for kind in EXCEPTIONAL_KINDS)
 
 
 @dataclass(frozen=True)
@@ -251,6 +270,24 @@ def revenue_charts(summary: DashboardSummary) -> list[RevenueChart]:
             )
         )
     return charts
+
+
+@dataclass(frozen=True)
+class RefundTotal:
+    currency: str
+    refunds: int
+    total: str  # money.display of the sum
+
+
+def refund_totals(summary: DashboardSummary) -> list[RefundTotal]:
+    """Refunds recorded over the revenue's window, per currency (BTC first), from the summary."""
+    rows = (summary.figures or {}).get("refunds", [])
+    return [
+        RefundTotal(
+            row["currency"], int(row["refunds"]), _money(int(row["amount_int"]), row["currency"])
+        )
+        for row in sorted(rows, key=lambda r: (r["currency"] != money.BTC, r["currency"]))
+    ]
 
 
 def _money(amount_int: int, currency: str) -> str:

@@ -7,66 +7,165 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('payments', '0002_admin_review'),
+        ("payments", "0002_admin_review"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='order',
-            name='quote_btc_int',
+            model_name="order",
+            name="quote_btc_int",
             field=models.BigIntegerField(blank=True, editable=False, null=True),
         ),
         migrations.AddField(
-            model_name='order',
-            name='quote_rate_int',
+            model_name="order",
+            name="quote_rate_int",
             field=models.BigIntegerField(blank=True, editable=False, null=True),
         ),
         migrations.AddField(
-            model_name='order',
-            name='quoted_at',
+            model_name="order",
+            name="quoted_at",
             field=models.DateTimeField(blank=True, editable=False, null=True),
         ),
         migrations.AlterField(
-            model_name='order',
-            name='status',
-            field=models.CharField(choices=[('created', 'created'), ('awaiting_payment', 'awaiting payment'), ('confirming', 'confirming'), ('paid', 'paid'), ('cancelled', 'cancelled'), ('expired', 'expired'), ('failed', 'failed'), ('invalid', 'invalid')], db_index=True, default='created', max_length=20),
+            model_name="order",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("created", "created"),
+                    ("awaiting_payment", "awaiting payment"),
+                    ("confirming", "confirming"),
+                    ("paid", "paid"),
+                    ("cancelled", "cancelled"),
+                    ("expired", "expired"),
+                    ("failed", "failed"),
+                    ("invalid", "invalid"),
+                ],
+                db_index=True,
+                default="created",
+                max_length=20,
+            ),
         ),
         migrations.AlterField(
-            model_name='orderflag',
-            name='kind',
-            field=models.CharField(choices=[('underpaid', 'underpaid'), ('overpaid', 'overpaid'), ('late', 'paid late'), ('data_mismatch', 'data mismatch'), ('unexpected_notification', 'unexpected notification'), ('notification_missing', 'notification missing'), ('amount_mismatch', 'amount mismatch'), ('stuck', 'stuck confirming'), ('gateway_uncertain', 'gateway outcome unknown'), ('quote_missing', 'no quote: check the amount by hand'), ('quote_expired', "paid after the quote's window"), ('invalid_notification', 'invalid notification')], db_index=True, max_length=32),
+            model_name="orderflag",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("underpaid", "underpaid"),
+                    ("overpaid", "overpaid"),
+                    ("late", "paid late"),
+                    ("data_mismatch", "data mismatch"),
+                    ("unexpected_notification", "unexpected notification"),
+                    ("notification_missing", "notification missing"),
+                    ("amount_mismatch", "amount mismatch"),
+                    ("stuck", "stuck confirming"),
+                    ("gateway_uncertain", "gateway outcome unknown"),
+                    ("quote_missing", "no quote: check the amount by hand"),
+                    ("quote_expired", "paid after the quote's window"),
+                    ("invalid_notification", "invalid notification"),
+                ],
+                db_index=True,
+                max_length=32,
+            ),
         ),
         migrations.AlterField(
-            model_name='ordertransition',
-            name='from_status',
-            field=models.CharField(choices=[('created', 'created'), ('awaiting_payment', 'awaiting payment'), ('confirming', 'confirming'), ('paid', 'paid'), ('cancelled', 'cancelled'), ('expired', 'expired'), ('failed', 'failed'), ('invalid', 'invalid')], max_length=20),
+            model_name="ordertransition",
+            name="from_status",
+            field=models.CharField(
+                choices=[
+                    ("created", "created"),
+                    ("awaiting_payment", "awaiting payment"),
+                    ("confirming", "confirming"),
+                    ("paid", "paid"),
+                    ("cancelled", "cancelled"),
+                    ("expired", "expired"),
+                    ("failed", "failed"),
+                    ("invalid", "invalid"),
+                ],
+                max_length=20,
+            ),
         ),
         migrations.AlterField(
-            model_name='ordertransition',
-            name='to_status',
-            field=models.CharField(choices=[('created', 'created'), ('awaiting_payment', 'awaiting payment'), ('confirming', 'confirming'), ('paid', 'paid'), ('cancelled', 'cancelled'), ('expired', 'expired'), ('failed', 'failed'), ('invalid', 'invalid')], max_length=20),
+            model_name="ordertransition",
+            name="to_status",
+            field=models.CharField(
+                choices=[
+                    ("created", "created"),
+                    ("awaiting_payment", "awaiting payment"),
+                    ("confirming", "confirming"),
+                    ("paid", "paid"),
+                    ("cancelled", "cancelled"),
+                    ("expired", "expired"),
+                    ("failed", "failed"),
+                    ("invalid", "invalid"),
+                ],
+                max_length=20,
+            ),
         ),
         migrations.CreateModel(
-            name='OrderResolution',
+            name="OrderResolution",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('action', models.CharField(choices=[('accept_paid', 'accept as paid'), ('mark_invalid', 'mark invalid'), ('cancel', 'cancel'), ('refund', 'record a refund')], max_length=16)),
-                ('reason', models.TextField()),
-                ('amount_int', models.BigIntegerField(blank=True, null=True)),
-                ('currency', models.CharField(blank=True, max_length=3)),
-                ('reference', models.CharField(blank=True, max_length=255)),
-                ('user_name', models.CharField(max_length=150)),
-                ('created', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('order', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='resolutions', to='payments.order')),
-                ('user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "action",
+                    models.CharField(
+                        choices=[
+                            ("accept_paid", "accept as paid"),
+                            ("mark_invalid", "mark invalid"),
+                            ("cancel", "cancel"),
+                            ("refund", "record a refund"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("reason", models.TextField()),
+                ("amount_int", models.BigIntegerField(blank=True, null=True)),
+                ("currency", models.CharField(blank=True, max_length=3)),
+                ("reference", models.CharField(blank=True, max_length=255)),
+                ("user_name", models.CharField(max_length=150)),
+                ("created", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                (
+                    "order",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="resolutions",
+                        to="payments.order",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ('created', 'id'),
-                'indexes': [models.Index(fields=['action', 'created'], name='resolution_action_created')],
-                'constraints': [models.CheckConstraint(condition=models.Q(models.Q(('action', 'refund'), ('amount_int__gt', 0)), models.Q(models.Q(('action', 'refund'), _negated=True), ('amount_int__isnull', True)), _connector='OR'), name='resolution_refund_amount')],
+                "ordering": ("created", "id"),
+                "indexes": [
+                    models.Index(fields=["action", "created"], name="resolution_action_created")
+                ],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            models.Q(("action", "refund"), ("amount_int__gt", 0)),
+                            models.Q(
+                                models.Q(("action", "refund"), _negated=True),
+                                ("amount_int__isnull", True),
+                            ),
+                            _connector="OR",
+                        ),
+                        name="resolution_refund_amount",
+                    )
+                ],
             },
         ),
     ]

@@ -20,7 +20,8 @@ class DashboardSummary(models.Model):
       over `revenue_days` days, paid payments by the gateway's payment date
     - `open_flags_by_kind`: {"late": 2, ...}
     - `figures`: other counts ({"flagged_orders": ..., "notifications_24h": ...,
-      "notifications_late_24h": ...})
+      "notifications_late_24h": ..., "refunds": refunds recorded per currency over
+      `revenue_days` days})
     """
 
     computed_at = models.DateTimeField(default=timezone.now)

@@ -12,6 +12,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
@@ -102,7 +103,7 @@ class FakeGateway:
             self._server.server_close()
 
 
-def _success(reply: dict[str, object]) -> bytes:
+def _success(reply: Mapping[str, object]) -> bytes:
     return json.dumps({"result": "success", "return": reply}).encode()
 
 
