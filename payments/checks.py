@@ -15,6 +15,8 @@ from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
+from payments.selectors import parse_return_host
+
 
 def _secret_key_missing() -> bool:
     try:
@@ -124,4 +126,26 @@ def check_quote_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.
                 id="payments.E007",
             )
         )
+    return found
+
+
+@checks.register(deploy=False)
+def check_return_hosts(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Each PAYMENTS_RETURN_HOSTS entry is a host or an origin: said at start, not per order."""
+    found: list[checks.CheckMessage] = []
+    for entry in settings.PAYMENTS_RETURN_HOSTS:
+        if not entry.strip():
+            continue  # "a,,b" or a trailing comma: nothing to allow
+        try:
+            parse_return_host(entry)
+        except ValueError as exc:
+            found.append(
+                checks.Error(
+                    f"PAYMENTS_RETURN_HOSTS entry {entry!r} is not usable: {exc}.",
+                    hint="Write a host (shop.example: any http(s) URL on it) or an origin "
+                    "(https://shop.example or https://shop.example:8443: only that scheme "
+                    "and port).",
+                    id="payments.E008",
+                )
+            )
     return found

@@ -1,7 +1,8 @@
 """POST /payments/ipn/: the gateway's notifications.
 
-Verify before parsing (size, key, signature on the raw bytes), store and
-apply in one transaction, and answer `[OK]` only after the commit. The
+Verify before parsing (size, key, signature on the raw bytes, which may come
+with a Content-Length or chunked: payments.http_body), store and apply in one
+transaction, and answer `[OK]` only after the commit. The
 gateway re-sends anything not answered `[OK]` every 30 minutes, so an
 authentic notification that cannot be applied is still acknowledged once
 stored, and a database failure is answered 503 so that it comes back.
@@ -19,6 +20,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from payments.gateway.signing import verify
+from payments.http_body import BodyTooLarge, LengthRequired, read_body
 from payments.services import notification_receive, notification_reject_record
 
 logger = logging.getLogger(__name__)
@@ -29,13 +31,6 @@ ACK = b"[OK]"
 
 def _plain(status: int, text: str) -> HttpResponse:
     return HttpResponse(text, status=status, content_type="text/plain; charset=utf-8")
-
-
-def _content_length(request: HttpRequest) -> int | None:
-    try:
-        return int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        return None
 
 
 def rejection_reason(request: HttpRequest) -> str | None:
@@ -64,15 +59,18 @@ def _reject(request: HttpRequest, reason: str, body: bytes = b"") -> HttpRespons
 @csrf_exempt  # the gateway cannot send a CSRF token; the HMAC signature authenticates it
 @require_POST
 def receive(request: HttpRequest) -> HttpResponse:
-    length = _content_length(request)
-    if length is None or length > MAX_BODY_BYTES:
+    try:
+        body = read_body(request, limit=MAX_BODY_BYTES)
+    except BodyTooLarge:
         return _plain(413, f"Request body too large: at most {MAX_BODY_BYTES} bytes.\n")
+    except LengthRequired:
+        return _plain(411, "Length Required: send the body with a Content-Length.\n")
     reason = rejection_reason(request)
     if reason is not None:
-        return _reject(request, reason, request.body)
+        return _reject(request, reason, body)
     try:
         notification = notification_receive(
-            body=request.body,
+            body=body,
             headers=dict(request.headers),
             remote_addr=request.META.get("REMOTE_ADDR"),
         )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 from uuid import UUID
 
@@ -24,8 +27,64 @@ def order_get(*, order_id: UUID) -> Order:
     return Order.objects.prefetch_related("flags", "payments", "resolutions").get(pk=order_id)
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+# A host name (or an IPv4 address) or, as urlsplit gives it without brackets, an IPv6 one.
+_HOSTNAME = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)*|[0-9a-f:.]+")
+
+
+@dataclass(frozen=True)
+class ReturnHost:
+    """A PAYMENTS_RETURN_HOSTS entry: a host (any http(s) URL on it) or an origin (only it)."""
+
+    host: str
+    scheme: str | None = None  # None: a bare host, any scheme and port
+    port: int | None = None
+
+    def allows(self, host: str, scheme: str, port: int) -> bool:
+        if host != self.host:
+            return False
+        return self.scheme is None or (scheme, port) == (self.scheme, self.port)
+
+
+def parse_return_host(entry: str) -> ReturnHost:
+    """`shop.example` or `https://shop.example[:8443]`; ValueError says what else it is."""
+    text = entry.strip()
+    origin = "://" in text
+    try:
+        parts = urlsplit(text if origin else f"//{text}")
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"its host or port cannot be read ({exc})") from exc
+    if not parts.hostname or not _HOSTNAME.fullmatch(parts.hostname):
+        raise ValueError("it does not name a host")
+    if "@" in parts.netloc:
+        raise ValueError("it has user info")
+    if parts.path not in (("", "/") if origin else ("",)) or parts.query or parts.fragment:
+        raise ValueError("it has a path, a query or a fragment")
+    if not origin:
+        if port is not None:
+            raise ValueError("a port needs its scheme too")
+        return ReturnHost(parts.hostname)
+    if parts.scheme not in DEFAULT_PORTS:
+        raise ValueError("its scheme is not http or https")
+    return ReturnHost(parts.hostname, parts.scheme, _port(parts.scheme, port))
+
+
+def _port(scheme: str, port: int | None) -> int:
+    return DEFAULT_PORTS[scheme] if port is None else port
+
+
+def return_hosts() -> list[ReturnHost]:
+    """The usable PAYMENTS_RETURN_HOSTS entries; a bad one (payments.E008) allows nothing."""
+    usable = []
+    for entry in settings.PAYMENTS_RETURN_HOSTS:
+        with contextlib.suppress(ValueError):
+            usable.append(parse_return_host(entry))
+    return usable
+
+
 def return_host_allowed(url: str) -> bool:
-    """True when `url` is http(s) on the service's own host or a PAYMENTS_RETURN_HOSTS entry.
+    """True when `url` is http(s) on the service's own host or allowed by PAYMENTS_RETURN_HOSTS.
 
     Browsers read a backslash as a slash and drop tabs and newlines, so
     `http://evil.example\\@shop.example/` takes the payer to evil.example while
@@ -36,9 +95,12 @@ def return_host_allowed(url: str) -> bool:
         return False
     try:
         parts = urlsplit(url)
+        port = parts.port  # ValueError for one that is not a port
     except ValueError:  # e.g. "http://[evil.example/": an unclosed IPv6 bracket
         return False
-    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname or "@" in parts.netloc:
         return False
-    allowed = {urlsplit(settings.PUBLIC_BASE_URL).hostname, *settings.PAYMENTS_RETURN_HOSTS}
-    return parts.hostname.lower() in {host.lower() for host in allowed if host}
+    if parts.hostname == urlsplit(settings.PUBLIC_BASE_URL).hostname:
+        return True
+    port = _port(parts.scheme, port)
+    return any(entry.allows(parts.hostname, parts.scheme, port) for entry in return_hosts())

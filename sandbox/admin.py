@@ -1,18 +1,21 @@
 """Admin of the sandbox gateway: accounts, orders with their payments, the ledger, IPNs.
 
 Everything but the accounts is read-only: the sandbox's state changes only
-through its API, its payment page, sandbox_pay and the IPN tasks.
+through its API, its payment page, sandbox_pay and the IPN tasks. An account's
+secret is write-only: shown masked, never in a page's source.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from payments import money
+from payments.gateway import signing
 from sandbox import currencies, services
 from sandbox.models import (
     IpnAttempt,
@@ -35,12 +38,58 @@ class ReadOnlyMixin:
         return False
 
 
+class SandboxAccountForm(forms.ModelForm):
+    """The secret is write-only: typed in, checked, never rendered back, not even on an error."""
+
+    secret = forms.CharField(
+        label="New secret",
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Base64, as the gateway issues it. Empty keeps the current secret.",
+    )
+
+    class Meta:
+        model = SandboxAccount
+        fields = ["login", "api_key", "secret"]
+
+    def clean_secret(self) -> str:
+        secret: str = self.cleaned_data["secret"]
+        if not secret:
+            if not self.instance.secret:
+                raise forms.ValidationError("An account needs a secret.")
+            return self.instance.secret
+        try:
+            valid = bool(signing.decode_secret(secret))
+        except signing.InvalidSecret:
+            valid = False
+        if not valid:
+            raise forms.ValidationError("The secret must be base64, as the gateway issues it.")
+        return secret
+
+
 @admin.register(SandboxAccount)
 class SandboxAccountAdmin(admin.ModelAdmin):
+    form = SandboxAccountForm
     list_display = ["login", "api_key", "last_nonce", "last_login", "created"]
     search_fields = ["login", "api_key"]
-    readonly_fields = ["public_id", "last_nonce", "last_login", "created"]
-    fields = ["login", "api_key", "secret", "public_id", "last_nonce", "last_login", "created"]
+    readonly_fields = ["current_secret", "public_id", "last_nonce", "last_login", "created"]
+    fields = [
+        "login",
+        "api_key",
+        "current_secret",
+        "secret",
+        "public_id",
+        "last_nonce",
+        "last_login",
+        "created",
+    ]
+
+    @admin.display(description="secret")
+    def current_secret(self, account: SandboxAccount) -> str:
+        """Enough to tell two secrets apart, not to sign with one."""
+        if not account.secret:
+            return "-"
+        return f"{account.secret[:4]}… ({len(account.secret)} characters)"
 
 
 class PaymentInline(ReadOnlyMixin, admin.TabularInline):

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from payments import money
+from payments import http_body, money
 from payments.gateway import signing
 from sandbox import currencies, params, selectors, services
 from sandbox.accounts import account_for_key
@@ -60,17 +60,13 @@ def _check_user_agent(request: HttpRequest) -> None:
 
 
 def _body(request: HttpRequest) -> bytes:
-    limit = _max_body()
+    """The raw body, with a Content-Length or chunked, within SANDBOX_MAX_REQUEST_BYTES."""
     try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
-    if declared > limit:
-        raise ApiError("request_too_large", f"the request body is larger than {limit} bytes", 413)
-    body = request.body
-    if len(body) > limit:
-        raise ApiError("request_too_large", f"the request body is larger than {limit} bytes", 413)
-    return body
+        return http_body.read_body(request, limit=_max_body())
+    except http_body.BodyTooLarge as exc:
+        raise ApiError("request_too_large", str(exc), 413) from exc
+    except http_body.LengthRequired as exc:
+        raise ApiError("length_required", "send the body with a Content-Length", 411) from exc
 
 
 def _authenticate(request: HttpRequest, body: bytes) -> SandboxAccount:
@@ -136,25 +132,33 @@ def private_method(action: PrivateAction) -> View:
     return view
 
 
+def _public_form(request: HttpRequest) -> params.FormData:
+    """A public method's parameters: the query string's, then (POST) the body's.
+
+    The protocol pages write them in the query string (`1/generic/currency?currency=USD`,
+    a URL a browser opens) while every call of its clients is a POST with a form body:
+    both are read, and a parameter given in both counts as repeated.
+    """
+    pairs = [(name, value) for name, values in request.GET.lists() for value in values]
+    if request.method == "POST":
+        try:
+            pairs += params.parse_form(_body(request)).pairs
+        except ParameterError as exc:
+            raise _invalid_parameter(exc) from exc
+    return params.FormData(pairs)
+
+
 def public_method(action: Callable[..., Any]) -> View:
-    """A public method: GET (query string) or POST (body); no authentication."""
+    """A public method: GET or POST, parameters in the query string or the body; no keys."""
 
     @csrf_exempt
     @functools.wraps(action)
     def view(request: HttpRequest, **kwargs: Any) -> HttpResponse:
         try:
             _check_user_agent(request)
-            if request.method == "GET":
-                form = params.FormData(
-                    [(name, value) for name, values in request.GET.lists() for value in values]
-                )
-            elif request.method == "POST":
-                try:
-                    form = params.parse_form(_body(request))
-                except ParameterError as exc:
-                    raise _invalid_parameter(exc) from exc
-            else:
+            if request.method not in ("GET", "POST"):
                 raise ApiError("method_not_allowed", "use GET or POST", 405)
+            form = _public_form(request)
             try:
                 return success(action(form, **kwargs))
             except ParameterError as exc:

@@ -22,6 +22,9 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("api/1/generic/wallet/history", api.wallet_history),
     path("api/1/generic/currency", api.currency, name="api-currency"),
     re_path(r"^api/1/BTC(?P<currency>[^/]*)/ticker$", api.ticker, name="api-ticker"),
+    # The same public methods under the v1 API's `public/` paths.
+    path("api/1/generic/public/currency", api.currency),
+    re_path(r"^api/1/BTC(?P<currency>[^/]*)/public/ticker$", api.ticker),
     re_path(r"^api/", api.unknown_method, name="api-unknown"),
     # --- The payer's side ------------------------------------------------------
     path("pay/<uuid:transaction>", views.pay_page, name="pay"),
