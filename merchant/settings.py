@@ -185,8 +185,9 @@ except InvalidOperation:  # not a number: check payments.E006 says so, by name
 # Seconds a fiat order's quote holds: money sent later is not checked against a rate that
 # may have moved since; the order is flagged `quote_expired` for a person instead of paid.
 PAYMENTS_QUOTE_WINDOW = env.int("PAYMENTS_QUOTE_WINDOW", default=PAYMENTS_ORDER_TTL)
-# Hosts the shop's return URLs may point at (no open redirects). The service's
-# own host is always allowed.
+# Where the shop's return URLs may point (no open redirects): a host (`shop.example`,
+# any http(s) URL on it) or an origin (`https://shop.example:8443`, that scheme and
+# port only). The service's own host is always allowed.
 PAYMENTS_RETURN_HOSTS = env.list("PAYMENTS_RETURN_HOSTS", default=[])
 # The demo shop at / (development).
 DEMO_SHOP_ENABLED = env.bool("DEMO_SHOP_ENABLED", default=DEBUG)
