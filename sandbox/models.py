@@ -147,10 +147,17 @@ class LedgerEntry(models.Model):
 class IpnDelivery(models.Model):
     """One notification to send: the exact body bytes, where to, and how it went."""
 
+    # None for a deliberately wrong IPN (sandbox_pay --wrong): no payment behind it.
     payment = models.ForeignKey(
-        SandboxPayment, on_delete=models.PROTECT, related_name="ipn_deliveries"
+        SandboxPayment,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="ipn_deliveries",
     )
     order = models.ForeignKey(SandboxOrder, on_delete=models.PROTECT, related_name="ipn_deliveries")
+    # The IPN's status, which is not always the payment's: a confirmed payment
+    # that does not cover the order is notified as `partial`.
     status = models.CharField(max_length=16)
     # The url-encoded body, exactly the bytes POSTed (ASCII) and signed.
     body = models.TextField()
@@ -169,7 +176,7 @@ class IpnDelivery(models.Model):
         indexes = [models.Index(fields=["delivered_at", "next_attempt_at"])]
 
     def __str__(self) -> str:
-        return f"IPN #{self.pk} {self.status} for {self.payment_id}"
+        return f"IPN #{self.pk} {self.status} for order {self.order_id}"
 
     @property
     def body_bytes(self) -> bytes:

@@ -12,7 +12,7 @@ from payments import money
 from sandbox import currencies
 from sandbox.models import LedgerEntry, SandboxAccount, SandboxOrder, SandboxPayment
 from sandbox.params import HistoryInput
-from sandbox.services import credited_btc
+from sandbox.services import account_payment_btc, credited_btc, is_covered
 
 HISTORY_PAGE_SIZE = 50
 ACCOUNT_RIGHTS = ["get_info", "merchant"]
@@ -126,7 +126,11 @@ class PaymentRow:
 
 
 def amount_choices(order: SandboxOrder) -> list[AmountChoice]:
-    """The amounts the payment page offers: the price, too little, too much, or typed in."""
+    """The amounts offered for bitcoins sent without an account.
+
+    The price, too little, too much, or typed in. A gateway account chooses
+    none: it pays exactly account_payment_btc.
+    """
     due = order.amount_btc_int
     less = max(1, due // 2)
     more = due + due // 2
@@ -141,7 +145,7 @@ def amount_choices(order: SandboxOrder) -> list[AmountChoice]:
 def order_page(order: SandboxOrder) -> dict[str, Any]:
     """What the hosted payment page shows about an order."""
     credited = credited_btc(order)
-    paid_in_full = credited >= order.amount_btc_int
+    paid_in_full = is_covered(order, credited)
     rows = [
         PaymentRow(
             payment=payment,
@@ -164,6 +168,7 @@ def order_page(order: SandboxOrder) -> dict[str, Any]:
         "is_btc": order.currency == money.BTC,
         "rate_display": rate,
         "credited_display": currencies.display(credited, money.BTC),
+        "account_display": currencies.display(account_payment_btc(order, credited), money.BTC),
         "confirming_display": currencies.display(confirming, money.BTC) if confirming else "",
         "paid_in_full": paid_in_full,
         "can_pay": order.multipay or not paid_in_full,

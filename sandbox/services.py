@@ -8,6 +8,7 @@ HTTP is the IPN POST in `ipn_delivery_attempt`.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -71,6 +72,12 @@ class InvalidAmount(PaymentRefused):
 
 class NotConfirmable(PaymentRefused):
     """Only a `partial` payment can be confirmed."""
+
+    http_status = 409
+
+
+class NoIpnUrl(PaymentRefused):
+    """The order has no ipn URL: a notification has nowhere to go."""
 
     http_status = 409
 
@@ -139,6 +146,22 @@ def credited_btc(order: SandboxOrder) -> int:
     return int(total or 0)
 
 
+def is_covered(order: SandboxOrder, credited: int) -> bool:
+    """The gateway's rule: an order is paid once what it credited covers its BTC price."""
+    return credited >= order.amount_btc_int
+
+
+def account_payment_btc(order: SandboxOrder, credited: int) -> int:
+    """What a gateway account pays on the order: exactly what the price still needs.
+
+    The rest of the BTC price after what is credited; once covered (multipay
+    only), the price again. The payer does not choose it.
+    """
+    if is_covered(order, credited):
+        return order.amount_btc_int
+    return order.amount_btc_int - credited
+
+
 def _lock_order(order: SandboxOrder) -> SandboxOrder:
     return SandboxOrder.objects.select_for_update().select_related("account").get(pk=order.pk)
 
@@ -150,61 +173,87 @@ def payment_pay(
     *,
     order: SandboxOrder,
     method: Literal["account", "bitcoin"],
-    amount_btc_int: int,
+    amount_btc_int: int | None = None,
 ) -> SandboxPayment:
-    """A payer pays `amount_btc_int` BTC (1E8) on the order.
+    """A payer pays on the order; each payment sends its IPN.
 
-    `account`: a gateway account holder, instant: a `paid` payment, credited
-    at once (ledger entry). `bitcoin`: bitcoins sent without an account and
-    still confirming: a `partial` payment (pending = total = the amount, valid
-    = 0), credited only by payment_confirm. Each sends its IPN.
+    `account`: a gateway account holder, instant: pays exactly
+    account_payment_btc (`amount_btc_int` is not used: the gateway sets the
+    amount, as the real one did), a `paid` payment credited at once (ledger
+    entry). `bitcoin`: `amount_btc_int` BTC (1E8), any amount, sent without an
+    account and still confirming: a `partial` payment (pending = total = the
+    amount, valid = 0), credited only by payment_confirm.
     """
-    if amount_btc_int <= 0 or amount_btc_int > money.MAX_AMOUNT_INT:
-        raise InvalidAmount("the amount must be a positive BTC amount")
+    if method == SandboxPayment.Method.BITCOIN:
+        sent = _sent_amount(amount_btc_int)
+    elif method != SandboxPayment.Method.ACCOUNT:
+        raise ValueError(f"unknown payment method {method!r}")
     with transaction.atomic():
         order = _lock_order(order)
-        if method == SandboxPayment.Method.BITCOIN and order.instant_only:
-            raise InstantOnly(
-                "This order accepts only instant payments from gateway account holders "
-                "(instant_only): paying with bitcoin without an account is not offered."
-            )
-        if not order.multipay and credited_btc(order) >= order.amount_btc_int:
-            raise AlreadyPaid(
-                "This order has already been paid in full and does not accept further "
-                "payments (no multipay)."
-            )
-        now = timezone.now()
+        credited = credited_btc(order)
+        _refuse_payment(order, method, credited)
         if method == SandboxPayment.Method.ACCOUNT:
-            payment = SandboxPayment.objects.create(
-                order=order,
-                status=SandboxPayment.Status.PAID,
-                method=method,
-                amount_int=amount_btc_int,
-                amount_valid=amount_btc_int,
-                amount_total=amount_btc_int,
-                paid_at=now,
-                created=now,
-            )
-            _credit(order, payment)
-        elif method == SandboxPayment.Method.BITCOIN:
+            payment = _account_payment(order, account_payment_btc(order, credited))
+        else:
             payment = SandboxPayment.objects.create(
                 order=order,
                 status=SandboxPayment.Status.PARTIAL,
                 method=method,
-                amount_int=amount_btc_int,
-                amount_pending=amount_btc_int,
+                amount_int=sent,
+                amount_pending=sent,
                 amount_valid=0,
-                amount_total=amount_btc_int,
-                created=now,
+                amount_total=sent,
             )
-        else:
-            raise ValueError(f"unknown payment method {method!r}")
-        _notify(order, payment)
+        _notify(order, payment, status=payment.status)
     return payment
 
 
+def _sent_amount(amount_btc_int: int | None) -> int:
+    """The amount of bitcoins sent without an account: any positive BTC amount."""
+    if amount_btc_int is None or not 0 < amount_btc_int <= money.MAX_AMOUNT_INT:
+        raise InvalidAmount("the amount must be a positive BTC amount")
+    return amount_btc_int
+
+
+def _account_payment(order: SandboxOrder, amount_btc_int: int) -> SandboxPayment:
+    now = timezone.now()
+    payment = SandboxPayment.objects.create(
+        order=order,
+        status=SandboxPayment.Status.PAID,
+        method=SandboxPayment.Method.ACCOUNT,
+        amount_int=amount_btc_int,
+        amount_valid=amount_btc_int,
+        amount_total=amount_btc_int,
+        paid_at=now,
+        created=now,
+    )
+    _credit(order, payment)
+    return payment
+
+
+def _refuse_payment(order: SandboxOrder, method: str, credited: int) -> None:
+    """Raise when the order does not take this payment now (instant_only, paid in full)."""
+    if method == SandboxPayment.Method.BITCOIN and order.instant_only:
+        raise InstantOnly(
+            "This order accepts only instant payments from gateway account holders "
+            "(instant_only): paying with bitcoin without an account is not offered."
+        )
+    if not order.multipay and is_covered(order, credited):
+        raise AlreadyPaid(
+            "This order has already been paid in full and does not accept further "
+            "payments (no multipay)."
+        )
+
+
 def payment_confirm(*, payment: SandboxPayment) -> SandboxPayment:
-    """The bitcoins of a `partial` payment reach 6 confirmations: it is `paid` and credited."""
+    """The bitcoins of a `partial` payment reach 6 confirmations: it is credited.
+
+    The payment is `paid` at the gateway (confirmed, credited: a ledger entry)
+    whatever its amount. Its IPN is `paid` only when the order's credited BTC,
+    with this payment, covers the price; otherwise the order stays open and
+    the IPN is a `partial` with the confirmed figures (valid = total, pending
+    = 0): money that does not cover the price never makes a `paid` IPN.
+    """
     with transaction.atomic():
         order = _lock_order(payment.order)
         payment = SandboxPayment.objects.select_for_update().get(pk=payment.pk)
@@ -219,8 +268,9 @@ def payment_confirm(*, payment: SandboxPayment) -> SandboxPayment:
         payment.save(
             update_fields=["amount_valid", "amount_pending", "amount_int", "status", "paid_at"]
         )
-        _credit(order, payment)
-        _notify(order, payment)
+        covered = _credit(order, payment)
+        notified = SandboxPayment.Status.PAID if covered else SandboxPayment.Status.PARTIAL
+        _notify(order, payment, status=notified)
     return payment
 
 
@@ -237,14 +287,15 @@ def order_cancel(*, order: SandboxOrder) -> SandboxPayment:
         )
         order.status = SandboxOrder.Status.CANCELLED
         order.save(update_fields=["status"])
-        _notify(order, payment)
+        _notify(order, payment, status=payment.status)
     return payment
 
 
-def _credit(order: SandboxOrder, payment: SandboxPayment) -> LedgerEntry:
+def _credit(order: SandboxOrder, payment: SandboxPayment) -> bool:
     """Credit a paid payment: one BTC `in` ledger entry; the order is paid once covered.
 
-    The account row is locked so wallet indexes and balances follow one another.
+    Returns whether the order is covered, with this payment. The account row
+    is locked so wallet indexes and balances follow one another.
     """
     account = SandboxAccount.objects.select_for_update().get(pk=order.account_id)
     last = (
@@ -253,7 +304,7 @@ def _credit(order: SandboxOrder, payment: SandboxPayment) -> LedgerEntry:
         .only("index", "balance_int")
         .first()
     )
-    entry = LedgerEntry.objects.create(
+    LedgerEntry.objects.create(
         account=account,
         currency=money.BTC,
         index=(last.index if last else 0) + 1,
@@ -265,10 +316,11 @@ def _credit(order: SandboxOrder, payment: SandboxPayment) -> LedgerEntry:
         transaction=order.transaction,
         date=payment.paid_at or timezone.now(),
     )
-    if order.status != SandboxOrder.Status.PAID and credited_btc(order) >= order.amount_btc_int:
+    covered = is_covered(order, credited_btc(order))
+    if covered and order.status != SandboxOrder.Status.PAID:
         order.status = SandboxOrder.Status.PAID
         order.save(update_fields=["status"])
-    return entry
+    return covered
 
 
 # --- IPN ---------------------------------------------------------------------------
@@ -279,40 +331,69 @@ def ipn_date(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def ipn_fields(order: SandboxOrder, payment: SandboxPayment) -> list[tuple[str, str]]:
-    """The IPN's form fields, in the contract's order."""
-    fields = [
-        ("id", str(order.transaction)),
-        ("payment_id", str(payment.payment_id)),
-        ("status", payment.status),
-    ]
-    if payment.status == SandboxPayment.Status.PAID:
-        fields += [
-            ("amount", str(payment.amount_int)),
-            ("currency", money.BTC),
-            ("method", IPN_METHOD),
-            ("date", ipn_date(payment.paid_at or payment.created)),
-        ]
-    elif payment.status == SandboxPayment.Status.PARTIAL:
-        fields += [
-            ("amount_pending", str(payment.amount_pending)),
-            ("amount_valid", str(payment.amount_valid)),
-            ("amount_total", str(payment.amount_total)),
-        ]
+def _ipn_fields(
+    order: SandboxOrder, payment_id: uuid.UUID, status: str, details: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """An IPN's form fields in the contract's order: id, payment_id, status, details, data."""
+    fields = [("id", str(order.transaction)), ("payment_id", str(payment_id)), ("status", status)]
+    fields += details
     if order.data:
         fields.append(("data", order.data))
     return fields
 
 
-def _notify(order: SandboxOrder, payment: SandboxPayment) -> IpnDelivery | None:
+def _paid_details(amount_int: int, moment: datetime) -> list[tuple[str, str]]:
+    return [
+        ("amount", str(amount_int)),
+        ("currency", money.BTC),
+        ("method", IPN_METHOD),
+        ("date", ipn_date(moment)),
+    ]
+
+
+def _partial_details(*, pending: int, valid: int, total: int) -> list[tuple[str, str]]:
+    return [
+        ("amount_pending", str(pending)),
+        ("amount_valid", str(valid)),
+        ("amount_total", str(total)),
+    ]
+
+
+def ipn_fields(
+    order: SandboxOrder, payment: SandboxPayment, *, status: str
+) -> list[tuple[str, str]]:
+    """The IPN of a payment event, as `status` (`paid`, `partial`, `cancelled`)."""
+    details: list[tuple[str, str]] = []
+    if status == SandboxPayment.Status.PAID:
+        details = _paid_details(payment.amount_int, payment.paid_at or payment.created)
+    elif status == SandboxPayment.Status.PARTIAL:
+        details = _partial_details(
+            pending=payment.amount_pending,
+            valid=payment.amount_valid,
+            total=payment.amount_total,
+        )
+    return _ipn_fields(order, payment.payment_id, status, details)
+
+
+def _notify(order: SandboxOrder, payment: SandboxPayment, *, status: str) -> IpnDelivery | None:
     """Record the IPN of this payment event and send it after commit (no ipn URL: none)."""
     if not order.ipn:
         return None
+    return _deliver(order, payment, status, ipn_fields(order, payment, status=status))
+
+
+def _deliver(
+    order: SandboxOrder,
+    payment: SandboxPayment | None,
+    status: str,
+    fields: list[tuple[str, str]],
+) -> IpnDelivery:
+    """Record an IPN delivery and enqueue it after commit; call inside a transaction."""
     delivery = IpnDelivery.objects.create(
         payment=payment,
         order=order,
-        status=payment.status,
-        body=urlencode(ipn_fields(order, payment)),
+        status=status,
+        body=urlencode(fields),
         url=order.ipn,
         next_attempt_at=timezone.now(),
     )
@@ -321,6 +402,65 @@ def _notify(order: SandboxOrder, payment: SandboxPayment) -> IpnDelivery | None:
     # sweep (redeliver_due_ipns) picks up what was not enqueued.
     transaction.on_commit(lambda: _enqueue(delivery_id), robust=True)
     return delivery
+
+
+# --- Deliberately wrong IPNs (sandbox_pay --wrong) ----------------------------------
+
+# What each one sends. None of them is a payment: nothing is recorded as paid,
+# nothing is credited; the IPN is signed and delivered like any other.
+WRONG_IPNS: dict[str, str] = {
+    "underpaid-paid": "a `paid` IPN for less than the price (half, or the amount given)",
+    "zero-amount": "a `paid` IPN with amount=0",
+    "missing-amount": "a `paid` IPN without the `amount` field",
+    "inconsistent-partial": (
+        "a `partial` IPN whose amount_valid + amount_pending is not amount_total"
+        " (each is the price)"
+    ),
+}
+
+
+def ipn_send_wrong(
+    *, order: SandboxOrder, kind: str, amount_btc_int: int | None = None
+) -> IpnDelivery:
+    """Send a deliberately wrong IPN (WRONG_IPNS) about the order, for testers.
+
+    Signed with the merchant's secret and delivered like any IPN (an
+    IpnDelivery, the Celery task, the retries), under a new payment_id; but
+    the gateway received nothing: no payment row, no ledger entry, the
+    order's status unchanged. The delivery has no payment. `amount_btc_int`
+    only for `underpaid-paid` (below the price; default half of it).
+    """
+    if kind not in WRONG_IPNS:
+        raise ValueError(f"unknown wrong IPN {kind!r}")
+    if amount_btc_int is not None and kind != "underpaid-paid":
+        raise InvalidAmount(f"{kind} takes no amount; only underpaid-paid does")
+    if not order.ipn:
+        raise NoIpnUrl("This order has no ipn URL: there is nowhere to send a notification.")
+    status, details = _wrong_details(order, kind, amount_btc_int)
+    with transaction.atomic():
+        return _deliver(order, None, status, _ipn_fields(order, uuid.uuid4(), status, details))
+
+
+def _wrong_details(
+    order: SandboxOrder, kind: str, amount_btc_int: int | None
+) -> tuple[str, list[tuple[str, str]]]:
+    """The status and the fields between `status` and `data` of a wrong IPN."""
+    price = order.amount_btc_int
+    now = timezone.now()
+    if kind == "underpaid-paid":
+        amount = price // 2 if amount_btc_int is None else amount_btc_int
+        if not 0 < amount < price:
+            raise InvalidAmount(
+                f"an underpaid notification needs an amount from 1 to {price - 1} "
+                f"(below the price, {currencies.display(price, money.BTC)})"
+            )
+        return SandboxPayment.Status.PAID, _paid_details(amount, now)
+    if kind == "zero-amount":
+        return SandboxPayment.Status.PAID, _paid_details(0, now)
+    if kind == "missing-amount":
+        fields = [field for field in _paid_details(0, now) if field[0] != "amount"]
+        return SandboxPayment.Status.PAID, fields
+    return SandboxPayment.Status.PARTIAL, _partial_details(pending=price, valid=price, total=price)
 
 
 def _enqueue(delivery_id: int) -> None:

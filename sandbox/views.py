@@ -51,6 +51,11 @@ def _render_pay_page(
     notice = request.GET.get("notice", "")
     context["notice"] = {
         "confirmed": "The payment reached 6 confirmations: it is paid and credited.",
+        "confirmed-short": (
+            "The payment reached 6 confirmations: it is credited, but the order is not "
+            "covered yet. Its notification is a partial one (no paid notification); "
+            "the order stays open."
+        ),
     }.get(notice, "")
     return render(request, "sandbox/pay.html", context, status=status)
 
@@ -73,6 +78,7 @@ def pay_page(request: HttpRequest, transaction: UUID) -> HttpResponse:
 
 
 def _chosen_amount(request: HttpRequest, order: SandboxOrder) -> int:
+    """The amount of bitcoins to send without an account, as chosen on the page."""
     choice = request.POST.get("amount_choice", "full")
     for option in selectors.amount_choices(order):
         if option.value == choice and option.amount_btc_int is not None:
@@ -88,15 +94,18 @@ def _chosen_amount(request: HttpRequest, order: SandboxOrder) -> int:
 
 @require_POST
 def pay(request: HttpRequest, transaction: UUID) -> HttpResponse:
-    """Pay, with a gateway account (instant) or bitcoins without one; then back to the shop."""
+    """Pay, with a gateway account (instant) or bitcoins without one; then back to the shop.
+
+    A gateway account pays exactly what the order needs (the amount fields are
+    not read); only bitcoins sent without an account take the chosen amount.
+    """
     order = _order(transaction)
     method = _METHODS.get(request.POST.get("method", "account"))
     try:
         if method is None:
             raise services.InvalidAmount("Choose how to pay.")
-        services.payment_pay(
-            order=order, method=method, amount_btc_int=_chosen_amount(request, order)
-        )
+        amount = _chosen_amount(request, order) if method == "bitcoin" else None
+        services.payment_pay(order=order, method=method, amount_btc_int=amount)
     except PaymentRefused as exc:
         status = getattr(exc, "http_status", 400)
         return _render_pay_page(request, order, error=str(exc), status=status)
@@ -126,8 +135,9 @@ def confirm(request: HttpRequest, transaction: UUID, payment_id: UUID) -> HttpRe
         return _render_pay_page(
             request, order, error=str(exc), status=getattr(exc, "http_status", 400)
         )
+    covered = services.is_covered(order, services.credited_btc(order))
     url = reverse("sandbox:pay", kwargs={"transaction": transaction})
-    return _see_other(f"{url}?notice=confirmed")
+    return _see_other(f"{url}?notice={'confirmed' if covered else 'confirmed-short'}")
 
 
 @require_GET

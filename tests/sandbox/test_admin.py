@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def delivery(account: SandboxAccount) -> IpnDelivery:
     order = make_order(account, ipn="http://127.0.0.1:9/ipn")
-    payment = services.payment_pay(order=order, method="account", amount_btc_int=1000)
+    payment = services.payment_pay(order=order, method="account")
     found = IpnDelivery.objects.get(payment=payment)
     IpnAttempt.objects.create(delivery=found, http_status=500, reply="boom", ok=False)
     return found
@@ -41,7 +41,23 @@ def test_an_order_shows_its_payments(admin_client: Client, delivery: IpnDelivery
     response = admin_client.get(f"/admin/sandbox/sandboxorder/{delivery.order_id}/change/")
 
     assert response.status_code == 200
+    assert delivery.payment is not None
     assert str(delivery.payment.payment_id) in response.content.decode()
+
+
+def test_a_deliberately_wrong_delivery_without_a_payment_renders(
+    admin_client: Client, account: SandboxAccount
+) -> None:
+    order = make_order(account, ipn="http://127.0.0.1:9/ipn")
+    wrong = services.ipn_send_wrong(order=order, kind="zero-amount")
+
+    listing = admin_client.get("/admin/sandbox/ipndelivery/")
+    page = admin_client.get(f"/admin/sandbox/ipndelivery/{wrong.pk}/change/")
+
+    assert listing.status_code == 200
+    assert f"/admin/sandbox/ipndelivery/{wrong.pk}/change/" in listing.content.decode()
+    assert page.status_code == 200
+    assert "amount=0" in page.content.decode()
 
 
 def test_send_now_requeues_an_unacknowledged_delivery(

@@ -19,7 +19,7 @@ HISTORY = "1/generic/private/wallet/history"
 
 def test_info_shape(api: Api, account: SandboxAccount) -> None:
     order = make_order(account, amount_int=30_000_000)
-    services.payment_pay(order=order, method="account", amount_btc_int=30_000_000)
+    services.payment_pay(order=order, method="account")
 
     response = api.call(INFO)
 
@@ -52,16 +52,17 @@ def test_info_of_a_new_account_has_an_empty_btc_wallet(api: Api) -> None:
 
 
 def pay_many(account: SandboxAccount, count: int) -> list[int]:
+    """`count` orders, each of its own price, each paid by a gateway account."""
     amounts = [1_000 + n for n in range(count)]
-    order = make_order(account, amount_int=1, multipay=True, ipn="")
     for amount in amounts:
-        services.payment_pay(order=order, method="account", amount_btc_int=amount)
+        order = make_order(account, amount_int=amount, ipn="")
+        services.payment_pay(order=order, method="account")
     return amounts
 
 
 def test_history_entries_link_payment_and_transaction(api: Api, account: SandboxAccount) -> None:
     order = make_order(account, amount_int=12_345_678)
-    payment = services.payment_pay(order=order, method="account", amount_btc_int=12_345_678)
+    payment = services.payment_pay(order=order, method="account")
 
     body = api.call(HISTORY, {"currency": "BTC"}).json()["return"]
 

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from payments.gateway import signing
 from sandbox import services, tasks
-from sandbox.models import IpnAttempt, IpnDelivery, SandboxAccount
+from sandbox.models import IpnAttempt, IpnDelivery, LedgerEntry, SandboxAccount, SandboxPayment
 from tests.sandbox.conftest import Receiver, make_order
 
 OK = (200, b"[OK]")
@@ -26,7 +26,7 @@ FAIL = (200, b"fail")
 
 def paid_delivery(account: SandboxAccount, url: str, **order: Any) -> IpnDelivery:
     placed = make_order(account, ipn=url, **order)
-    payment = services.payment_pay(order=placed, method="account", amount_btc_int=12_345)
+    payment = services.payment_pay(order=placed, method="account")
     return IpnDelivery.objects.get(payment=payment)
 
 
@@ -221,6 +221,41 @@ def test_each_payment_event_enqueues_its_delivery_after_commit(
         delivery = paid_delivery(account, "https://shop.example/ipn")
 
     assert sent == [delivery.pk]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("kind", list(services.WRONG_IPNS))
+def test_a_deliberately_wrong_ipn_is_signed_and_retried_like_any_other(
+    account: SandboxAccount,
+    ipn_receiver: Callable[..., Receiver],
+    fast_ipn_retries: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+    kind: str,
+) -> None:
+    receiver = ipn_receiver(FAIL, OK)
+    order = make_order(account, ipn=receiver.url)
+    enqueued: list[int] = []
+    monkeypatch.setattr(tasks.deliver_ipn, "delay", enqueued.append)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        delivery = services.ipn_send_wrong(order=order, kind=kind)
+    assert enqueued == [delivery.pk]  # after the commit, as for a payment
+    result = tasks.deliver_ipn.apply(args=[delivery.pk])
+
+    assert result.successful(), result.traceback
+    assert len(receiver.received) == 2
+    for received in receiver.received:
+        assert_signed_by(received, account, delivery)
+    delivery.refresh_from_db()
+    assert (delivery.attempts, delivery.payment) == (2, None)
+    assert delivery.delivered_at is not None
+    assert [a.ok for a in IpnAttempt.objects.filter(delivery=delivery).order_by("id")] == [
+        False,
+        True,
+    ]
+    assert not SandboxPayment.objects.exists()
+    assert not LedgerEntry.objects.exists()
 
 
 @pytest.mark.django_db

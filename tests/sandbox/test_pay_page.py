@@ -54,6 +54,18 @@ def only_delivery(payment: SandboxPayment) -> IpnDelivery:
     return delivery
 
 
+def pay_forms(browser: Client, order: SandboxOrder) -> dict[str, str]:
+    """The page's payment forms by their hidden `method`: {"account": html, "bitcoin": html}."""
+    html = browser.get(page_url(order)).content.decode()
+    forms = re.findall(r"<form\b.*?</form>", html, flags=re.DOTALL)
+    found = {}
+    for form in forms:
+        method = re.search(r'<input type="hidden" name="method" value="(\w+)">', form)
+        if method is not None:
+            found[method.group(1)] = form
+    return found
+
+
 def test_the_page_renders_without_javascript(browser: Client, account: SandboxAccount) -> None:
     order = make_order(account, currency="USD", amount_int=1_250_000, description="")
 
@@ -65,9 +77,26 @@ def test_the_page_renders_without_javascript(browser: Client, account: SandboxAc
     assert "Payment to sandbox-merchant" in html  # the default description
     assert "$12.50000" in html  # in the order's currency
     assert "1.00000000\u00a0BTC" in html  # at the sandbox rate of 12.5 USD/BTC
-    assert html.count('name="csrfmiddlewaretoken"') == 2  # pay and cancel forms
+    assert html.count('name="csrfmiddlewaretoken"') == 3  # account, bitcoins, cancel
     assert 'name="method" value="bitcoin"' in html
     assert "No payment yet." in html
+
+
+def test_the_account_form_asks_no_amount_and_names_the_one_it_pays(
+    browser: Client, account: SandboxAccount
+) -> None:
+    order = make_order(account, amount_int=50_000_000)
+
+    forms = pay_forms(browser, order)
+
+    assert set(forms) == {"account", "bitcoin"}
+    assert "amount_choice" not in forms["account"] and "amount_btc" not in forms["account"]
+    assert "Pay 0.50000000\u00a0BTC with my gateway account" in forms["account"]
+    assert "no amount to choose" in forms["account"]
+    for choice in ("full", "less", "more", "custom"):
+        assert f'name="amount_choice" value="{choice}"' in forms["bitcoin"]
+    assert "Too little (half): 0.25000000\u00a0BTC" in forms["bitcoin"]
+    assert "paid only once what was credited covers the price" in forms["bitcoin"]
 
 
 def test_fiat_amounts_are_converted_rounding_up(
@@ -94,7 +123,7 @@ def test_paying_in_full_with_an_account(
     order = make_order(account, amount_int=50_000_000)
 
     with django_capture_on_commit_callbacks() as callbacks:
-        response = pay(browser, order, method="account", amount_choice="full")
+        response = pay(browser, order, method="account")
 
     assert response.status_code == 303
     assert response["Location"] == SUCCESS
@@ -172,22 +201,61 @@ def test_paying_without_an_account_then_confirming(
     assert services.credited_btc(order) == 50_000_000
 
 
-def test_paying_too_little_leaves_the_order_open(browser: Client, account: SandboxAccount) -> None:
+@pytest.mark.parametrize(
+    "chosen",
+    [
+        {"amount_choice": "less"},
+        {"amount_choice": "more"},
+        {"amount_choice": "custom", "amount_btc": "0.00000001"},
+        {"amount_choice": "custom", "amount_btc": "not an amount"},
+        {"amount_choice": "nonsense"},
+    ],
+)
+def test_an_account_pays_exactly_the_price_whatever_amount_is_posted(
+    browser: Client, account: SandboxAccount, chosen: dict[str, str]
+) -> None:
     order = make_order(account, amount_int=50_000_000)
 
-    response = pay(browser, order, method="account", amount_choice="less")
+    response = pay(browser, order, method="account", **chosen)
 
-    assert response["Location"] == SUCCESS
+    assert response.status_code == 303
     payment = SandboxPayment.objects.get()
-    assert (payment.status, payment.amount_int) == ("paid", 25_000_000)
-    assert "&amount=25000000&" in only_delivery(payment).body
+    assert (payment.status, payment.amount_int) == ("paid", 50_000_000)
+    assert LedgerEntry.objects.get().value_int == 50_000_000
+    assert "&status=paid&amount=50000000&" in only_delivery(payment).body
+    order.refresh_from_db()
+    assert order.status == "paid"
+
+
+def test_too_little_confirmed_leaves_the_order_open_with_a_partial_ipn(
+    browser: Client, account: SandboxAccount
+) -> None:
+    order = make_order(account, amount_int=50_000_000)
+    assert pay(browser, order, method="bitcoin", amount_choice="less")["Location"] == SUCCESS
+    sent = SandboxPayment.objects.get()
+
+    response = submit(browser, order, f"{page_url(order)}/confirm/{sent.payment_id}")
+
+    assert response["Location"] == f"{page_url(order)}?notice=confirmed-short"
+    sent.refresh_from_db()
+    assert (sent.status, sent.amount_int, sent.amount_valid) == ("paid", 25_000_000, 25_000_000)
+    assert LedgerEntry.objects.get().value_int == 25_000_000  # credited all the same
+    bodies = [d.body for d in IpnDelivery.objects.order_by("id")]
+    assert bodies[1] == (
+        f"id={order.transaction}&payment_id={sent.payment_id}&status=partial"
+        "&amount_pending=0&amount_valid=25000000&amount_total=25000000&data=order-42"
+    )
+    assert [d.status for d in IpnDelivery.objects.order_by("id")] == ["partial", "partial"]
     order.refresh_from_db()
     assert order.status == "open"
-    # Not paid in full yet: the page still takes the rest.
-    assert (
-        pay(browser, order, method="account", amount_choice="custom", amount_btc="0.25")["Location"]
-        == SUCCESS
-    )
+    html = browser.get(response["Location"]).content.decode()
+    assert "not covered yet" in html
+    # The rest, by a gateway account: exactly what is missing, and now `paid`.
+    assert "Pay 0.25000000\u00a0BTC with my gateway account" in pay_forms(browser, order)["account"]
+    assert pay(browser, order, method="account", amount_choice="more")["Location"] == SUCCESS
+    rest = SandboxPayment.objects.get(method="account")
+    assert rest.amount_int == 25_000_000
+    assert "&status=paid&amount=25000000&" in only_delivery(rest).body
     order.refresh_from_db()
     assert order.status == "paid"
     assert [e.balance_int for e in LedgerEntry.objects.order_by("index")] == [
@@ -196,14 +264,45 @@ def test_paying_too_little_leaves_the_order_open(browser: Client, account: Sandb
     ]
 
 
+def test_two_confirmed_halves_paid_only_by_the_one_that_covers(
+    browser: Client, account: SandboxAccount
+) -> None:
+    order = make_order(account, amount_int=50_000_000)
+    for _ in range(2):
+        pay(browser, order, method="bitcoin", amount_choice="custom", amount_btc="0.25")
+    first, second = SandboxPayment.objects.order_by("id")
+
+    notices = [
+        submit(browser, order, f"{page_url(order)}/confirm/{payment.payment_id}")["Location"]
+        for payment in (first, second)
+    ]
+
+    assert [notice.rsplit("=", 1)[1] for notice in notices] == ["confirmed-short", "confirmed"]
+    # Each payment's IPNs: sent (partial), then confirmed.
+    assert [d.status for d in IpnDelivery.objects.filter(payment=first).order_by("id")] == [
+        "partial",
+        "partial",  # 0.25 of 0.5 BTC credited: not covered
+    ]
+    assert [d.status for d in IpnDelivery.objects.filter(payment=second).order_by("id")] == [
+        "partial",
+        "paid",  # with it, 0.5 of 0.5 BTC: covered
+    ]
+    assert "&status=paid&amount=25000000&" in IpnDelivery.objects.get(status="paid").body
+    order.refresh_from_db()
+    assert order.status == "paid"
+
+
 def test_paying_too_much(browser: Client, account: SandboxAccount) -> None:
     order = make_order(account, amount_int=50_000_000)
-
-    pay(browser, order, method="account", amount_choice="more")
-
+    pay(browser, order, method="bitcoin", amount_choice="more")
     payment = SandboxPayment.objects.get()
-    assert payment.amount_int == 75_000_000
+    assert (payment.status, payment.amount_total) == ("partial", 75_000_000)
+
+    response = submit(browser, order, f"{page_url(order)}/confirm/{payment.payment_id}")
+
+    assert response["Location"] == f"{page_url(order)}?notice=confirmed"
     assert LedgerEntry.objects.get().value_int == 75_000_000
+    assert "&status=paid&amount=75000000&" in IpnDelivery.objects.get(status="paid").body
     order.refresh_from_db()
     assert order.status == "paid"
 
@@ -214,7 +313,7 @@ def test_a_bad_typed_amount_is_refused_with_a_message(
 ) -> None:
     order = make_order(account)
 
-    response = pay(browser, order, method="account", amount_choice="custom", amount_btc=typed)
+    response = pay(browser, order, method="bitcoin", amount_choice="custom", amount_btc=typed)
 
     assert response.status_code == 400
     assert 'class="message error"' in response.content.decode()
@@ -252,14 +351,14 @@ def test_instant_only_orders_refuse_the_no_account_path(
     assert response.status_code == 400
     assert "gateway account holders" in response.content.decode()
     assert not SandboxPayment.objects.exists()
-    assert pay(browser, order, method="account", amount_choice="full")["Location"] == SUCCESS
+    assert pay(browser, order, method="account")["Location"] == SUCCESS
 
 
 def test_an_order_paid_in_full_takes_no_more_payments(
     browser: Client, account: SandboxAccount
 ) -> None:
     order = make_order(account)
-    pay(browser, order, method="account", amount_choice="full")
+    pay(browser, order, method="account")
 
     html = browser.get(page_url(order)).content.decode()
     assert "has been paid in full" in html
@@ -267,7 +366,7 @@ def test_an_order_paid_in_full_takes_no_more_payments(
     assert f'action="{page_url(order)}/cancel"' not in html
 
     with pytest.raises(services.AlreadyPaid):
-        services.payment_pay(order=order, method="account", amount_btc_int=1)
+        services.payment_pay(order=order, method="account")
     with pytest.raises(services.AlreadyPaid):
         services.order_cancel(order=order)
     response = Client().post(f"{page_url(order)}/pay", {"method": "account"})
@@ -280,7 +379,7 @@ def test_multipay_orders_take_several_payments(browser: Client, account: Sandbox
     order = make_order(account, multipay=True, amount_int=10_000_000)
 
     for _ in range(3):
-        assert pay(browser, order, method="account", amount_choice="full")["Location"] == SUCCESS
+        assert pay(browser, order, method="account")["Location"] == SUCCESS
 
     payments = list(SandboxPayment.objects.order_by("id"))
     assert len({p.payment_id for p in payments}) == 3
@@ -291,12 +390,32 @@ def test_multipay_orders_take_several_payments(browser: Client, account: Sandbox
     ]
     assert IpnDelivery.objects.count() == 3
     assert 'action="' + page_url(order) + '/pay"' in browser.get(page_url(order)).content.decode()
+    account_form = pay_forms(browser, order)["account"]
+    assert "Pay 0.10000000\u00a0BTC with my gateway account" in account_form
+    assert "covered already: with multipay, the price again" in account_form
+
+
+def test_multipay_covered_each_confirmed_payment_is_paid(
+    browser: Client, account: SandboxAccount
+) -> None:
+    order = make_order(account, multipay=True, amount_int=10_000_000)
+    pay(browser, order, method="account")
+    pay(browser, order, method="bitcoin", amount_choice="less")
+    sent = SandboxPayment.objects.get(method="bitcoin")
+
+    response = submit(browser, order, f"{page_url(order)}/confirm/{sent.payment_id}")
+
+    assert response["Location"] == f"{page_url(order)}?notice=confirmed"
+    delivery = IpnDelivery.objects.filter(payment=sent).order_by("id").last()
+    assert delivery is not None
+    assert delivery.status == "paid"
+    assert "&status=paid&amount=5000000&" in delivery.body
 
 
 def test_no_ipn_url_means_no_delivery(browser: Client, account: SandboxAccount) -> None:
     order = make_order(account, ipn="")
 
-    pay(browser, order, method="account", amount_choice="full")
+    pay(browser, order, method="account")
 
     assert SandboxPayment.objects.count() == 1
     assert not IpnDelivery.objects.exists()
