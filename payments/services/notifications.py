@@ -25,7 +25,7 @@ from payments.ipn_message import InvalidNotification, IpnMessage, parse_ipn
 from payments.models import Notification, Order, OrderFlag, Payment, RejectedNotification
 from payments.services.inserts import insert_on_conflict
 from payments.services.orders import order_flag, order_transition
-from payments.services.quotes import Coverage, Verdict, payment_coverage
+from payments.services.quotes import Coverage, Verdict, payment_coverage, received_int
 from payments.states import OrderStatus
 
 logger = logging.getLogger(__name__)
@@ -159,8 +159,8 @@ def _apply(notification: Notification) -> Notification:
 
 
 def _order_locked(message: IpnMessage) -> Order | None:
-    """The order of `message`, locked; with what its other paid payments in the
-    message's currency add up to (`paid_before`), for a `paid` message's checks.
+    """The order of `message`, locked; with what its other payments brought in the
+    message's currency (`paid_before`: quotes.received_int), for a `paid` message's checks.
 
     One statement on the hottest path of the service: the total rides along as
     a scalar subquery (only the order row is locked). Written as SQL because
@@ -171,14 +171,18 @@ def _order_locked(message: IpnMessage) -> Order | None:
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
     uuid_field = Order._meta.get_field("transaction")
     sql = (
-        f"SELECT o.*, COALESCE((SELECT SUM(p.amount_int) FROM {payment_table} p "  # noqa: S608
-        "WHERE p.order_id = o.id AND p.status = %s AND p.currency = %s "
-        "AND p.payment_id <> %s), 0) AS paid_before "
-        f"FROM {order_table} o WHERE o.{connection.ops.quote_name('transaction')} = %s{lock}"
+        "SELECT o.*, COALESCE((SELECT SUM(CASE WHEN p.status = %s AND p.currency = %s "  # noqa: S608
+        "THEN p.amount_int WHEN p.status = %s AND %s = %s THEN p.amount_valid ELSE 0 END) "
+        f"FROM {payment_table} p WHERE p.order_id = o.id AND p.payment_id <> %s), 0) "
+        f"AS paid_before FROM {order_table} o "
+        f"WHERE o.{connection.ops.quote_name('transaction')} = %s{lock}"
     )
     params = [
         Payment.Status.PAID.value,
         message.currency or "",
+        Payment.Status.PARTIAL.value,
+        message.currency or "",
+        money.BTC,
         uuid_field.get_db_prep_value(message.payment_id, connection),
         uuid_field.get_db_prep_value(message.transaction, connection),
     ]
@@ -303,17 +307,12 @@ def _invalid(order: Order, detail: str) -> tuple[str, str]:
 
 
 def _paid_before(order: Order, message: IpnMessage) -> int:
-    """What the order's other paid payments in the message's currency add up to."""
+    """What the order's other payments brought in the message's currency (quotes.received_int)."""
     annotated = getattr(order, "paid_before", None)  # from _order_locked's query
     if annotated is not None:
         return int(annotated)
     assert message.currency is not None
-    total = (
-        order.payments.filter(status=Payment.Status.PAID, currency=message.currency)
-        .exclude(payment_id=message.payment_id)
-        .aggregate(total=Sum("amount_int"))["total"]
-    )
-    return int(total or 0)
+    return received_int(order, message.currency, excluding=message.payment_id)
 
 
 def _implied_rate(order: Order, btc_amount_int: int) -> Decimal:

@@ -16,15 +16,16 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
+from uuid import UUID
 
 from django.conf import settings
-from django.db.models import TextChoices
+from django.db.models import BigIntegerField, Case, Sum, TextChoices, Value, When
 from django.utils import timezone
 
 from payments import money
 from payments.gateway.errors import GatewayError
 from payments.gateway_factory import gateway_client
-from payments.models import Order
+from payments.models import Order, Payment
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,23 @@ def quote_fields(*, amount_int: int, currency: str, quote: Quote | None) -> dict
         "quote_btc_int": money.btc_for(amount_int, currency, quote.rate_int),
         "quoted_at": quote.quoted_at,
     }
+
+
+def received_int(order: Order, currency: str, *, excluding: UUID | None = None) -> int:
+    """What the order's payments brought in `currency` (but the payment `excluding`).
+
+    Paid payments in that currency; and, in BTC, the confirmed part
+    (`amount_valid`) of payments still reported `partial`: the gateway credits
+    bitcoins at 6 confirmations, and reports `paid` only for the payment that
+    covers the order, so confirmed money reported `partial` counts too.
+    (The IPN path reads the same sum in its order lock: notifications._order_locked.)
+    """
+    whens = [When(status=Payment.Status.PAID, currency=currency, then="amount_int")]
+    if currency == money.BTC:
+        whens.append(When(status=Payment.Status.PARTIAL, then="amount_valid"))
+    counted = Case(*whens, default=Value(0), output_field=BigIntegerField())
+    payments = order.payments.exclude(payment_id=excluding) if excluding else order.payments.all()
+    return int(payments.aggregate(total=Sum(counted))["total"] or 0)
 
 
 class Verdict(TextChoices):

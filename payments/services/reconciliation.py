@@ -17,7 +17,7 @@ from itertools import islice
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Min, Sum
+from django.db.models import Min
 
 from payments import money
 from payments.gateway.results import WalletEntry
@@ -25,7 +25,7 @@ from payments.ipn_message import IpnMessage
 from payments.models import LedgerCheckpoint, Order, OrderFlag, Payment
 from payments.services.notifications import payment_apply_paid
 from payments.services.orders import order_flag
-from payments.services.quotes import payment_coverage
+from payments.services.quotes import payment_coverage, received_int
 from payments.states import OrderStatus
 
 logger = logging.getLogger(__name__)
@@ -134,8 +134,9 @@ def _matched_or_short(order: Order) -> str:
     """
     if order.status == OrderStatus.PAID:
         return "matched"
-    paid = order.payments.filter(status=Payment.Status.PAID, currency=money.BTC)
-    total = paid.aggregate(total=Sum("amount_int"))["total"] or 0
+    paid = order.payments.filter(status__in=(Payment.Status.PAID, Payment.Status.PARTIAL))
     first = paid.aggregate(first=Min("created"))["first"] or order.created
-    coverage = payment_coverage(order=order, paid_int=int(total), currency=money.BTC, sent_at=first)
+    coverage = payment_coverage(
+        order=order, paid_int=received_int(order, money.BTC), currency=money.BTC, sent_at=first
+    )
     return "matched" if coverage.pays else str(coverage.verdict)

@@ -355,3 +355,25 @@ def test_one_satoshi_sent_on_the_sandboxs_page_leaves_a_usd_order_open_and_the_l
     assert (counts["examined"], counts["matched"], counts["underpaid"]) == (1, 0, 1)
     assert order_row(order).status == "awaiting_payment"  # the credit is recorded, still short
     assert Payment.objects.get(order_id=order["id"]).status == "paid"
+
+
+def test_bitcoins_confirmed_short_and_the_rest_paid_by_account_pay_the_order(shop: Shop) -> None:
+    """The gateway reports the confirmed half `partial` and only the covering payment `paid`:
+    the confirmed bitcoins of the first count towards the quote."""
+    order = shop.create("EUR", "12.50")
+    pay_url = order["payment_url"]
+    payer = requests.Session()
+    too_little = {"method": "bitcoin", "amount_choice": "less"}
+    assert submit(payer, pay_url, f"{pay_url}/pay", too_little).status_code == 303
+    first = SandboxPayment.objects.get()
+    assert submit(payer, pay_url, f"{pay_url}/confirm/{first.payment_id}", {}).status_code == 303
+    deliver_ipns()
+    assert order_row(order).status == "awaiting_payment"
+
+    assert submit(payer, pay_url, f"{pay_url}/pay", {"method": "account"}).status_code == 303
+    assert deliver_ipns() == ["delivered"]  # `paid`, for the rest only
+
+    assert order_row(order).status == "paid"
+    assert "overpaid" not in open_flags(order)
+    paid = IpnDelivery.objects.get(status="paid")
+    assert f"amount={quoted_btc(order) - quoted_btc(order) // 2}&" in paid.body
