@@ -13,17 +13,20 @@ import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
+from io import StringIO
 from typing import Any
 
 import pytest
 import requests
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management import call_command
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from payments import money
 from payments.gateway_factory import gateway_client
-from payments.models import Notification, Order, OrderFlag, Payment
+from payments.models import Notification, Order, OrderFlag, OrderResolution, Payment, ShopEvent
 from payments.services.reconciliation import ledger_reconcile
 from payments.testing import ipn_body, post_ipn_http
 from sandbox import currencies
@@ -377,3 +380,44 @@ def test_bitcoins_confirmed_short_and_the_rest_paid_by_account_pay_the_order(sho
     assert "overpaid" not in open_flags(order)
     paid = IpnDelivery.objects.get(status="paid")
     assert f"amount={quoted_btc(order) - quoted_btc(order) // 2}&" in paid.body
+
+
+# --- a person resolves it: the admin over HTTP -------------------------------------------------
+
+
+def staff_session(base_url: str, name: str, group: str) -> requests.Session:
+    """A staff member of `group`, logged in through the admin's own login form."""
+    call_command("create_review_roles", stdout=StringIO())
+    user = get_user_model().objects.create_user(name, password="staff-password-123", is_staff=True)
+    user.groups.add(Group.objects.get(name=group))
+    session = requests.Session()
+    login = f"{base_url}/admin/login/"
+    fields = {"username": name, "password": "staff-password-123", "next": "/admin/"}
+    assert submit(session, login, login, fields).status_code == 302
+    return session
+
+
+def test_a_reviewer_accepts_an_underpaid_order_with_a_reason_over_http(
+    shop: Shop, settings: Any
+) -> None:
+    settings.SHOP_WEBHOOK_URL = "http://127.0.0.1:9/shop/events"  # events recorded, not sent
+    settings.SHOP_WEBHOOK_SECRET = "shop-events-secret-0123456789"
+    order = shop.create("USD", "1.00")
+    shop.pay(order, quoted_btc(order) // 2)
+    resolve = f"{shop.base_url}/admin/payments/order/{order['id']}/resolve/"
+    decision = {"action": "accept_paid", "reason": "the payer sent the rest by bank transfer"}
+
+    viewer = staff_session(shop.base_url, "victor", "Payments viewers")
+    assert viewer.post(resolve, data=decision, timeout=30).status_code == 403
+    assert order_row(order).status == "awaiting_payment"
+
+    reviewer = staff_session(shop.base_url, "rita", "Payments reviewers")
+    assert submit(reviewer, resolve, resolve, decision).status_code == 302
+
+    assert order_row(order).status == "paid"
+    resolution = OrderResolution.objects.get(order_id=order["id"])
+    assert (resolution.action, resolution.user_name) == ("accept_paid", "rita")
+    assert resolution.reason == decision["reason"]
+    event = ShopEvent.objects.get(order_id=order["id"], type="order.resolved")
+    assert event.payload["resolution"]["reason"] == decision["reason"]
+    assert ShopEvent.objects.filter(order_id=order["id"], type="order.paid").exists()
