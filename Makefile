@@ -1,19 +1,20 @@
-# The two commands of the README: `make run` and `make test`.
-# Both need only Python 3.11+ and pip; everything else is installed into .venv.
+# The two commands of the README, `make run` and `make test`, and the production start,
+# `make serve` (docs/deploy.md). All need only Python 3.11+ and pip; everything else
+# is installed into .venv.
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
-PUBLIC_BASE_URL ?= http://$(HOST):$(PORT)
-export HOST PORT PUBLIC_BASE_URL
+export HOST PORT
 
-.PHONY: run test lint bench install clean help browser
+.PHONY: run serve test lint bench install clean help browser
 .DEFAULT_GOAL := help
 
 help:
-	@echo "make run    start web server, Celery worker and beat on embedded defaults ($(PUBLIC_BASE_URL))"
+	@echo "make run    development: web server, Celery worker and beat on embedded defaults (http://$(HOST):$(PORT))"
+	@echo "make serve  production: deploy checks, migrate, collectstatic, then web, worker and beat (docs/deploy.md)"
 	@echo "make test   run the test suite (embedded defaults, or DATABASE_URL / CELERY_BROKER_URL)"
 	@echo "make lint   ruff check, ruff format --check, mypy"
 	@echo "make bench  run the benchmarks in bench/"
@@ -34,17 +35,30 @@ $(VENV)/.all-deps: $(BIN)/python pyproject.toml
 
 install: $(VENV)/.run-deps
 
+# Development mode is switched on here, explicitly: production is the default.
+run: export DJANGO_DEBUG := 1
+run: export PUBLIC_BASE_URL ?= http://$(HOST):$(PORT)
+run: export WEB_CONCURRENCY ?= 2
 run: $(VENV)/.run-deps
 	$(BIN)/python manage.py bootstrap
 	@echo ""
 	@echo "  Demo shop      $(PUBLIC_BASE_URL)/"
 	@echo "  Admin          $(PUBLIC_BASE_URL)/admin/"
 	@echo "  API docs       $(PUBLIC_BASE_URL)/api/docs/"
-	@echo "  Health         $(PUBLIC_BASE_URL)/healthz"
+	@echo "  Health         $(PUBLIC_BASE_URL)/readyz"
 	@echo "  Sandbox        $(PUBLIC_BASE_URL)/sandbox/"
 	@echo "  Ctrl-C stops the web server, the worker and beat."
 	@echo ""
 	$(BIN)/honcho start --port $(PORT) --procfile Procfile
+
+# Production: only the environment is read (docs/deploy.md lists it). Refuses to start on
+# a deploy check's error, naming the variable to set.
+serve: $(VENV)/.run-deps
+	@echo "Deploy checks ..."
+	$(BIN)/python manage.py check --deploy --fail-level ERROR
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 1
+	$(BIN)/honcho start --procfile Procfile
 
 test: $(VENV)/.all-deps browser
 	$(BIN)/pytest

@@ -24,6 +24,7 @@ BENCHMARKS = {
     "reconcile_scale": "bench.reconcile_scale",
     "admin_scale": "bench.admin_scale",
     "mixed_load": "bench.mixed_load",
+    "health": "bench.health",
 }
 
 

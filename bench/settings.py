@@ -7,3 +7,9 @@ Everything else comes from the environment that bench.servers builds
 from merchant.settings import *  # noqa: F403
 
 ROOT_URLCONF = "bench.urls"
+# Production mode serves collected static files through a manifest; the benchmarks
+# measure views, not assets, and run no collectstatic.
+STORAGES = {
+    **STORAGES,  # noqa: F405
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}

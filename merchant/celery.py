@@ -5,13 +5,17 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import setup_logging, worker_init
+
+from merchant.heartbeat import HeartbeatStep
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "merchant.settings")
 
 app = Celery("merchant")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# Each worker records a heartbeat that /readyz reads (merchant.heartbeat).
+app.steps["consumer"].add(HeartbeatStep)
 
 
 def ensure_broker_folders(transport_options: dict[str, Any]) -> None:
@@ -32,3 +36,17 @@ def _refuse_to_start_when_misconfigured(**_: object) -> None:
     from merchant.startup import refuse_to_start_on_errors
 
     refuse_to_start_on_errors()
+
+
+@setup_logging.connect
+def _use_the_service_logging(**_: object) -> None:
+    """Worker and beat log as the web does (settings.LOGGING), not in Celery's own format.
+
+    With a receiver here Celery neither hijacks the root logger (which would log every
+    line twice, once per handler) nor redirects stdout and stderr into a logger.
+    """
+    from logging.config import dictConfig
+
+    from django.conf import settings
+
+    dictConfig(settings.LOGGING)

@@ -1,39 +1,64 @@
 """Settings, all read from the environment (django-environ).
 
-Every variable is listed in `.env.example` and in the README. With nothing
-set, the service runs on embedded defaults that need no server: SQLite under
-`var/`, Celery over kombu's filesystem transport under `var/`, and the sandbox
-gateway mounted in the same server.
+Every variable is listed in `.env.example`, the README and `docs/deploy.md`.
+Production is the default: DEBUG, the sandbox and the demo shop are off, and
+only the environment is read (a secret may also come from a file:
+`DJANGO_SECRET_KEY_FILE=/run/secrets/...`). Development is switched on
+explicitly with DJANGO_DEBUG=1 (`make run` and the tests do): then `.env` and
+the `var/dev.env` that `make run` writes are read too, and the service runs on
+embedded defaults that need no server: SQLite under `var/`, Celery over
+kombu's filesystem transport under `var/`, and the sandbox gateway mounted in
+the same server.
 """
 
 from __future__ import annotations
 
+import os
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.management.utils import get_random_secret_key
+from django_guid.integrations import CeleryIntegration
+
+from merchant import logs as _logs
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
-# Real environment variables win over both files (read_env only sets what is missing).
-environ.Env.read_env(BASE_DIR / ".env")
+# `X_FILE=/path` gives X the file's content (secrets mounted by the process manager).
+env = environ.FileAwareEnv()
+# Development mode comes from the real environment only, never from a file.
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+if DEBUG:
+    # Real environment variables win over both files (read_env only sets what is missing).
+    environ.Env.read_env(BASE_DIR / ".env")
 VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
-# Written by `make run` on first start: a generated secret key and sandbox credentials.
-environ.Env.read_env(VAR_DIR / "dev.env")
+if DEBUG:
+    # Written by `make run` on first start: a generated secret key and sandbox credentials.
+    environ.Env.read_env(VAR_DIR / "dev.env")
 
-DEBUG = env.bool("DJANGO_DEBUG", default=True)
-
+# Keys made for development start with this (as Django's startproject's do); the deploy
+# checks refuse them.
+DEV_KEY_PREFIX = "django-insecure-"
 # Production refuses to start without it (payments.checks); development gets a
 # per-process key unless `make run` generated a lasting one in var/dev.env.
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or (get_random_secret_key() if DEBUG else "")
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or (
+    DEV_KEY_PREFIX + get_random_secret_key() if DEBUG else ""
+)
+
+# Former keys, still accepted for sessions and signed values while rotating the key.
+SECRET_KEY_FALLBACKS = env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[])
 
 HOST = env.str("HOST", default="127.0.0.1")
 PORT = env.int("PORT", default=8000)
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default=f"http://{HOST}:{PORT}").rstrip("/")
 
-ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", HOST])
+ALLOWED_HOSTS = env.list(
+    "DJANGO_ALLOWED_HOSTS",
+    default=["127.0.0.1", "localhost", "[::1]", HOST, urlsplit(PUBLIC_BASE_URL).hostname or HOST],
+)
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
@@ -121,16 +146,35 @@ STATIC_ROOT = VAR_DIR / "static"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    # Production serves what `collectstatic` (make serve) gathered: compressed, with
+    # content hashes in the names, so browsers may cache them for ever.
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
 }
 # Serve static files straight from the apps in development (no collectstatic needed).
 WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG
 
-if not DEBUG:
-    SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=True)
-    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# --- HTTPS behind a reverse proxy (docs/deploy.md) --------------------------------
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=False)
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+# The header the reverse proxy sets to the scheme the client used, e.g. X-Forwarded-Proto.
+# Only behind a proxy that always sets (or strips) it: a client could send it otherwise.
+_PROXY_SSL_HEADER = env.str("DJANGO_PROXY_SSL_HEADER", default="")
+SECURE_PROXY_SSL_HEADER = (
+    (f"HTTP_{_PROXY_SSL_HEADER.upper().replace('-', '_')}", "https") if _PROXY_SSL_HEADER else None
+)
+USE_X_FORWARDED_HOST = env.bool("DJANGO_USE_X_FORWARDED_HOST", default=False)
+# SQLite and the filesystem broker serve one machine only: production refuses them
+# unless the operator says that is the plan (a deploy check).
+DEPLOY_SINGLE_MACHINE = env.bool("DEPLOY_SINGLE_MACHINE", default=False)
 
 # --- Celery -----------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
@@ -241,6 +285,20 @@ for _sweep, _seconds in PAYMENTS_SWEEP_SECONDS.items():
             "options": {"expires": float(_seconds)},
         }
 
+# --- Health: /livez, /readyz (merchant.health, docs/deploy.md "Health") ----------------
+# Each Celery worker records a heartbeat in the database this often (merchant.heartbeat)...
+HEALTH_WORKER_BEAT_SECONDS = env.float("HEALTH_WORKER_BEAT_SECONDS", default=10.0)
+# ...and /readyz counts a worker as seen when its last beat is at most this old.
+HEALTH_WORKER_SEEN_SECONDS = env.float("HEALTH_WORKER_SEEN_SECONDS", default=35.0)
+# /readyz's broker check gives up after this long (connect and answer), so that a broker
+# that is down or hung never holds a request thread.
+HEALTH_BROKER_TIMEOUT_SECONDS = env.float("HEALTH_BROKER_TIMEOUT_SECONDS", default=0.25)
+# ...and runs at most this often per web process (a fresh connection costs CPU and the
+# broker a connection); requests in between answer with the last result.
+HEALTH_BROKER_CHECK_SECONDS = env.float("HEALTH_BROKER_CHECK_SECONDS", default=1.0)
+# Probes speak plain HTTP to the process itself: never redirected to HTTPS.
+SECURE_REDIRECT_EXEMPT = [r"^(livez|readyz|healthz)$"]
+
 # --- Cache (public gateway calls); shared by every process of the service ----
 CACHES = {"default": env.cache("CACHE_URL", default=f"filecache://{VAR_DIR / 'cache'}")}
 
@@ -263,12 +321,65 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }
 
-# --- Logging ------------------------------------------------------------------
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+# --- Abuse: admin login lockout (django-axes) and the order-creation throttle ---------
+# docs/deploy.md "Abuse". Bad values are refused by checks payments.E201-E204.
+INSTALLED_APPS += ["axes"]
+# Last: it turns the lockout flag set during authentication into the lockout page.
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]
+# Axes first: it refuses a locked-out login before the password is even checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("ADMIN_LOGIN_COOLOFF_MINUTES", default=15))
+# Each entry locks on its own: `username` (from any address), `ip_address` (any username
+# from it), or `username+ip_address` (only that pair).
+AXES_LOCKOUT_PARAMETERS = [
+    part.split("+") if "+" in part else part
+    for part in env.list("ADMIN_LOGIN_LOCKOUT_BY", default=["username", "ip_address"])
+]
+# A successful login clears that user's and address's failures.
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
+# The client address is REMOTE_ADDR, as Django sees it (django-ipware is not installed, so
+# axes reads nothing else): behind a reverse proxy that is the proxy's address unless the
+# server is told the client's (docs/deploy.md "Abuse"; deploy check payments.E111).
+AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
+
+# Order creations per API token (`60/min`, `1000/hour`, ...; empty or 0: no limit), counted
+# in the default cache: shared by every process only if CACHE_URL is (files on one
+# machine, Redis, ...); a per-process cache (locmem) would count each process apart.
+API_ORDER_CREATE_RATE: str | None = env.str("API_ORDER_CREATE_RATE", default="60/min").strip()
+if API_ORDER_CREATE_RATE in ("", "0"):
+    API_ORDER_CREATE_RATE = None
+
+# --- Logs and metrics (merchant.logs, merchant.metrics; docs/deploy.md "Logs and metrics") ---
+# `plain` (for people) or `json` (one object per line, for a log pipeline); gunicorn's own
+# lines follow with `--logger-class merchant.logs.GunicornLogger`, Celery's through
+# merchant.celery's setup_logging receiver.
+LOGGING = _logs.logging_config(
+    env.str("LOG_FORMAT", default="plain"), env.str("LOG_LEVEL", default="INFO")
+)
+# The request id (django-guid): a sane incoming X-Request-ID (a UUID, or 32 hex digits as
+# nginx's $request_id) is kept, anything else replaced; echoed in the response and carried
+# in the headers of the Celery tasks the request enqueues.
+INSTALLED_APPS += ["django_guid"]
+MIDDLEWARE.insert(0, "django_guid.middleware.guid_middleware")
+DJANGO_GUID = {
+    "GUID_HEADER_NAME": _logs.REQUEST_ID_HEADER,
+    "VALIDATE_GUID": True,
+    "EXPOSE_HEADER": False,
+    "INTEGRATIONS": [CeleryIntegration()],
 }
+# /metrics (Prometheus) answers a `Authorization: Bearer METRICS_TOKEN` request or one from
+# METRICS_ALLOWED_IPS (addresses or networks, as REMOTE_ADDR shows them); off (404) when
+# neither is set. Bad entries are refused by check merchant.E101.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=[])
+# Counters of the web and Celery processes of one machine add up through files in this
+# folder (prometheus-client's multiprocess mode): one folder per machine, shared by all its
+# processes of the service. It may be emptied before they start (counters then restart at 0).
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default=str(VAR_DIR / "prometheus"))
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", PROMETHEUS_MULTIPROC_DIR)
+Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)

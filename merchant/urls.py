@@ -4,15 +4,18 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
-from merchant.health import healthz
+from merchant import health, metrics
 from payments import ipn
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("healthz", healthz, name="healthz"),
+    path("livez", health.livez, name="livez"),
+    path("readyz", health.readyz, name="readyz"),
+    path("healthz", health.readyz, name="healthz"),  # the old name of /readyz
     path("api/", include("payments.api.urls")),
     path("checkout/", include("payments.urls")),
     path("payments/ipn/", ipn.receive, name="payments-ipn"),
+    path("metrics", metrics.metrics, name="metrics"),
 ]
 
 if settings.DEMO_SHOP_ENABLED:

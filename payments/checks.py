@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
+from payments.api.throttles import OrderCreateRateThrottle
 from payments.selectors import parse_return_host
 
 
@@ -149,3 +150,65 @@ def check_return_hosts(app_configs: Any = None, **kwargs: Any) -> list[checks.Ch
                 )
             )
     return found
+
+
+LOCKOUT_PARAMETERS = {"username", "ip_address", "user_agent"}
+
+
+@checks.register(checks.Tags.security, deploy=False)
+def check_abuse_limits(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """The admin lockout and the order throttle: refused at start, never a 500 per request."""
+    found = []
+    if settings.AXES_FAILURE_LIMIT < 1:
+        found.append(("ADMIN_LOGIN_FAILURE_LIMIT must be at least 1.", "payments.E201"))
+    if settings.AXES_COOLOFF_TIME.total_seconds() <= 0:
+        found.append(("ADMIN_LOGIN_COOLOFF_MINUTES must be at least 1.", "payments.E202"))
+    for entry in settings.AXES_LOCKOUT_PARAMETERS:
+        names = [entry] if isinstance(entry, str) else entry
+        if not names or not LOCKOUT_PARAMETERS.issuperset(names):
+            found.append(
+                (
+                    f"ADMIN_LOGIN_LOCKOUT_BY entry {'+'.join(names)!r} is not usable: "
+                    "write username, ip_address or username+ip_address.",
+                    "payments.E203",
+                )
+            )
+    if not _order_create_rate_usable():
+        found.append(
+            (
+                f"API_ORDER_CREATE_RATE {settings.API_ORDER_CREATE_RATE!r} is not a rate: "
+                "write a count per period such as 60/min or 1000/hour (empty or 0: no limit).",
+                "payments.E204",
+            )
+        )
+    return [
+        checks.Error(msg, hint="See docs/deploy.md, Abuse.", id=check_id) for msg, check_id in found
+    ]
+
+
+def _order_create_rate_usable() -> bool:
+    """Parsed as the throttle parses it at each request, where a bad rate would be a 500."""
+    try:
+        throttle = OrderCreateRateThrottle()
+        num_requests, _ = throttle.parse_rate(throttle.rate)
+    except (ValueError, KeyError, IndexError):
+        return False
+    return throttle.rate is None or (num_requests or 0) > 0
+
+
+@checks.register(checks.Tags.security, deploy=False)
+def check_metrics_allowed_ips(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """METRICS_ALLOWED_IPS: refused at start rather than a 500 at each scrape."""
+    from merchant.metrics import parse_allowed_ips
+
+    try:
+        parse_allowed_ips(tuple(settings.METRICS_ALLOWED_IPS))
+    except ValueError as exc:
+        return [
+            checks.Error(
+                f"METRICS_ALLOWED_IPS: {exc}.",
+                hint="Write addresses or networks, comma-separated: 10.0.0.5,10.1.0.0/16,::1.",
+                id="payments.E301",
+            )
+        ]
+    return []

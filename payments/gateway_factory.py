@@ -7,6 +7,7 @@ from functools import partial
 from django.conf import settings
 from django.core.cache import caches
 
+from payments import metrics
 from payments.gateway.client import GatewayClient, GatewayConfig
 from payments.gateway.sessions import thread_session
 from payments.nonces import nonce_next
@@ -36,4 +37,5 @@ def gateway_client() -> GatewayClient:
         nonce_source=partial(nonce_next, api_key=config.api_key),
         cache=caches["default"],
         session=thread_session(config.api_url),
+        observer=metrics.gateway_call_observed,
     )

@@ -21,6 +21,9 @@ from django.views.decorators.http import require_POST
 
 from payments.gateway.signing import verify
 from payments.http_body import BodyTooLarge, LengthRequired, read_body
+from payments.ipn_message import InvalidNotification, parse_ipn
+from payments.metrics import IPN_NOTIFICATIONS, IPN_REJECTED
+from payments.models import Notification
 from payments.services import notification_receive, notification_reject_record
 
 logger = logging.getLogger(__name__)
@@ -48,7 +51,13 @@ def rejection_reason(request: HttpRequest) -> str | None:
 
 def _reject(request: HttpRequest, reason: str, body: bytes = b"") -> HttpResponse:
     remote_addr = request.META.get("REMOTE_ADDR")
-    logger.warning("IPN rejected: %s from %s", reason, remote_addr)
+    IPN_REJECTED.labels(reason=reason).inc()
+    logger.warning(
+        "IPN rejected: %s from %s",
+        reason,
+        remote_addr,
+        extra={"reason": reason, "remote_addr": remote_addr},
+    )
     try:
         notification_reject_record(reason=reason, remote_addr=remote_addr, body=body)
     except DatabaseError:
@@ -62,8 +71,10 @@ def receive(request: HttpRequest) -> HttpResponse:
     try:
         body = read_body(request, limit=MAX_BODY_BYTES)
     except BodyTooLarge:
+        IPN_REJECTED.labels(reason="too_large").inc()
         return _plain(413, f"Request body too large: at most {MAX_BODY_BYTES} bytes.\n")
     except LengthRequired:
+        IPN_REJECTED.labels(reason="length_required").inc()
         return _plain(411, "Length Required: send the body with a Content-Length.\n")
     reason = rejection_reason(request)
     if reason is not None:
@@ -77,7 +88,31 @@ def receive(request: HttpRequest) -> HttpResponse:
     except DatabaseError:
         logger.exception("IPN could not be stored; answering 503 so the gateway retries")
         return _plain(503, "Temporarily unable to store the notification; retry later.\n")
-    logger.info(
-        "IPN %s %s: %s", notification.status, notification.transaction, notification.outcome
-    )
+    _log_received(notification, body)
     return HttpResponse(ACK, content_type="text/plain")
+
+
+def _log_received(notification: Notification, body: bytes) -> None:
+    """Count and log what the notification did, with its order's and transaction's ids."""
+    resent = notification.times_received > 1  # the gateway's retry: applied the first time
+    outcome = "resent" if resent else notification.outcome
+    IPN_NOTIFICATIONS.labels(outcome=outcome).inc()
+    transaction, status = notification.transaction, notification.status
+    if transaction is None:  # a resent one was not parsed: read its ids from the body
+        try:
+            message = parse_ipn(body)
+            transaction, status = message.transaction, message.status
+        except InvalidNotification:
+            pass
+    logger.info(
+        "IPN %s %s: %s",
+        status or "?",
+        transaction,
+        outcome,
+        extra={
+            "notification_id": notification.pk,
+            "transaction": str(transaction) if transaction else None,
+            "order_id": str(notification.order_id) if notification.order_id else None,
+            "outcome": outcome,
+        },
+    )

@@ -570,6 +570,12 @@ def ipn_delivery_attempt(*, delivery_id: int) -> AttemptOutcome:
         delivery_id,
         delivery.status,
         "acknowledged" if reply.ok else (reply.http_status or reply.error[:80]),
+        extra={
+            "delivery_id": delivery_id,
+            "transaction": str(delivery.order.transaction),
+            "http_status": reply.http_status,
+            "acknowledged": reply.ok,
+        },
     )
     if reply.ok:
         return AttemptOutcome("delivered")

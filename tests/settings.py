@@ -8,6 +8,9 @@ on PostgreSQL + Redis.
 import os
 from pathlib import Path
 
+# The suite runs in development mode, as `make run` does (production is the default);
+# tests of production set DJANGO_DEBUG=0 for the processes they start.
+os.environ.setdefault("DJANGO_DEBUG", "1")
 # A queue folder and SQLite file apart from a `make run` that may be running.
 os.environ.setdefault("VAR_DIR", str(Path(__file__).resolve().parent.parent / "var" / "test"))
 os.environ.setdefault("GATEWAY_API_KEY", "6f1d2c3b-4a59-4e8d-9c7b-0a1b2c3d4e5f")
@@ -16,6 +19,9 @@ os.environ.setdefault(
     # base64 of 64 bytes, as the gateway issues them; a test value, not a secret.
     "dGVzdC1zZWNyZXQtZm9yLXRoZS1tZXJjaGFudC1wYXltZW50cy1zdWl0ZS0wMTIzNDU2Nzg5YWJjZGVmMDEyMw==",
 )
+# No order-creation throttle: its window is in the cache the whole suite shares, where tests
+# that reuse a user id would throttle each other. tests/payments/test_abuse.py turns it on.
+os.environ.setdefault("API_ORDER_CREATE_RATE", "")
 
 from merchant.settings import *  # noqa: F403
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC
-from typing import Any
+from typing import Any, NoReturn
 
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from payments.api.serializers import ErrorOutput, OrderCreateInput, OrderOutput
+from payments.api.throttles import OrderCreateRateThrottle, OrderCreateThrottled
 from payments.gateway.errors import GatewayRejected, GatewayTimeout, GatewayUnavailable
 from payments.models import Order
 from payments.selectors import order_get, order_list
@@ -28,6 +29,13 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
     required=False,
     description="Retrying a POST with the same key returns the same order without a second "
     "gateway call; the same key with a different body is a 409.",
+)
+RETRY_AFTER_HEADER = OpenApiParameter(
+    "Retry-After",
+    location=OpenApiParameter.HEADER,
+    type=int,
+    response=[429],
+    description="Seconds to wait before creating another order with this token.",
 )
 MAX_IDEMPOTENCY_KEY = 255
 INVALID_CURSOR = {
@@ -102,19 +110,28 @@ class OrderListCreateApi(APIView):
     # Used by get(); declared here so that the schema shows the paginated envelope.
     pagination_class = OrderCursorPagination
 
+    def get_throttles(self) -> list[Any]:
+        # Only creation costs a gateway call (and an order row); reads are cheap, indexed
+        # and paginated, so they are not throttled.
+        return [OrderCreateRateThrottle()] if self.request.method == "POST" else []
+
+    def throttled(self, request: Request, wait: float | None) -> NoReturn:
+        raise OrderCreateThrottled(wait)
+
     class FilterInput(serializers.Serializer):
         status = serializers.ChoiceField(choices=OrderStatus.choices, required=False)
         reference = serializers.CharField(max_length=100, required=False)
 
     @extend_schema(
         request=OrderCreateInput,
-        parameters=[IDEMPOTENCY_HEADER],
+        parameters=[IDEMPOTENCY_HEADER, RETRY_AFTER_HEADER],
         responses={
             201: OrderOutput,
             200: OrderOutput,
             400: None,
             401: None,
             409: ErrorOutput,
+            429: ErrorOutput,
             502: ErrorOutput,
             503: ErrorOutput,
             504: ErrorOutput,

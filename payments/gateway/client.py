@@ -63,6 +63,8 @@ class Cache(Protocol):
 
 
 NonceSource = Callable[[], int]
+# Told of every HTTP call: (method path, HTTP status or "timeout"/"error", seconds).
+CallObserver = Callable[[str, str, float], None]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,7 +102,8 @@ class GatewayClient:
 
     `session` is the caller's (e.g. this thread's, kept between calls:
     payments.gateway.sessions) and is left open by close(); without one the
-    client makes its own and closes it.
+    client makes its own and closes it. `observer`, when given, is told of every
+    HTTP call and its outcome (the service counts them: payments.metrics).
     """
 
     def __init__(
@@ -110,8 +113,10 @@ class GatewayClient:
         nonce_source: NonceSource,
         cache: Cache,
         session: requests.Session | None = None,
+        observer: CallObserver | None = None,
     ) -> None:
         self.config = config
+        self._observer = observer
         self._nonce_source = nonce_source
         self._cache = cache
         self._owns_session = session is None
@@ -283,9 +288,15 @@ class GatewayClient:
         except requests.RequestException as exc:
             elapsed = _ms_since(started)
             logger.warning("gateway %s: %s after %.0f ms", path, type(exc).__name__, elapsed)
-            raise self._unavailable(path, exc) from exc
+            error = self._unavailable(path, exc)
+            self._observe(
+                path, "timeout" if isinstance(error, GatewayTimeout) else "error", elapsed
+            )
+            raise error from exc
         status = response.status_code
-        logger.info("gateway %s: HTTP %d in %.0f ms", path, status, _ms_since(started))
+        elapsed = _ms_since(started)
+        logger.info("gateway %s: HTTP %d in %.0f ms", path, status, elapsed)
+        self._observe(path, str(status), elapsed)
         if status >= 500:
             raise GatewayUnavailable(
                 f"gateway answered HTTP {status} to {path}",
@@ -293,6 +304,10 @@ class GatewayClient:
                 status=status,
             )
         return status, response.content
+
+    def _observe(self, path: str, outcome: str, elapsed_ms: float) -> None:
+        if self._observer is not None:
+            self._observer(path, outcome, elapsed_ms / 1000)
 
     def _unavailable(self, path: str, exc: requests.RequestException) -> GatewayUnavailable:
         reason = exc.args[0] if exc.args else None

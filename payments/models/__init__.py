@@ -1,6 +1,7 @@
 """The payments app's tables, one module per concern."""
 
 from payments.models.dashboard import DashboardSummary
+from payments.models.health import WorkerHeartbeat
 from payments.models.nonces import GatewayNonce
 from payments.models.notifications import Notification, RejectedNotification
 from payments.models.orders import (
@@ -31,4 +32,5 @@ __all__ = (
     "RejectedNotification",
     "ShopEvent",
     "ShopEventAttempt",
+    "WorkerHeartbeat",
 )

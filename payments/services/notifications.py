@@ -116,7 +116,15 @@ def notification_apply_safely(notification: Notification) -> str:
     try:
         return notification_apply(notification=notification).outcome
     except Exception as exc:  # the stored row must survive whatever applying did
-        logger.exception("applying notification %s failed", notification.pk)
+        logger.exception(
+            "applying notification %s failed",
+            notification.pk,
+            extra={
+                "notification_id": notification.pk,
+                "transaction": str(notification.transaction or "") or None,
+                "order_id": str(notification.order_id or "") or None,
+            },
+        )
         return _record_error(notification, exc).outcome
 
 

@@ -150,6 +150,12 @@ def _order_submit(order: Order) -> None:
         )
     except GatewayError as exc:
         reason = _failure_reason(exc)
+        logger.warning(
+            "order %s not created at the gateway: %s",
+            order.id,
+            reason,
+            extra={"order_id": str(order.id), "reference": order.reference},
+        )
         order_transition(order_id=order.id, to=OrderStatus.FAILED, reason=reason[:255])
         Order.objects.filter(pk=order.pk).update(failure_reason=reason)
         if getattr(exc, "may_have_reached_gateway", False):
@@ -171,6 +177,12 @@ def _order_submit(order: Order) -> None:
         if not current:
             raise InvalidTransition(f"order {order.pk} left `created` during its creation")
         order.transaction, order.payment_url = created.transaction, created.payment_url
+        logger.info(
+            "order %s created at the gateway: transaction %s",
+            order.id,
+            created.transaction,
+            extra={"order_id": str(order.id), "transaction": str(created.transaction)},
+        )
         order_transition(
             order_id=order.id,
             to=OrderStatus.AWAITING_PAYMENT,

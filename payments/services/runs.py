@@ -9,6 +9,7 @@ from typing import Any
 from django.utils import timezone
 
 from payments.gateway_factory import gateway_client
+from payments.metrics import sweep_run_counted
 from payments.models import ReconciliationRun
 from payments.services.reconciliation import ledger_reconcile
 from payments.services.sweeps import (
@@ -49,9 +50,13 @@ def reconciliation_run(
         run.error = f"{type(exc).__name__}: {exc}"[:2000]
         run.finished = timezone.now()
         run.save(update_fields=["status", "error", "finished"])
+        if not dry_run:
+            sweep_run_counted(sweep, run.status, {})
         raise
     run.counts = dict(counts)
     run.status = ReconciliationRun.Status.DONE
     run.finished = timezone.now()
     run.save(update_fields=["counts", "status", "finished"])
+    if not dry_run:
+        sweep_run_counted(sweep, run.status, run.counts)
     return run

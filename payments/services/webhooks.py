@@ -38,6 +38,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from payments import money
+from payments.metrics import SHOP_EVENT_DELIVERIES
 from payments.models import Order, ShopEvent, ShopEventAttempt
 from payments.webhooks_signing import (
     EVENT_ID_HEADER,
@@ -325,6 +326,7 @@ def shop_event_deliver(*, event_id: UUID | str) -> DeliveryOutcome:
             )
             pending.update(next_attempt_at=next_at, last_error=reply.summary[:500])
             outcome = DeliveryOutcome("failed", retry_in=(next_at - finished).total_seconds())
+    SHOP_EVENT_DELIVERIES.labels(result=outcome.result).inc()
     log = logger.info if reply.ok else logger.warning
     log(
         "shop event %s (%s) attempt %s: %s",
@@ -332,6 +334,16 @@ def shop_event_deliver(*, event_id: UUID | str) -> DeliveryOutcome:
         event.type,
         event.attempts,
         "delivered" if reply.ok else f"{reply.summary}; {outcome.result}",
+        extra={
+            "event_id": str(event.pk),
+            "event_type": event.type,
+            "order_id": str(event.order_id) if event.order_id else None,
+            "transaction": event.payload.get("order", {}).get("transaction") or None,
+            "attempt": event.attempts,
+            "http_status": reply.http_status,
+            "duration_ms": reply.duration_ms,
+            "result": outcome.result,
+        },
     )
     return outcome
 

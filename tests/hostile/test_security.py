@@ -163,9 +163,11 @@ def admin_urls() -> list[tuple[str, str]]:
 def test_every_admin_url_sends_anonymous_users_and_shop_users_to_the_login_page() -> None:
     urls = admin_urls()
     assert len(urls) > 40  # every registered model's changelist, add, change, delete, history
-    get_user_model().objects.create_user("shop", password="unused-password-123")
+    shop = get_user_model().objects.create_user("shop", password="unused-password-123")
     shop_user = Client()
-    shop_user.login(username="shop", password="unused-password-123")  # not staff
+    # Logged in, not staff. force_login: Client.login() gives authenticate() no request,
+    # which django-axes refuses (it counts failures per request).
+    shop_user.force_login(shop)
 
     for client in (Client(), shop_user):
         for name, url in [*urls, ("catch-all", "/admin/no/such/page/")]:

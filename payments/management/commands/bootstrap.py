@@ -39,7 +39,8 @@ def ensure_dev_env(path: Path) -> dict[str, str]:
     """Generate, once, the development secrets the environment does not give."""
     existing = _read_env_file(path)
     generators = {
-        "DJANGO_SECRET_KEY": get_random_secret_key,
+        # Marked as made for development: the deploy checks refuse it in production.
+        "DJANGO_SECRET_KEY": lambda: settings.DEV_KEY_PREFIX + get_random_secret_key(),
         "GATEWAY_API_KEY": lambda: str(uuid.uuid4()),
         "GATEWAY_API_SECRET": lambda: base64.b64encode(secrets.token_bytes(64)).decode(),
     }
