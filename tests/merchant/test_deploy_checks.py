@@ -129,3 +129,19 @@ def test_a_development_var_dev_env_is_not_read_in_production(tmp_path: Path) -> 
 
     assert result.returncode != 0
     assert "payments.E001" in result.stderr
+
+
+def test_secrets_may_come_from_files(tmp_path: Path) -> None:
+    """`NAME_FILE=/path`: the file's content is the value (secrets mounted by a manager)."""
+    (tmp_path / "key").write_text(SECRET_KEY)
+    (tmp_path / "gateway").write_text(GOOD["GATEWAY_API_SECRET"])
+    env = production_env(
+        tmp_path,
+        DJANGO_SECRET_KEY="",
+        DJANGO_SECRET_KEY_FILE=str(tmp_path / "key"),
+        GATEWAY_API_SECRET="",
+        GATEWAY_API_SECRET_FILE=str(tmp_path / "gateway"),
+    )
+    result = check_deploy(env)
+
+    assert result.returncode == 0, result.stderr
