@@ -374,7 +374,7 @@ DJANGO_GUID = {
 }
 # /metrics (Prometheus) answers a `Authorization: Bearer METRICS_TOKEN` request or one from
 # METRICS_ALLOWED_IPS (addresses or networks, as REMOTE_ADDR shows them); off (404) when
-# neither is set. Bad entries are refused by check merchant.E101.
+# neither is set. Bad entries are refused by check payments.E301.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=[])
 # Counters of the web and Celery processes of one machine add up through files in this
