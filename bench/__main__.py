@@ -20,6 +20,7 @@ from typing import Any
 # name -> module; imported only when run (the load generator's processes import this file).
 BENCHMARKS = {
     "orders_cpu": "bench.orders_cpu",
+    "orders_concurrency": "bench.orders_concurrency",
     "ipn_throughput": "bench.ipn_throughput",
     "reconcile_scale": "bench.reconcile_scale",
     "admin_scale": "bench.admin_scale",

@@ -22,8 +22,10 @@ from urllib.parse import urlsplit
 import environ
 from django.core.management.utils import get_random_secret_key
 from django_guid.integrations import CeleryIntegration
+from kombu import Exchange, Queue
 
 from merchant import logs as _logs
+from merchant import queues as _queues
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -121,11 +123,26 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
-    # A request waiting on a locked row gives up (and an IPN is answered 503, so the
-    # gateway retries) well before gunicorn's 60 s timeout kills the worker.
-    lock_timeout_ms = env.int("DATABASE_LOCK_TIMEOUT_MS", default=10_000)
     DATABASES["default"].setdefault("OPTIONS", {})
-    DATABASES["default"]["OPTIONS"].setdefault("options", f"-c lock_timeout={lock_timeout_ms}")
+
+# --- PostgreSQL: lock timeout, and a pooler in front (merchant.pooling) -----------
+# A request waiting on a locked row gives up (and an IPN is answered 503, so the
+# gateway retries) well before gunicorn's 60 s timeout kills the worker.
+DATABASE_LOCK_TIMEOUT_MS = env.int("DATABASE_LOCK_TIMEOUT_MS", default=10_000)
+# "transaction": DATABASE_URL is a pooler in transaction mode (PgBouncer), which lends a
+# server connection per transaction: no session state at all (docs/deploy.md, PgBouncer).
+DATABASE_POOLER = env.str("DATABASE_POOLER", default="")
+if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
+    if DATABASE_POOLER == "transaction":
+        # SET LOCAL in every transaction instead of the startup option; a named cursor
+        # WITH HOLD would outlive the transaction on a server connection lent to others.
+        # (Django already leaves psycopg's prepared statements off: prepare_threshold None.)
+        DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    else:
+        # Direct: set for the whole session, so every statement has it, at no cost.
+        DATABASES["default"]["OPTIONS"].setdefault(
+            "options", f"-c lock_timeout={DATABASE_LOCK_TIMEOUT_MS}"
+        )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -196,6 +213,27 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
 
+# --- Celery queues, countdowns and time limits (docs/deploy.md "Queues and workers") ---
+# Queues by purpose (merchant.queues); a worker without -Q consumes them all.
+CELERY_TASK_QUEUES = [Queue(name, Exchange(name), routing_key=name) for name in _queues.ALL]
+CELERY_TASK_DEFAULT_QUEUE = _queues.DEFAULT
+CELERY_TASK_ROUTES = (_queues.route_task,)
+# A retry due later than this is not held by the broker as a countdown: it stays in the
+# database (next_attempt_at) and a beat sweep enqueues it when due. RabbitMQ closes the
+# channel of a consumer holding an unacknowledged message past its consumer_timeout
+# (30 min) and Redis redelivers one past its visibility timeout (1 h).
+CELERY_MAX_COUNTDOWN_SECONDS = env.float("CELERY_MAX_COUNTDOWN_SECONDS", default=300.0)
+# Any task without limits of its own (payments.tasks and sandbox.tasks set theirs) is
+# interrupted (SoftTimeLimitExceeded) after the first and its process killed after the second.
+CELERY_TASK_SOFT_TIME_LIMIT = 300
+CELERY_TASK_TIME_LIMIT = 360
+
+# --- Celery beat: one scheduler among many (merchant.beat) ----------------------
+# Beat may run on every node: only the holder of a lease in the database sends tasks.
+# A holder that dies or hangs is replaced within this many seconds (plus a third).
+CELERY_BEAT_SCHEDULER = "merchant.beat:LeaseScheduler"
+BEAT_LEASE_SECONDS = env.float("BEAT_LEASE_SECONDS", default=30.0)
+
 # --- The gateway and the sandbox ------------------------------------------
 SANDBOX_ENABLED = env.bool("SANDBOX_ENABLED", default=DEBUG)
 GATEWAY_API_URL = env.str("GATEWAY_API_URL", default=f"{PUBLIC_BASE_URL}/sandbox/api/")
@@ -214,6 +252,15 @@ GATEWAY_USER_AGENT = env.str(
 GATEWAY_NONCE_RETRIES = env.int("GATEWAY_NONCE_RETRIES", default=12)
 # The gateway caches public methods for 10 s and drops clients that poll faster.
 GATEWAY_PUBLIC_CACHE_SECONDS = env.int("GATEWAY_PUBLIC_CACHE_SECONDS", default=10)
+
+# --- Gateway calls per API key, one at a time (payments.nonces.nonce_call_lock) -------
+# Every process holds the key's lock from taking a nonce until the gateway's reply, so
+# calls never overtake each other's nonce; a caller waits at most this long for it (then
+# 503 gateway_unavailable, nothing sent). 0 turns the lock off (the stale-nonce retries
+# then sort it out). The default outlasts one call that waits out both timeouts.
+GATEWAY_CALL_LOCK_SECONDS = env.float(
+    "GATEWAY_CALL_LOCK_SECONDS", default=GATEWAY_CONNECT_TIMEOUT + GATEWAY_READ_TIMEOUT + 2
+)
 
 # --- Orders -------------------------------------------------------------------
 # Seconds an order waits for payment before it expires.

@@ -16,6 +16,8 @@ from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
+from merchant.pooling import POOLERS, TRANSACTION
+
 Found = Iterator[checks.CheckMessage]
 LOCAL_CACHES = (
     "django.core.cache.backends.locmem.LocMemCache",
@@ -155,6 +157,35 @@ def _lockout_behind_proxy() -> Found:
         )
 
 
+def _pooler() -> Found:
+    """DATABASE_POOLER=transaction: nothing may hold state in a session (merchant.pooling)."""
+    pooler, db = settings.DATABASE_POOLER, settings.DATABASES["default"]
+    if pooler not in POOLERS:
+        yield _error(
+            "E120",
+            f"DATABASE_POOLER ({pooler}) is not a pool mode this service knows.",
+            "Set DATABASE_POOLER=transaction behind PgBouncer's pool_mode=transaction (or a "
+            "managed pooler in transaction mode); unset it for a direct connection.",
+        )
+    if pooler != TRANSACTION:
+        return
+    options = db.get("OPTIONS", {})
+    held = [name for name in ("options", "assume_role") if options.get(name)]
+    if options.get("prepare_threshold") is not None:
+        held.append("prepare_threshold")
+    if not db.get("DISABLE_SERVER_SIDE_CURSORS"):
+        held.append("DISABLE_SERVER_SIDE_CURSORS off")
+    if db["ENGINE"] != "django.db.backends.postgresql" or held:
+        yield _error(
+            "E121",
+            "DATABASE_POOLER=transaction, but the database settings need a session of their "
+            f"own ({', '.join(held) or db['ENGINE']}): startup options are refused, SET ROLE "
+            "and prepared statements stay on a server connection the pooler lends to others.",
+            "Take options=, assume_role= and prepare_threshold= out of DATABASE_URL and point "
+            "it at PostgreSQL through the pooler (docs/deploy.md, PgBouncer).",
+        )
+
+
 CHECKS: tuple[Callable[[], Found], ...] = (
     _modes,
     _one_machine,
@@ -162,6 +193,7 @@ CHECKS: tuple[Callable[[], Found], ...] = (
     _urls,
     _secrets,
     _lockout_behind_proxy,
+    _pooler,
 )
 
 

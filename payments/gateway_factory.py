@@ -10,7 +10,7 @@ from django.core.cache import caches
 from payments import metrics
 from payments.gateway.client import GatewayClient, GatewayConfig
 from payments.gateway.sessions import thread_session
-from payments.nonces import nonce_next
+from payments.nonces import nonce_call_lock, nonce_next
 
 
 def gateway_config() -> GatewayConfig:
@@ -32,10 +32,14 @@ def gateway_client() -> GatewayClient:
     Use it in the thread that asked for it; closing it leaves the session open.
     """
     config = gateway_config()
+    lock_seconds = settings.GATEWAY_CALL_LOCK_SECONDS
     return GatewayClient(
         config,
         nonce_source=partial(nonce_next, api_key=config.api_key),
         cache=caches["default"],
         session=thread_session(config.api_url),
         observer=metrics.gateway_call_observed,
+        call_lock=partial(nonce_call_lock, api_key=config.api_key, timeout=lock_seconds)
+        if lock_seconds > 0
+        else None,
     )

@@ -14,6 +14,7 @@ from typing import Any
 from celery import shared_task
 from django.db import DatabaseError
 
+from merchant.queues import broker_may_hold
 from payments.gateway.errors import GatewayUnavailable
 from payments.services import webhooks
 from payments.services.dashboard import dashboard_summary_refresh
@@ -22,31 +23,51 @@ from payments.services.runs import reconciliation_run
 # --- Shop webhooks ------------------------------------------------------------
 #
 # Design: the first attempt is enqueued after the commit that recorded the
-# event; a failed attempt re-enqueues the same task with `self.retry(countdown=
-# seconds until next_attempt_at)`, so retries follow the backoff without
-# polling. The database, not the broker, is the truth: every event keeps
-# next_attempt_at, and `redeliver_shop_events` (beat, every 60 s) re-enqueues
-# events overdue by more than a minute, which covers a lost first enqueue
-# (broker down), a retry lost with a worker, and a retry whose publish failed.
-# A duplicate task is harmless: the attempt's conditional UPDATE (claim) lets
-# one through and skips an event that is delivered, given up or not due, so
-# acks_late is safe. (With Redis, a countdown longer than the visibility
-# timeout may be delivered twice; the claim makes that a no-op too.)
+# event. A failed attempt whose next one is due within
+# CELERY_MAX_COUNTDOWN_SECONDS re-enqueues the same task with `self.retry(
+# countdown=...)`; a later one is only kept in the database (next_attempt_at),
+# never held by the broker, which would keep an unacknowledged message past
+# RabbitMQ's consumer timeout or Redis's visibility timeout. The database, not
+# the broker, is the truth: `redeliver_shop_events` (beat, every 60 s)
+# enqueues events overdue by more than a minute, which covers those long
+# retries, a lost first enqueue (broker down), a retry lost with a worker, a
+# retry whose publish failed and an attempt killed at its time limit. A
+# duplicate task is harmless: the attempt's conditional UPDATE (claim) lets one
+# through and skips an event that is delivered, given up or not due, so
+# acks_late is safe.
+
+_ATTEMPT_SOFT_LIMIT, _ATTEMPT_HARD_LIMIT = webhooks.attempt_time_limits()
+# A sweep's chunk (at most 100 rows, then a publish each) takes well under a second.
+_SWEEP_SOFT_LIMIT, _SWEEP_HARD_LIMIT = 60, 90
 
 
-@shared_task(bind=True, acks_late=True, max_retries=None, ignore_result=True)
+@shared_task(
+    bind=True,
+    acks_late=True,
+    max_retries=None,
+    ignore_result=True,
+    soft_time_limit=_ATTEMPT_SOFT_LIMIT,
+    time_limit=_ATTEMPT_HARD_LIMIT,
+)
 def deliver_shop_event(self: Any, event_id: str) -> str:
     """One delivery attempt of a shop event; on failure, again when the backoff says."""
     outcome = webhooks.shop_event_deliver(event_id=event_id)
-    if outcome.retry_in is not None:
+    if outcome.retry_in is not None and broker_may_hold(outcome.retry_in):
         raise self.retry(countdown=max(outcome.retry_in, 0.0))
-    return outcome.result
+    return outcome.result  # a later retry waits in the database for the sweep
 
 
-@shared_task(acks_late=True, ignore_result=True)
-def redeliver_shop_events() -> int:
-    """Sweep: enqueue undelivered shop events whose next attempt is overdue."""
-    return len(webhooks.shop_events_redeliver_due())
+@shared_task(
+    acks_late=True,
+    ignore_result=True,
+    soft_time_limit=_SWEEP_SOFT_LIMIT,
+    time_limit=_SWEEP_HARD_LIMIT,
+)
+def redeliver_shop_events(grace_seconds: float | None = None) -> int:
+    """Sweep: enqueue undelivered shop events overdue by the grace (0: all those due now)."""
+    if grace_seconds is None:
+        return len(webhooks.shop_events_redeliver_due())
+    return len(webhooks.shop_events_redeliver_due(grace_seconds=grace_seconds))
 
 
 # --- Reconciliation sweeps ------------------------------------------------------
@@ -54,7 +75,10 @@ def redeliver_shop_events() -> int:
 # Beat runs each sweep on the schedule of PAYMENTS_SWEEP_SECONDS; `run_sweep`
 # can also be called on demand. Sweeps claim their rows chunk by chunk with
 # SKIP LOCKED, so the same sweep on several workers at once, or one redelivered
-# after its worker died (acks_late), does no row twice.
+# after its worker died (acks_late), does no row twice. A run stopped at its time
+# limit (a ledger sweep behind a gateway that answers slowly, a huge backlog)
+# keeps every chunk it committed; the next run carries on. Its retries stay
+# short countdowns: beat runs the sweep again anyway.
 
 
 @shared_task(
@@ -62,9 +86,11 @@ def redeliver_shop_events() -> int:
     ignore_result=True,
     autoretry_for=(DatabaseError, GatewayUnavailable),
     retry_backoff=5,
-    retry_backoff_max=600,
+    retry_backoff_max=60,
     retry_jitter=True,
     max_retries=5,
+    soft_time_limit=600,
+    time_limit=660,
 )
 def run_sweep(sweep: str, chunk_size: int | None = None) -> dict[str, int]:
     """Run one sweep by name (apply_pending, expire, stuck, ledger) and record it."""

@@ -16,6 +16,7 @@ from typing import Literal, TypeVar
 from urllib.parse import urlencode
 
 import requests
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Sum
@@ -477,6 +478,16 @@ def _timeout() -> float:
     return float(getattr(settings, "SANDBOX_IPN_TIMEOUT", 10.0))
 
 
+def attempt_time_limits() -> tuple[float, float]:
+    """The (soft, hard) time limits of one delivery attempt's task, in seconds.
+
+    The POST's connect and read timeouts and room for the database; a receiver
+    that trickles its answer never lets a read time out, the limits end it.
+    """
+    soft = 2 * _timeout() + 15
+    return soft, soft + 15
+
+
 @dataclass(frozen=True)
 class AttemptOutcome:
     """What ipn_delivery_attempt did: `retry_in` seconds when the IPN must be re-sent."""
@@ -522,6 +533,8 @@ def _post(delivery: IpnDelivery) -> _Reply:
             return _Reply(http_status=response.status_code, reply=received)
     except requests.RequestException as exc:
         return _Reply(error=f"{type(exc).__name__}: {exc}"[:500])
+    except SoftTimeLimitExceeded:
+        return _Reply(error="no complete answer within the task's time limit")
 
 
 def ipn_delivery_attempt(*, delivery_id: int) -> AttemptOutcome:
@@ -541,7 +554,9 @@ def ipn_delivery_attempt(*, delivery_id: int) -> AttemptOutcome:
         next_attempt_at__lte=started + timedelta(seconds=EARLY_TOLERANCE_SECONDS),
     ).update(
         attempts=F("attempts") + 1,
-        next_attempt_at=started + timedelta(seconds=retry + _timeout()),
+        # A lease past the task's hard time limit: an attempt killed there is
+        # claimed again only once it cannot be running any more.
+        next_attempt_at=started + timedelta(seconds=retry + attempt_time_limits()[1]),
     )
     if claimed != 1:
         return AttemptOutcome("skipped")

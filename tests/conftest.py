@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from celery import Celery
 from django.conf import settings
 from django.db import connection
 
@@ -47,6 +48,20 @@ def is_postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
+def celery_app_on(broker_url: str | None) -> Celery:
+    """The service's Celery app, or one configured like it on another broker (its routes too)."""
+    from merchant.celery import app
+
+    if broker_url is None:
+        return app
+    other = Celery("merchant", set_as_current=False)
+    other.config_from_object("django.conf:settings", namespace="CELERY")
+    # The read and write URLs: the environment's CELERY_BROKER_URL overrides broker_url.
+    other.conf.broker_read_url = other.conf.broker_write_url = broker_url
+    other.conf.broker_transport_options = {}
+    return other
+
+
 class WorkerProcess:
     """A real `celery worker` subprocess, started and stopped by the tests."""
 
@@ -73,8 +88,6 @@ class WorkerProcess:
         return children
 
     def start(self, timeout: float = 60.0) -> None:
-        from merchant.celery import app
-
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [
@@ -101,10 +114,12 @@ class WorkerProcess:
             stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
+        # Asked over the worker's own broker (a test may give it one of its own).
+        control = celery_app_on(self.extra_env.get("CELERY_BROKER_URL")).control
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"worker exited early; see {self.log_path}")
-            replies = app.control.ping(timeout=0.5) or []
+            replies = control.ping(timeout=0.5) or []
             if any(name.startswith(f"{self.name}@") for reply in replies for name in reply):
                 return
         self.stop()

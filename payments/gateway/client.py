@@ -1,9 +1,11 @@
 """The client of the gateway's HTTP API v1: sign, send once, parse, raise.
 
 It knows nothing of Django: the configuration, the nonce source (a callable
-returning an int that always increases for the key) and the cache (anything
-with Django-cache-like `get(key)` and `set(key, value, timeout)`) are handed
-in. `payments.gateway_factory.gateway_client()` builds one from settings.
+returning an int that always increases for the key), the cache (anything
+with Django-cache-like `get(key)` and `set(key, value, timeout)`) and the call
+lock (a callable returning a context manager that is held from taking a nonce
+until the reply, so that the key's calls reach the gateway in nonce order) are
+handed in. `payments.gateway_factory.gateway_client()` builds one from settings.
 
 Every call is one POST of form-encoded bytes that are built once, signed and
 sent as they are. Nothing is retried, except a private call the gateway
@@ -19,6 +21,7 @@ import random
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -63,6 +66,8 @@ class Cache(Protocol):
 
 
 NonceSource = Callable[[], int]
+# Held from taking a nonce until the reply, by every process calling with the key.
+CallLock = Callable[[], AbstractContextManager[object]]
 # Told of every HTTP call: (method path, HTTP status or "timeout"/"error", seconds).
 CallObserver = Callable[[str, str, float], None]
 
@@ -104,6 +109,8 @@ class GatewayClient:
     payments.gateway.sessions) and is left open by close(); without one the
     client makes its own and closes it. `observer`, when given, is told of every
     HTTP call and its outcome (the service counts them: payments.metrics).
+    `call_lock`, when given, is held around each private call's nonce and request:
+    calls with one key then never overtake each other's nonce (payments.nonces).
     """
 
     def __init__(
@@ -114,9 +121,11 @@ class GatewayClient:
         cache: Cache,
         session: requests.Session | None = None,
         observer: CallObserver | None = None,
+        call_lock: CallLock | None = None,
     ) -> None:
         self.config = config
         self._observer = observer
+        self._call_lock: CallLock = call_lock or nullcontext
         self._nonce_source = nonce_source
         self._cache = cache
         self._owns_session = session is None
@@ -237,16 +246,18 @@ class GatewayClient:
     def _call_private(self, path: str, params: Params) -> Any:
         attempt = 0
         while True:
-            body = urllib.parse.urlencode([("nonce", str(self._next_nonce())), *params])
-            raw = body.encode("ascii")  # urlencode output is ASCII; these bytes are signed and sent
-            signature = sign(raw, self.config.api_secret)
-            headers = {"Rest-Key": self.config.api_key, "Rest-Sign": signature}
-            try:
-                return parsing.decode_reply(*self._post(path, raw, headers))
-            except GatewayRejected as exc:
-                if attempt >= self.config.nonce_retries or not _is_stale_nonce(exc):
-                    raise
-            # Another process's call overtook ours: the gateway did nothing, try a newer nonce.
+            with self._call_lock():
+                body = urllib.parse.urlencode([("nonce", str(self._next_nonce())), *params])
+                raw = body.encode("ascii")  # urlencode output is ASCII: signed and sent as is
+                signature = sign(raw, self.config.api_secret)
+                headers = {"Rest-Key": self.config.api_key, "Rest-Sign": signature}
+                try:
+                    return parsing.decode_reply(*self._post(path, raw, headers))
+                except GatewayRejected as exc:
+                    if attempt >= self.config.nonce_retries or not _is_stale_nonce(exc):
+                        raise
+            # Another call overtook ours (one without the lock: another service on the key, or
+            # the lock off): the gateway did nothing, try a newer nonce.
             logger.info("gateway %s: stale nonce, re-signing (retry %d)", path, attempt + 1)
             time.sleep(_retry_delay(attempt))
             attempt += 1

@@ -1,5 +1,6 @@
 """The payments app's tables, one module per concern."""
 
+from payments.models.beat import BeatLease
 from payments.models.dashboard import DashboardSummary
 from payments.models.health import WorkerHeartbeat
 from payments.models.nonces import GatewayNonce
@@ -17,6 +18,7 @@ from payments.models.resolutions import OrderResolution
 from payments.models.webhooks import ShopEvent, ShopEventAttempt
 
 __all__ = (
+    "BeatLease",
     "DashboardSummary",
     "FlagReview",
     "GatewayNonce",

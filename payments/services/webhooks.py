@@ -32,6 +32,7 @@ from typing import Any, Literal
 from uuid import UUID, uuid4
 
 import requests
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
@@ -62,6 +63,7 @@ SWEEP_GRACE_SECONDS = 60.0
 SWEEP_CHUNK = 100
 REPLY_EXCERPT = 200
 _REPLY_READ_LIMIT = 4096
+_TOO_SLOW = "no complete answer within the task's time limit"
 # Publishing to a broker that is down must not hold up the request that made
 # the change (e.g. the IPN answer): two quick tries, then the sweep's turn.
 _ENQUEUE_RETRY_POLICY = {
@@ -81,9 +83,25 @@ def _retry_window() -> timedelta:
     return timedelta(hours=float(getattr(settings, "SHOP_WEBHOOK_RETRY_HOURS", 24.0)))
 
 
-def _lease(timeout: float) -> timedelta:
-    """How long an attempt in progress keeps others off: longer than any POST can take."""
-    return timedelta(seconds=2 * timeout + 60)
+def attempt_time_limits() -> tuple[float, float]:
+    """The (soft, hard) time limits of one attempt's task, in seconds.
+
+    A POST waits at most the timeout to connect and the timeout for each read,
+    but a shop that trickles its answer a byte at a time never lets a read
+    time out: the soft limit ends that attempt (recorded as failed, retried
+    with the backoff) and the hard one kills whatever still hangs.
+    """
+    soft = 2 * _timeout() + 15
+    return soft, soft + 15
+
+
+def _lease() -> timedelta:
+    """How long an attempt in progress keeps others off: past its task's hard time limit.
+
+    An attempt killed at its limit is claimed again only once it cannot be
+    running any more (by the sweep, which waits for the lease to run out).
+    """
+    return timedelta(seconds=attempt_time_limits()[1] + 30)
 
 
 def backoff_seconds(attempt: int, *, rng: random.Random | None = None) -> float:
@@ -262,6 +280,8 @@ def _post(event: ShopEvent, url: str, secret: str, timeout: float) -> _Reply:
         )
     except requests.RequestException as exc:
         return _Reply(error=_describe(exc, timeout), duration_ms=elapsed())
+    except SoftTimeLimitExceeded:
+        return _Reply(error=_TOO_SLOW, duration_ms=elapsed())
     with response:
         received = b""
         try:
@@ -271,6 +291,8 @@ def _post(event: ShopEvent, url: str, secret: str, timeout: float) -> _Reply:
                     break
         except requests.RequestException as exc:  # the status line came; the rest did not
             return _Reply(response.status_code, received, _describe(exc, timeout), elapsed())
+        except SoftTimeLimitExceeded:
+            return _Reply(response.status_code, received, _TOO_SLOW, elapsed())
         return _Reply(http_status=response.status_code, reply=received, duration_ms=elapsed())
 
 
@@ -290,7 +312,7 @@ def shop_event_deliver(*, event_id: UUID | str) -> DeliveryOutcome:
         delivered_at__isnull=True,
         given_up_at__isnull=True,
         next_attempt_at__lte=started + timedelta(seconds=EARLY_TOLERANCE_SECONDS),
-    ).update(attempts=F("attempts") + 1, next_attempt_at=started + _lease(timeout))
+    ).update(attempts=F("attempts") + 1, next_attempt_at=started + _lease())
     if claimed != 1:
         return DeliveryOutcome("skipped")
     event = ShopEvent.objects.get(pk=event_id)

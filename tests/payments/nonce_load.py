@@ -11,10 +11,11 @@ line printed is `SUMMARY <json>`: successes, failures by exception class and
 token, the transactions, every nonce handed out, and how many calls the client
 re-signed after a stale nonce.
 
-The nonce source is the real one (`payments.nonces.nonce_next`, through the
-factory); it is only wrapped to record the values it hands out, and to bound
-the process's database connections as a server of the service bounds them
-(at most --db-connections threads hold one, each only while it draws).
+The nonce source and the call lock are the real ones (`payments.nonces`,
+through the factory); the source is only wrapped to record the values it hands
+out, and the lock to bound the process's database connections as a server of
+the service bounds them (at most --db-connections threads hold one, each only
+while it holds the lock: from its nonce to the gateway's reply).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 READY = "READY"
@@ -69,27 +72,35 @@ def run(process: int, threads: int, db_connections: int) -> dict[str, Any]:
     handed_out: list[int] = []
     per_thread: Counter[int] = Counter()
     real_nonce_next = gateway_factory.nonce_next
+    real_call_lock = gateway_factory.nonce_call_lock
     # The harness's threads (50 per process) stand for 50 concurrent requests, but a real
     # deployment bounds its database connections by its thread count (gunicorn: workers x
-    # threads, one connection each). So a thread holds a connection only while it draws a
-    # nonce and closes it right after (Django's connections are per thread: otherwise each
-    # would stay open through the thread's HTTP calls, 100 for the whole load), and at most
-    # `db_connections` threads draw at once (otherwise the release, or a burst of retries,
-    # opens one per thread again). Either would exhaust PostgreSQL's max_connections=100.
+    # threads, one connection each). So a thread holds a connection only while it holds the
+    # key's call lock (its nonce is drawn under it) and closes it right after (Django's
+    # connections are per thread: otherwise each would stay open, 100 for the whole load),
+    # and at most `db_connections` threads do at once (otherwise the release, or a burst of
+    # retries, opens one per thread again). Either would exhaust PostgreSQL's
+    # max_connections=100.
     drawing = threading.BoundedSemaphore(db_connections)
 
     def recording_nonce_next(*, api_key: str) -> int:
-        with drawing:
-            try:
-                value = real_nonce_next(api_key=api_key)
-            finally:
-                connection.close()  # this thread's own connection
+        value = real_nonce_next(api_key=api_key)
         with lock:
             handed_out.append(value)
             per_thread[threading.get_ident()] += 1
         return value
 
+    @contextmanager
+    def bounded_call_lock(*, api_key: str, timeout: float) -> Iterator[None]:
+        with drawing:
+            try:
+                with real_call_lock(api_key=api_key, timeout=timeout):
+                    yield
+            finally:
+                connection.close()  # this thread's own connection
+
     gateway_factory.nonce_next = recording_nonce_next
+    gateway_factory.nonce_call_lock = bounded_call_lock
 
     barrier = threading.Barrier(threads + 1)
     transactions: list[str] = []

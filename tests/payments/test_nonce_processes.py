@@ -4,9 +4,11 @@ Two real processes of the service (tests/payments/nonce_load.py) share the
 test database, hence the nonce counter (payments.nonces), and one API key.
 In each, 50 threads, each with its own client from gateway_client(), are
 released together (a barrier in each process, and one go-signal for both)
-and create one order each at the sandbox gateway, over real HTTP. Requests
-overtake one another on the way, so the gateway refuses some nonces as
-stale; the client re-signs those, and no nonce failure may reach the caller.
+and create one order each at the sandbox gateway, over real HTTP. Each call
+holds the key's call lock (payments.nonces.nonce_call_lock) from its nonce to
+the reply, so no request overtakes another's nonce: the gateway refuses none
+as stale (without the lock some 40 % were, and the client re-signed them), and
+no nonce failure may reach the caller.
 
 The sandbox runs as production runs the service (Procfile): a gunicorn
 process of its own, gthread workers, on the same test database. Its
@@ -354,6 +356,8 @@ def test_two_processes_of_fifty_concurrent_order_creations_never_see_a_nonce_fai
     assert sorted(stored.values_list("data", flat=True)) == sorted(
         f"p{p}-t{t}" for p in range(PROCESSES) for t in range(THREADS)
     )
+    # The call lock queues the key's calls in nonce order: not one refused as stale.
+    assert retries == 0
     # One nonce per attempt (first tries and re-signed ones), never the same one twice.
     assert len(nonces) == PROCESSES * THREADS + retries
     assert len(set(nonces)) == len(nonces)

@@ -152,13 +152,39 @@ def test_an_unreachable_receiver_is_a_recorded_failure(
 
 
 @pytest.mark.django_db
-def test_a_failure_is_retried_after_the_configured_interval(
+def test_a_short_retry_waits_in_the_broker_as_a_countdown(
     account: SandboxAccount,
     ipn_receiver: Callable[..., Receiver],
     settings: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    settings.SANDBOX_IPN_RETRY_SECONDS = 1800
+    settings.SANDBOX_IPN_RETRY_SECONDS = 60
+    settings.CELERY_MAX_COUNTDOWN_SECONDS = 60
+    delivery = paid_delivery(account, ipn_receiver(FAIL).url)
+    retries: list[dict[str, Any]] = []
+
+    class Retried(Exception):
+        pass
+
+    def fake_retry(**kwargs: Any) -> Retried:
+        retries.append(kwargs)
+        return Retried()
+
+    monkeypatch.setattr(tasks.deliver_ipn, "retry", fake_retry)
+    with pytest.raises(Retried):
+        tasks.deliver_ipn(delivery.pk)
+    assert retries == [{"countdown": 60}]
+
+
+@pytest.mark.django_db
+def test_a_long_retry_is_kept_in_the_database_not_in_the_broker(
+    account: SandboxAccount,
+    ipn_receiver: Callable[..., Receiver],
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings.SANDBOX_IPN_RETRY_SECONDS = 1800  # the gateway's 30 minutes
+    settings.CELERY_MAX_COUNTDOWN_SECONDS = 300
     receiver = ipn_receiver(FAIL)
     delivery = paid_delivery(account, receiver.url)
     retries: list[dict[str, Any]] = []
@@ -173,17 +199,25 @@ def test_a_failure_is_retried_after_the_configured_interval(
     monkeypatch.setattr(tasks.deliver_ipn, "retry", fake_retry)
     before = timezone.now()
 
-    with pytest.raises(Retried):
-        tasks.deliver_ipn(delivery.pk)
+    assert tasks.deliver_ipn(delivery.pk) == "failed"
 
-    assert retries == [{"countdown": 1800}]
+    assert retries == []  # nothing held by the broker for 30 minutes
     delivery.refresh_from_db()
-    # The schedule is in the database too, for the sweep.
+    # The schedule is in the database, for the sweep.
     assert delivery.next_attempt_at is not None
     assert delivery.next_attempt_at >= before + timedelta(seconds=1800)
-    # Not due yet: a duplicate task does nothing.
+    # Not due yet: a duplicate task does nothing, and the sweep does not take it.
     assert services.ipn_delivery_attempt(delivery_id=delivery.pk).result == "skipped"
-    assert len(receiver.received) == 1
+    assert services.ipn_redeliver_due(grace_seconds=0) == []
+    # Once due, the sweep enqueues it and the attempt is made.
+    IpnDelivery.objects.filter(pk=delivery.pk).update(
+        next_attempt_at=timezone.now() - timedelta(seconds=1)
+    )
+    enqueued: list[int] = []
+    monkeypatch.setattr(services, "_enqueue", enqueued.append)
+    assert services.ipn_redeliver_due(grace_seconds=0) == [delivery.pk] == enqueued
+    assert tasks.deliver_ipn(delivery.pk) == "failed"
+    assert len(receiver.received) == 2
 
 
 @pytest.mark.django_db
