@@ -151,6 +151,22 @@ def test_an_unreachable_receiver_is_a_recorded_failure(
     assert attempt.http_status is None and attempt.error
 
 
+class Retried(Exception):
+    """What the captured `deliver_ipn.retry` raises (Celery's own would re-enqueue)."""
+
+
+def capture_retries(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """`deliver_ipn.retry`'s arguments, one dict per retry asked for; it raises Retried."""
+    retries: list[dict[str, Any]] = []
+
+    def fake_retry(**kwargs: Any) -> Retried:
+        retries.append(kwargs)
+        return Retried()
+
+    monkeypatch.setattr(tasks.deliver_ipn, "retry", fake_retry)
+    return retries
+
+
 @pytest.mark.django_db
 def test_a_short_retry_waits_in_the_broker_as_a_countdown(
     account: SandboxAccount,
@@ -161,16 +177,7 @@ def test_a_short_retry_waits_in_the_broker_as_a_countdown(
     settings.SANDBOX_IPN_RETRY_SECONDS = 60
     settings.CELERY_MAX_COUNTDOWN_SECONDS = 60
     delivery = paid_delivery(account, ipn_receiver(FAIL).url)
-    retries: list[dict[str, Any]] = []
-
-    class Retried(Exception):
-        pass
-
-    def fake_retry(**kwargs: Any) -> Retried:
-        retries.append(kwargs)
-        return Retried()
-
-    monkeypatch.setattr(tasks.deliver_ipn, "retry", fake_retry)
+    retries = capture_retries(monkeypatch)
     with pytest.raises(Retried):
         tasks.deliver_ipn(delivery.pk)
     assert retries == [{"countdown": 60}]
@@ -187,16 +194,7 @@ def test_a_long_retry_is_kept_in_the_database_not_in_the_broker(
     settings.CELERY_MAX_COUNTDOWN_SECONDS = 300
     receiver = ipn_receiver(FAIL)
     delivery = paid_delivery(account, receiver.url)
-    retries: list[dict[str, Any]] = []
-
-    class Retried(Exception):
-        pass
-
-    def fake_retry(**kwargs: Any) -> Retried:
-        retries.append(kwargs)
-        return Retried()
-
-    monkeypatch.setattr(tasks.deliver_ipn, "retry", fake_retry)
+    retries = capture_retries(monkeypatch)
     before = timezone.now()
 
     assert tasks.deliver_ipn(delivery.pk) == "failed"
