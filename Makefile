@@ -7,13 +7,15 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
-export HOST PORT
+# `make run` serves the sandbox gateway from a process of its own, on this port.
+SANDBOX_PORT ?= $(shell expr $(PORT) + 1)
+export HOST PORT SANDBOX_PORT
 
 .PHONY: run serve test lint bench install clean help browser
 .DEFAULT_GOAL := help
 
 help:
-	@echo "make run    development: web server, Celery worker and beat on embedded defaults (http://$(HOST):$(PORT))"
+	@echo "make run    development: web server, Celery worker, beat and the sandbox gateway on embedded defaults (http://$(HOST):$(PORT))"
 	@echo "make serve  production: deploy checks, migrate, collectstatic, then web, worker and beat (docs/deploy.md)"
 	@echo "make test   run the test suite (embedded defaults, or DATABASE_URL / CELERY_BROKER_URL)"
 	@echo "make lint   ruff check, ruff format --check, mypy"
@@ -38,6 +40,7 @@ install: $(VENV)/.run-deps
 # Development mode is switched on here, explicitly: production is the default.
 run: export DJANGO_DEBUG := 1
 run: export PUBLIC_BASE_URL ?= http://$(HOST):$(PORT)
+run: export SANDBOX_URL ?= http://$(HOST):$(SANDBOX_PORT)
 run: export WEB_CONCURRENCY ?= 2
 run: $(VENV)/.run-deps
 	$(BIN)/python manage.py bootstrap
@@ -46,8 +49,8 @@ run: $(VENV)/.run-deps
 	@echo "  Admin          $(PUBLIC_BASE_URL)/admin/"
 	@echo "  API docs       $(PUBLIC_BASE_URL)/api/docs/"
 	@echo "  Health         $(PUBLIC_BASE_URL)/readyz"
-	@echo "  Sandbox        $(PUBLIC_BASE_URL)/sandbox/"
-	@echo "  Ctrl-C stops the web server, the worker and beat."
+	@echo "  Sandbox        $(SANDBOX_URL)/sandbox/  (the gateway, a process of its own)"
+	@echo "  Ctrl-C stops the web server, the worker, beat and the sandbox."
 	@echo ""
 	$(BIN)/honcho start --port $(PORT) --procfile Procfile
 
@@ -58,7 +61,7 @@ serve: $(VENV)/.run-deps
 	$(BIN)/python manage.py check --deploy --fail-level ERROR
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 1
-	$(BIN)/honcho start --procfile Procfile
+	$(BIN)/honcho start --procfile Procfile web worker beat
 
 test: $(VENV)/.all-deps browser
 	$(BIN)/pytest

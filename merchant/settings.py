@@ -236,10 +236,14 @@ BEAT_LEASE_SECONDS = env.float("BEAT_LEASE_SECONDS", default=30.0)
 
 # --- The gateway and the sandbox ------------------------------------------
 SANDBOX_ENABLED = env.bool("SANDBOX_ENABLED", default=DEBUG)
-GATEWAY_API_URL = env.str("GATEWAY_API_URL", default=f"{PUBLIC_BASE_URL}/sandbox/api/")
-GATEWAY_PAYMENT_HOST = env.str("GATEWAY_PAYMENT_HOST", default=f"{PUBLIC_BASE_URL}/sandbox").rstrip(
-    "/"
-)
+# Where the sandbox gateway is served. `make run` starts it as a process of its own on
+# SANDBOX_PORT (the Procfile's `sandbox` line, settings sandbox.site_settings), as a
+# real gateway is, so the service never waits on its own web server's threads for it.
+# Unset, the service's own server mounts it at PUBLIC_BASE_URL/sandbox/ (tests, one process).
+SANDBOX_URL = env.str("SANDBOX_URL", default="").rstrip("/")
+_sandbox_at = f"{SANDBOX_URL or PUBLIC_BASE_URL}/sandbox"
+GATEWAY_API_URL = env.str("GATEWAY_API_URL", default=f"{_sandbox_at}/api/")
+GATEWAY_PAYMENT_HOST = env.str("GATEWAY_PAYMENT_HOST", default=_sandbox_at).rstrip("/")
 GATEWAY_API_KEY = env.str("GATEWAY_API_KEY", default="")
 GATEWAY_API_SECRET = env.str("GATEWAY_API_SECRET", default="")
 GATEWAY_CONNECT_TIMEOUT = env.float("GATEWAY_CONNECT_TIMEOUT", default=3.05)

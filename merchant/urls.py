@@ -21,5 +21,6 @@ urlpatterns = [
 if settings.DEMO_SHOP_ENABLED:
     urlpatterns.append(path("", include("demo_shop.urls")))
 
-if settings.SANDBOX_ENABLED:
+# Served here only when it is not a process of its own (SANDBOX_URL, sandbox.site_urls).
+if settings.SANDBOX_ENABLED and not settings.SANDBOX_URL:
     urlpatterns.append(path("sandbox/", include("sandbox.urls")))

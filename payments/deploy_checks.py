@@ -120,6 +120,8 @@ def _urls() -> Found:
 
 
 def _is_own_sandbox(url: str) -> bool:
+    if settings.SANDBOX_URL and url.startswith(f"{settings.SANDBOX_URL}/sandbox"):
+        return True  # the default when the sandbox has a process of its own
     target, public = urlsplit(url), urlsplit(settings.PUBLIC_BASE_URL)
     same_host = target.hostname == public.hostname or (
         _is_loopback(target.hostname) and target.port in (None, settings.PORT)

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from functools import partial
 from typing import Any
 from uuid import UUID
@@ -122,7 +123,12 @@ def _order_claim(
             raise IdempotencyConflict("this Idempotency-Key was used with a different request")
         earlier = record.order
         if earlier is not None and earlier.status == OrderStatus.CREATED:
-            raise IdempotencyConflict("a request with this Idempotency-Key is still in progress")
+            running_until = earlier.created + timedelta(seconds=creation_bound_seconds())
+            if timezone.now() < running_until:
+                raise IdempotencyConflict(
+                    "a request with this Idempotency-Key is still in progress"
+                )
+            earlier = _order_abandoned(earlier)  # its request died (its process was killed)
         if earlier is not None and earlier.status != OrderStatus.FAILED:
             return earlier, False
         # First use, or a retry after a failed attempt: a new attempt.
@@ -130,6 +136,46 @@ def _order_claim(
         record.order = order
         record.save(update_fields=["order"])
         return order, True
+
+
+def creation_bound_seconds() -> float:
+    """How long a creation's request may take at most: then it is over, whatever happened.
+
+    Each try waits for the key's call lock, then connects and reads; a stale nonce is
+    tried again (GATEWAY_NONCE_RETRIES) after at most a second; and a few seconds more
+    for the database. An order still `created` after this lost its request (its process
+    died): nothing else will ever move it.
+    """
+    one_try = (
+        settings.GATEWAY_CALL_LOCK_SECONDS
+        + settings.GATEWAY_CONNECT_TIMEOUT
+        + settings.GATEWAY_READ_TIMEOUT
+        + 1
+    )
+    return (1 + settings.GATEWAY_NONCE_RETRIES) * one_try + 5
+
+
+def _order_abandoned(order: Order) -> Order:
+    """Fail an order whose creating request died, as a creation that timed out is failed.
+
+    The gateway may have created it (the call may have been sent): flagged
+    gateway_uncertain, and the retry holding its Idempotency-Key makes a new attempt.
+    """
+    reason = "the request creating it ended without an answer (its process died)"
+    order = order_transition(order_id=order.id, to=OrderStatus.FAILED, reason=reason)
+    Order.objects.filter(pk=order.pk).update(failure_reason=reason)
+    order_flag(
+        order_id=order.id,
+        kind=OrderFlag.Kind.GATEWAY_UNCERTAIN,
+        detail="The gateway may have created this order; a payment for it "
+        "would arrive as a notification for an unknown transaction.",
+    )
+    logger.warning(
+        "order %s failed: its creation was abandoned",
+        order.id,
+        extra={"order_id": str(order.id), "reference": order.reference},
+    )
+    return order
 
 
 def _order_submit(order: Order) -> None:

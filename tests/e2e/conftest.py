@@ -1,8 +1,9 @@
 """End to end: the service started the way `make run` starts it, driven by a real browser.
 
 One set of processes serves the whole package: gunicorn (the Procfile's web
-line, plus `--no-control-socket`), a Celery worker and Celery beat, each a
-process of its own on the database and broker the suite runs on
+line, plus `--no-control-socket`), a Celery worker, Celery beat and the
+sandbox gateway's own gunicorn (the Procfile's sandbox line), each a process
+of its own on the database and broker the suite runs on
 (`tests.conftest.service_env`). Their `PUBLIC_BASE_URL` is a forwarding proxy
 (`tests/e2e/proxy.py`) in front of gunicorn, so every request of the browser,
 of the service to the sandbox gateway and of the gateway's IPNs passes through
@@ -113,9 +114,10 @@ class ServiceProcess:
 
 @dataclass
 class Service:
-    """The running service: `url` is its public address (the proxy)."""
+    """The running service: `url` is its public address (the proxy); the gateway's is apart."""
 
     url: str
+    sandbox_url: str
     proxy: ForwardingProxy
     processes: list[ServiceProcess]
     startup_seconds: float = 0.0
@@ -154,7 +156,11 @@ def _wait_ready(service: Service, worker: ServiceProcess, beat: ServiceProcess) 
                     ready.add("web")
             except requests.RequestException:
                 pass
-        if ready == {"worker", "beat", "web"}:
+        if "sandbox" not in ready:
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"{service.sandbox_url}/sandbox/", timeout=5).status_code == 200:
+                    ready.add("sandbox")
+        if ready == {"worker", "beat", "web", "sandbox"}:
             return
         time.sleep(0.2)
     raise RuntimeError(
@@ -172,12 +178,14 @@ def service(django_db_setup: None) -> Iterator[Service]:
     schedule = var / "celerybeat-schedule"
     for old in var.glob("celerybeat-schedule*"):
         old.unlink()
-    port = free_port()
+    port, sandbox_port = free_port(), free_port()
     proxy = ForwardingProxy(upstream_port=port).start()
+    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
     env = service_env(
         HOST="127.0.0.1",
         PORT=str(port),
         PUBLIC_BASE_URL=proxy.url,
+        SANDBOX_URL=sandbox_url,  # the gateway is a server of its own, as in `make run`
         # `make run` keeps one key in var/dev.env; every process must sign alike.
         DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
         SANDBOX_IPN_RETRY_SECONDS=str(IPN_RETRY_SECONDS),
@@ -236,12 +244,37 @@ def service(django_db_setup: None) -> Iterator[Service]:
         var / "beat.log",
         signal.SIGTERM,
     )
-    processes = [web, worker, beat]
+    sandbox = ServiceProcess(
+        "sandbox",
+        # The Procfile's sandbox line.
+        _python(
+            "gunicorn",
+            "merchant.wsgi",
+            "--bind",
+            f"127.0.0.1:{sandbox_port}",
+            "--workers",
+            "1",
+            "--worker-class",
+            "gthread",
+            "--threads",
+            "8",
+            "--timeout",
+            "60",
+            "--access-logfile",
+            "-",
+            "--no-control-socket",
+        ),
+        {**env, "DJANGO_SETTINGS_MODULE": "sandbox.site_settings"},
+        var / "sandbox.log",
+        signal.SIGINT,
+    )
+    processes = [web, worker, beat, sandbox]
     # This configuration's screenshots of an earlier failure would mislead.
     for stale in SCREENSHOTS.glob(f"e2e-{connection.vendor}-*-failure-*.png"):
         stale.unlink()
     service = Service(
         url=proxy.url,
+        sandbox_url=sandbox_url,
         proxy=proxy,
         processes=processes,
         configuration=configuration(),

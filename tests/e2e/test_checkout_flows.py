@@ -159,7 +159,7 @@ def test_partial_then_confirmed(payer: Payer, service: Service) -> None:
 
     # The bitcoins confirm, at the gateway (a second tab on its payment page).
     gateway = payer.new_page()
-    gateway.goto(f"/sandbox/pay/{transaction}")
+    gateway.goto(f"{service.sandbox_url}/sandbox/pay/{transaction}")
     expect(gateway.get_by_text("and 0.05000000", exact=False)).to_be_visible()
     gateway.get_by_role("button", name="Simulate 6 confirmations").click()
     expect(gateway.get_by_role("status").first).to_have_text(

@@ -67,6 +67,11 @@ def check_deploy(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
             "Set GATEWAY_API_URL",
         ),
         ({"GATEWAY_API_URL": ""}, "payments.E109", "Set GATEWAY_API_URL"),
+        (  # the default then is the sandbox's own process (make run's layout)
+            {"GATEWAY_API_URL": "", "SANDBOX_URL": "http://sandbox.internal:8001"},
+            "payments.E109",
+            "Set GATEWAY_API_URL",
+        ),
         ({"GATEWAY_PAYMENT_HOST": ""}, "payments.E109", "Set GATEWAY_PAYMENT_HOST"),
         ({"DJANGO_SECRET_KEY": "django-insecure-" + SECRET_KEY}, "payments.E110", "SECRET_KEY"),
         ({"DJANGO_SECRET_KEY": "short"}, "payments.E110", "at least 50 random"),

@@ -11,6 +11,7 @@ paid by a signed IPN; /readyz answers 200 with a worker seen.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -19,6 +20,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from typing import Any
 import psycopg
 import pytest
 import requests
+from playwright.sync_api import expect
 
 from payments.testing import ipn_body, post_ipn_http
 from tests.chromium import chromium
@@ -247,3 +250,65 @@ def test_make_serve_in_production_takes_a_payment(
         timeout=30,
     ).json()
     assert paid["status"] == "paid", paid
+
+
+def _bootstrap_token(log: Path) -> str:
+    """The API token `make run` prints on its first start ("API token: <key>")."""
+    match = re.search(r"^API token: (\w+)$", log.read_text(), re.MULTILINE)
+    assert match, log.read_text()[-4000:]
+    return match.group(1)
+
+
+def test_make_run_serves_the_sandbox_from_a_process_of_its_own(
+    checkout: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make run` from the run-only install: the gateway is another server, never the service's.
+
+    16 API clients create orders at once; each creation calls the sandbox, which answers
+    from its own process (on the service's threads, these calls starved: bench/README.md,
+    make_run_orders). Then a payer without JavaScript pays one at the sandbox's page and
+    comes back to the service's return page, which shows it paid once the IPN is applied.
+    """
+    port, sandbox_port = free_port(), free_port()
+    env = {**_base_env(), "HOST": "127.0.0.1", "PORT": str(port),
+           "SANDBOX_PORT": str(sandbox_port), "VAR_DIR": str(checkout / "var-run")}  # fmt: skip
+    started = _start(
+        ["make", "--no-print-directory", "run"], checkout, env, checkout / "run.log",
+        f"http://127.0.0.1:{port}",
+    )  # fmt: skip
+    sandbox = f"http://127.0.0.1:{sandbox_port}"
+    try:
+        _wait(started, "/readyz")
+        assert requests.get(f"{started.url}/sandbox/", timeout=5).status_code == 404
+        assert requests.get(f"{sandbox}/sandbox/", timeout=5).status_code == 200
+        token = _bootstrap_token(started.log)
+
+        def create(number: int) -> requests.Response:
+            return requests.post(
+                f"{started.url}/api/orders/",
+                json={"reference": f"run-{number}", "amount": "1.00", "currency": "BTC"},
+                headers={"Authorization": f"Token {token}"},
+                timeout=60,
+            )
+
+        with ThreadPoolExecutor(16) as pool:  # within the default 60/min per token
+            answers = list(pool.map(create, range(48)))
+        assert [a.status_code for a in answers] == [201] * 48, [a.text for a in answers][:3]
+        order = answers[0].json()
+        _pay_as_a_payer(monkeypatch, started.url, sandbox, order)
+    finally:
+        started.stop()
+
+
+def _pay_as_a_payer(
+    monkeypatch: pytest.MonkeyPatch, service: str, sandbox: str, order: dict[str, Any]
+) -> None:
+    with chromium(monkeypatch) as browser:
+        page = browser.new_context(java_script_enabled=False).new_page()
+        page.goto(f"{service}/checkout/{order['id']}/")
+        page.locator("span.mtgox a").click()
+        page.wait_for_url(f"{sandbox}/sandbox/pay/{order['transaction']}")
+        page.get_by_role("button", name=re.compile(r"with my gateway account$")).click()
+        page.wait_for_url(f"{service}/checkout/{order['id']}/success/")
+        # Without JavaScript the return page refreshes itself until the IPN is applied.
+        expect(page.locator("#order-status")).to_have_text("paid", timeout=60_000)
