@@ -373,7 +373,7 @@ def _get(client: Any, url: str) -> float:
 def _measure(size: str, sizes: Sizes, pages: list[tuple[str, str]]) -> dict[str, Any]:
     from django.db import connections
 
-    from payments.services.dashboard import dashboard_summary_refresh
+    from payments.services.dashboard_summary import dashboard_summary_refresh
 
     connections.close_all()  # new connections: no plan cached from the other size
     client = _client()

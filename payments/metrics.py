@@ -91,8 +91,8 @@ class DatabaseCollector(Collector):
 
 def _orders() -> Iterator[GaugeMetricFamily]:
     """Orders per status from the dashboard's summary row, kept fresh in the background."""
-    from payments.dashboard import dashboard_summary_get
-    from payments.services.dashboard import (
+    from payments.dashboard_figures import dashboard_summary_get
+    from payments.services.dashboard_summary import (
         SUMMARY_MAX_AGE_SECONDS,
         dashboard_summary_request_refresh,
     )

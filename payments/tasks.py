@@ -17,7 +17,7 @@ from django.db import DatabaseError
 from merchant.queues import broker_may_hold
 from payments.gateway.errors import GatewayUnavailable
 from payments.services import webhooks
-from payments.services.dashboard import dashboard_summary_refresh
+from payments.services.dashboard_summary import dashboard_summary_refresh
 from payments.services.runs import reconciliation_run
 
 # --- Shop webhooks ------------------------------------------------------------

@@ -7,7 +7,8 @@ from django.utils import timezone
 
 
 class DashboardSummary(models.Model):
-    """One row (pk 1): what `payments.services.dashboard.dashboard_summary_refresh` last found.
+    """One row (pk 1): what dashboard_summary_refresh (payments.services.dashboard_summary)
+    last found.
 
     Orders per status, revenue per day and currency, flag and notification
     counts cost time proportional to the tables (a million orders, millions of

@@ -4,7 +4,7 @@ Each function takes ids and keyword-only arguments, refuses more than
 `MAX_SELECTED` rows at once (an admin action must stay a short request), and
 does its work through the services the IPN view and the sweeps use, so an
 action does nothing the service would not do on its own. Nothing here knows
-of HTTP requests; the admin (payments/admin.py) translates and calls one.
+of HTTP requests; the admin (payments/admin/) translates and calls one.
 """
 
 from __future__ import annotations

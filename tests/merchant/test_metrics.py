@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from payments.gateway.errors import GatewayUnavailable
 from payments.gateway_factory import gateway_client
 from payments.models import ShopEvent
-from payments.services.dashboard import dashboard_summary_refresh
+from payments.services.dashboard_summary import dashboard_summary_refresh
 from payments.services.runs import reconciliation_run
 from payments.testing import ipn_body, post_ipn
 from tests.factories import accepted_order

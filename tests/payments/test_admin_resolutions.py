@@ -23,7 +23,7 @@ from django.utils.html import escape
 from payments import money, tasks
 from payments.models import Order, OrderFlag, OrderResolution, OrderTransition, ShopEvent
 from payments.services import order_flag
-from payments.services.dashboard import dashboard_summary_refresh
+from payments.services.dashboard_summary import dashboard_summary_refresh
 from payments.services.resolutions import refundable
 from payments.states import OrderStatus
 from payments.testing import ipn_body, post_ipn

@@ -19,7 +19,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from payments.admin_tools import EstimatedCountPaginator, csv_cell
+from payments.admin.csv import csv_cell
+from payments.admin.pagination import EstimatedCountPaginator
 from payments.models import (
     DashboardSummary,
     FlagReview,
@@ -31,7 +32,7 @@ from payments.models import (
     RejectedNotification,
 )
 from payments.services import order_flag
-from payments.services.dashboard import dashboard_summary_refresh
+from payments.services.dashboard_summary import dashboard_summary_refresh
 from payments.services.review import (
     MAX_SELECTED,
     CommentRequired,
@@ -444,7 +445,7 @@ def test_deep_pages_of_an_estimated_list_are_not_served(
         make_order(reference=f"deep-{i}", status="paid")
     url = f"{ORDERS}?status__exact=paid&p="
     boss_client.get(ORDERS)  # warm
-    from payments.admin import OrderAdmin
+    from payments.admin.orders import OrderAdmin
 
     monkeypatch.setattr(OrderAdmin, "list_per_page", 1)
     assert boss_client.get(url + "2").status_code == 200

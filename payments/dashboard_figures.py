@@ -1,14 +1,12 @@
-"""Reads of the review admin: counts that stay cheap at any size, and the dashboard's figures.
+"""The dashboard's figures: reads only, each an index lookup or a bounded number of rows.
 
-Nothing here writes (the summary row is written by
-payments.services.dashboard). Every query is an index lookup or reads a
-bounded number of rows, so the dashboard costs the same at a million orders
-as at ten thousand:
+The page that shows them is payments.admin.dashboard; the summary row they
+mostly read is written by payments.services.dashboard_summary. So that the
+dashboard costs the same at a million orders as at ten thousand:
 
 - figures that would scan a table (orders per status, revenue, refunds, open
   flags, late notifications) come from the DashboardSummary row;
-- counts that may be large are capped (`capped_count`: "10,000+");
-- an unfiltered table's size is PostgreSQL's estimate (`table_estimate`).
+- counts that may be large are capped (payments.counting: "10,000+").
 """
 
 from __future__ import annotations
@@ -16,13 +14,13 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from datetime import time as clock
 
-from django.db import connection
-from django.db.models import Max, Model, QuerySet, Sum
+from django.db.models import Max, Sum
 from django.utils import timezone
 
 from payments import money
+from payments.counting import Capped, count_upto
 from payments.models import (
     DashboardSummary,
     Notification,
@@ -30,9 +28,10 @@ from payments.models import (
     ReconciliationRun,
     RejectedNotification,
 )
-from payments.services.dashboard import SUMMARY_PK, revenue_first_day
 from payments.states import OrderStatus
 
+SUMMARY_PK = 1  # the one DashboardSummary row
+REVENUE_DAYS = 30
 SWEEP_NAMES = ("apply_pending", "expire", "stuck", "ledger")
 FLAG_QUEUE_LENGTH = 20
 # Flags of orders a person resolves (accepts as paid, voids, cancels, refunds), not only reviews.
@@ -43,55 +42,12 @@ EXCEPTIONAL_KINDS = (
     OrderFlag.Kind.QUOTE_EXPIRED,
     OrderFlag.Kind.INVALID_NOTIFICATION,
 )
-COUNT_CAP = 1000
 
 
-# --- counting at scale ------------------------------------------------------------
-
-
-def table_estimate(model: type[Model]) -> int | None:
-    """PostgreSQL's estimate of a table's rows (pg_class.reltuples); None elsewhere or unknown.
-
-    Kept by ANALYZE and autovacuum: close, not exact, and costs one catalog lookup.
-    """
-    if connection.vendor != "postgresql":
-        return None
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
-            [model._meta.db_table],
-        )
-        row = cursor.fetchone()
-    if row is None or row[0] is None or row[0] < 0:  # -1: never analyzed
-        return None
-    return int(row[0])
-
-
-def capped_count(queryset: QuerySet[Any], cap: int) -> int:
-    """COUNT(*) over at most `cap` rows: exact below the cap, `cap` when there are more."""
-    return queryset.order_by()[:cap].count()
-
-
-@dataclass(frozen=True)
-class Capped:
-    """A count that may have hit its cap: shown as "1,000+"."""
-
-    value: int
-    cap: int
-
-    @property
-    def more(self) -> bool:
-        return self.value >= self.cap
-
-    def __str__(self) -> str:
-        return f"{self.value:,}+" if self.more else f"{self.value:,}"
-
-
-def count_upto(queryset: QuerySet[Any], cap: int = COUNT_CAP) -> Capped:
-    return Capped(capped_count(queryset, cap), cap)
-
-
-# --- the dashboard ----------------------------------------------------------------
+def revenue_first_day(now: datetime, days: int = REVENUE_DAYS) -> datetime:
+    """Midnight (in the current time zone) starting the revenue window of `days` days."""
+    first = timezone.localtime(now).date() - timedelta(days=days - 1)
+    return timezone.make_aware(datetime.combine(first, clock.min))
 
 
 def dashboard_summary_get() -> DashboardSummary | None:
@@ -131,6 +87,15 @@ def exceptional_open(summary: DashboardSummary) -> int:
     """Open flags of EXCEPTIONAL_KINDS, from the summary's count per kind."""
     counts = summary.open_flags_by_kind or {}
     return sum(int(counts.get(kind, 0)) for kind in EXCEPTIONAL_KINDS)
+
+
+def open_flags_by_kind(summary: DashboardSummary) -> list[tuple[str, int]]:
+    """The summary's open flags per kind, most first, each kind by its label."""
+    labelled = (
+        (OrderFlag.Kind(kind).label if kind in OrderFlag.Kind.values else kind, n)
+        for kind, n in summary.open_flags_by_kind.items()
+    )
+    return sorted(labelled, key=lambda pair: -pair[1])
 
 
 @dataclass(frozen=True)
@@ -177,7 +142,7 @@ def last_runs() -> list[tuple[str, ReconciliationRun | None]]:
     ]
 
 
-# --- the revenue chart: inline SVG, drawn here, no JavaScript -------------------------
+# --- the revenue chart: inline SVG, its geometry computed here, no JavaScript ----------
 
 
 @dataclass(frozen=True)
@@ -212,64 +177,78 @@ PLOT_HEIGHT = 100
 PLOT_TOP = 8
 LEFT = 4
 
+DayRevenue = dict[date, tuple[int, int]]  # day -> (amount_int, payments)
+
 
 def revenue_charts(summary: DashboardSummary) -> list[RevenueChart]:
-    """One bar chart per currency over the summary's days; heights in integer arithmetic."""
+    """One bar chart per currency over the summary's days (BTC first)."""
     days = summary.revenue_days or 30
     first = timezone.localtime(revenue_first_day(summary.computed_at, days)).date()
     all_days = [first + timedelta(days=i) for i in range(days)]
-    per_currency: dict[str, dict[date, tuple[int, int]]] = {}
+    per_currency = _revenue_per_currency(summary)
+    return [
+        _revenue_chart(currency, per_currency[currency], all_days)
+        for currency in sorted(per_currency, key=lambda c: (c != money.BTC, c))
+    ]
+
+
+def _revenue_per_currency(summary: DashboardSummary) -> dict[str, DayRevenue]:
+    per_currency: dict[str, DayRevenue] = {}
     for row in summary.revenue or []:
         day = date.fromisoformat(row["day"])
         per_currency.setdefault(row["currency"], {})[day] = (
             int(row["amount_int"]),
             int(row["payments"]),
         )
-    charts = []
-    for currency in sorted(per_currency, key=lambda c: (c != money.BTC, c)):
-        values = per_currency[currency]
-        peak = max(amount for amount, _ in values.values()) or 1
-        bars = []
-        for i, day in enumerate(all_days):
-            amount, payments = values.get(day, (0, 0))
-            height = amount * PLOT_HEIGHT // peak
-            if amount and not height:
-                height = 1  # a tiny day is still visible
-            shown = _money(amount, currency)
-            bars.append(
-                Bar(
-                    day=day,
-                    amount_int=amount,
-                    payments=payments,
-                    x=LEFT + i * (BAR_WIDTH + BAR_GAP),
-                    y=PLOT_TOP + PLOT_HEIGHT - height,
-                    height=height,
-                    amount=shown,
-                    label=f"{day.isoformat()}: {shown} ({payments} payment"
-                    f"{'' if payments == 1 else 's'})",
-                )
-            )
-        last = len(bars) - 1
-        ticks = [  # weekly, and the last day (when it does not crowd the week before)
-            (bar.x + BAR_WIDTH // 2, bar.day.strftime("%m-%d"))
-            for i, bar in enumerate(bars)
-            if (i % 7 == 0 and last - i >= 4) or i == last
-        ]
-        charts.append(
-            RevenueChart(
-                currency=currency,
-                total=_money(sum(amount for amount, _ in values.values()), currency),
-                payments=sum(n for _, n in values.values()),
-                peak=_money(peak, currency),
-                bars=bars,
-                ticks=ticks,
-                width=LEFT * 2 + days * (BAR_WIDTH + BAR_GAP),
-                height=PLOT_TOP + PLOT_HEIGHT + 18,
-                plot_top=PLOT_TOP,
-                plot_bottom=PLOT_TOP + PLOT_HEIGHT,
-            )
-        )
-    return charts
+    return per_currency
+
+
+def _revenue_chart(currency: str, values: DayRevenue, all_days: list[date]) -> RevenueChart:
+    peak = max(amount for amount, _ in values.values()) or 1
+    bars = [
+        _bar(i, day, *values.get(day, (0, 0)), currency=currency, peak=peak)
+        for i, day in enumerate(all_days)
+    ]
+    return RevenueChart(
+        currency=currency,
+        total=_money(sum(amount for amount, _ in values.values()), currency),
+        payments=sum(n for _, n in values.values()),
+        peak=_money(peak, currency),
+        bars=bars,
+        ticks=_ticks(bars),
+        width=LEFT * 2 + len(all_days) * (BAR_WIDTH + BAR_GAP),
+        height=PLOT_TOP + PLOT_HEIGHT + 18,
+        plot_top=PLOT_TOP,
+        plot_bottom=PLOT_TOP + PLOT_HEIGHT,
+    )
+
+
+def _bar(i: int, day: date, amount: int, payments: int, *, currency: str, peak: int) -> Bar:
+    """The i-th day's bar; its height in integer arithmetic, relative to the peak day."""
+    height = amount * PLOT_HEIGHT // peak
+    if amount and not height:
+        height = 1  # a tiny day is still visible
+    shown = _money(amount, currency)
+    return Bar(
+        day=day,
+        amount_int=amount,
+        payments=payments,
+        x=LEFT + i * (BAR_WIDTH + BAR_GAP),
+        y=PLOT_TOP + PLOT_HEIGHT - height,
+        height=height,
+        amount=shown,
+        label=f"{day.isoformat()}: {shown} ({payments} payment{'' if payments == 1 else 's'})",
+    )
+
+
+def _ticks(bars: list[Bar]) -> list[tuple[int, str]]:
+    """Weekly, and the last day (when it does not crowd the week before)."""
+    last = len(bars) - 1
+    return [
+        (bar.x + BAR_WIDTH // 2, bar.day.strftime("%m-%d"))
+        for i, bar in enumerate(bars)
+        if (i % 7 == 0 and last - i >= 4) or i == last
+    ]
 
 
 @dataclass(frozen=True)

@@ -1,57 +1,32 @@
-"""Staff review of the shop webhooks: every event, every attempt; read-only, one action.
+"""Shop events (what this service sends to the shop): every event, every attempt.
 
-Imported at the bottom of payments/admin.py.
+Read-only, with one action: deliver an undelivered event again.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from payments.admin.base import ReadOnlyAdmin, ReadOnlyInline
+from payments.admin.filters import ShopEventStateFilter
 from payments.models import ShopEvent, ShopEventAttempt
 from payments.services.webhooks import shop_event_redeliver
 
 
-class ShopEventAttemptInline(admin.TabularInline):
+class ShopEventAttemptInline(ReadOnlyInline):
     model = ShopEventAttempt
     fields = ("at", "ok", "http_status", "error", "reply", "duration_ms")
     readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class StateFilter(admin.SimpleListFilter):
-    title = "state"
-    parameter_name = "state"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(value, str(label)) for value, label in ShopEvent.State.choices]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        match self.value():
-            case ShopEvent.State.DELIVERED:
-                return queryset.filter(delivered_at__isnull=False)
-            case ShopEvent.State.GIVEN_UP:
-                return queryset.filter(delivered_at__isnull=True, given_up_at__isnull=False)
-            case ShopEvent.State.PENDING:
-                return queryset.filter(delivered_at__isnull=True, given_up_at__isnull=True)
-        return queryset
+    show_change_link = False
 
 
 @admin.register(ShopEvent)
-class ShopEventAdmin(admin.ModelAdmin):
+class ShopEventAdmin(ReadOnlyAdmin):
     list_display = ("created", "type", "order", "state", "attempts", "next_attempt_at")
-    list_filter = (StateFilter, "type")
+    list_filter = (ShopEventStateFilter, "type")
     search_fields = ("=id", "=order__reference", "=order__id")
     list_select_related = ("order",)
     readonly_fields = (
@@ -62,12 +37,6 @@ class ShopEventAdmin(admin.ModelAdmin):
     inlines = (ShopEventAttemptInline,)
     actions = ("deliver_again",)
     show_full_result_count = False
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="state")
     def state(self, event: ShopEvent) -> str:
