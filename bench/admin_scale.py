@@ -37,6 +37,7 @@ from typing import Any
 
 from bench.common import PAYMENTS_TABLES, counting_queries
 from bench.servers import HOST, BenchError, Infrastructure, log
+from payments.choices import Sweep
 
 NAME = "admin_scale"
 TARGET = 1.5
@@ -209,9 +210,9 @@ def _seed_constant(conn: Any, now: datetime) -> None:
                 '', %s - g.n * interval '10 minutes', %s - g.n * interval '10 minutes'
                     + interval '2 seconds'
             FROM generate_series(1, 4320) AS g(n)
-            CROSS JOIN (VALUES ('apply_pending'), ('expire'), ('stuck'), ('ledger')) AS s(sweep)
+            CROSS JOIN unnest(%s::text[]) AS s(sweep)
             """,
-            [now, now],
+            [now, now, Sweep.values],
         )
         cur.execute(
             """

@@ -93,6 +93,7 @@ from bench.servers import (
     free_port,
     log,
 )
+from payments.choices import NotificationOutcome, RejectionReason, Sweep
 
 NAME = "mixed_load"
 SERVICE = ServerConfig(workers=2, worker_class="gthread", threads=8)  # the Procfile's web
@@ -101,7 +102,7 @@ PROCESSES = 2
 WORKERS = 2
 WORKER_CONCURRENCY = 2  # the Procfile's worker
 # Sweeps every few seconds so that they run during the rounds, racing the requests.
-SWEEP_SECONDS = "apply_pending=2,expire=3,stuck=5,ledger=3"
+SWEEP_SECONDS = f"{Sweep.APPLY_PENDING}=2,{Sweep.EXPIRE}=3,{Sweep.STUCK}=5,{Sweep.LEDGER}=3"
 REFERENCE_PREFIX = "mixed-"
 OVERSIZED_BYTES = 64 * 1024 + 512
 SEED = 9
@@ -524,7 +525,7 @@ def check_database(scenario: Scenario, before: Before, unexpected_answers: int) 
                 f"sent {scenario.sends[body]}"
             )
         tracked = scenario.orders[scenario.owner[body]]
-        if row["outcome"] != "applied":
+        if row["outcome"] != NotificationOutcome.APPLIED:
             problem(f"notification {row['status']} of {tracked.reference}: {row['outcome']}")
         if str(row["order_id"]) != tracked.order_id:
             problem(f"notification {row['status']} of {tracked.reference} on another order")
@@ -619,11 +620,11 @@ def check_database(scenario: Scenario, before: Before, unexpected_answers: int) 
     rejected_now = _rejected()
     rejected = {
         reason: rejected_now.get(reason, 0) - before.rejected.get(reason, 0)
-        for reason in ("bad_signature", "unknown_key")
+        for reason in (RejectionReason.BAD_SIGNATURE, RejectionReason.UNKNOWN_KEY)
     }
     answered_403 = {
         reason: scenario.forgery_answers.get(f"forgery_{reason}", Counter())[403]
-        for reason in ("bad_signature", "unknown_key")
+        for reason in (RejectionReason.BAD_SIGNATURE, RejectionReason.UNKNOWN_KEY)
     }
     if rejected != answered_403:
         problem(f"rejections counted {rejected}, forgeries answered 403 {answered_403}")
@@ -760,7 +761,8 @@ def _drain(order_reference_prefix: str, seconds: float) -> dict[str, Any]:
             given_up_at__isnull=True,
         ).count()
         waiting = Notification.objects.filter(
-            order__reference__startswith=order_reference_prefix, outcome__in=("pending", "error")
+            order__reference__startswith=order_reference_prefix,
+            outcome__in=(NotificationOutcome.PENDING, NotificationOutcome.ERROR),
         ).count()
         if pending == 0 and waiting == 0:
             break

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from payments.choices import Sweep
+
 DEFAULT = "celery"  # Celery's own default name: an upgrade leaves nothing in a forgotten queue
 NOTIFICATIONS = "notifications"  # applying stored IPNs (the apply_pending sweep)
 EVENTS = "events"  # shop webhook deliveries
@@ -32,7 +34,7 @@ def route_task(
     """Celery router: the queue of a task by its name (and the sweep's); None: the default."""
     if name == "payments.tasks.run_sweep":
         sweep = (list(args or ()) or [(kwargs or {}).get("sweep")])[0]
-        return {"queue": NOTIFICATIONS if sweep == "apply_pending" else SWEEPS}
+        return {"queue": NOTIFICATIONS if sweep == Sweep.APPLY_PENDING else SWEEPS}
     queue = _ROUTES.get(name)
     return {"queue": queue} if queue else None
 

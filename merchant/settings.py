@@ -26,6 +26,7 @@ from kombu import Exchange, Queue
 
 from merchant import logs as _logs
 from merchant import queues as _queues
+from payments.choices import Sweep
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -295,6 +296,10 @@ SANDBOX_IPN_TIMEOUT = env.float("SANDBOX_IPN_TIMEOUT", default=10.0)
 # A delivery whose retry was lost (worker died) is re-sent by a sweep after this grace.
 SANDBOX_IPN_SWEEP_GRACE_SECONDS = env.int("SANDBOX_IPN_SWEEP_GRACE_SECONDS", default=300)
 SANDBOX_MERCHANT_LOGIN = env.str("SANDBOX_MERCHANT_LOGIN", default="sandbox-merchant")
+# After `migrate`, the sandbox makes the account of GATEWAY_API_KEY / _SECRET (off in tests).
+SANDBOX_ACCOUNT_ON_MIGRATE = env.bool("SANDBOX_ACCOUNT_ON_MIGRATE", default=True)
+# The largest request body the sandbox's API reads (its calls are small forms).
+SANDBOX_MAX_REQUEST_BYTES = env.int("SANDBOX_MAX_REQUEST_BYTES", default=16 * 1024)
 if SANDBOX_ENABLED:
     CELERY_BEAT_SCHEDULE["sandbox-redeliver-due-ipns"] = {
         "task": "sandbox.tasks.redeliver_due_ipns",
@@ -319,10 +324,10 @@ CELERY_BEAT_SCHEDULE["payments-redeliver-shop-events"] = {
 # --- Reconciliation sweeps (Celery beat) -----------------------------------------
 # Seconds between runs of each sweep; 0 turns a sweep off.
 PAYMENTS_SWEEP_SECONDS = {
-    "apply_pending": 60,
-    "expire": 60,
-    "stuck": 600,
-    "ledger": 300,
+    Sweep.APPLY_PENDING.value: 60,
+    Sweep.EXPIRE.value: 60,
+    Sweep.STUCK.value: 600,
+    Sweep.LEDGER.value: 300,
     # e.g. PAYMENTS_SWEEP_SECONDS=expire=30,ledger=0
     **{name: int(value) for name, value in env.dict("PAYMENTS_SWEEP_SECONDS", default={}).items()},
 }

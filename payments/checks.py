@@ -6,8 +6,6 @@ through `merchant.startup.refuse_to_start_on_errors`.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from typing import Any
 
@@ -16,6 +14,7 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
 from payments.api.throttles import OrderCreateRateThrottle
+from payments.gateway.signing import secret_valid
 from payments.selectors import parse_return_host
 
 
@@ -32,13 +31,6 @@ def _is_uuid(value: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _is_base64(value: str) -> bool:
-    try:
-        return bool(base64.b64decode(value, validate=True))
-    except (binascii.Error, ValueError):
-        return False
 
 
 @checks.register(checks.Tags.security, deploy=False)
@@ -65,7 +57,7 @@ def check_secrets(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
                 id="payments.E002" if production else "payments.W002",
             )
         )
-    if not secret or not _is_base64(secret):
+    if not secret_valid(secret):
         found.append(
             level(
                 "GATEWAY_API_SECRET is missing or is not base64.",

@@ -19,6 +19,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from payments.choices import RejectionReason
 from payments.gateway.signing import verify
 from payments.http_body import BodyTooLarge, LengthRequired, read_body
 from payments.ipn_message import InvalidNotification, parse_ipn
@@ -41,11 +42,11 @@ def rejection_reason(request: HttpRequest) -> str | None:
     key = request.headers.get("Rest-Key", "")
     expected_key = settings.GATEWAY_API_KEY
     if not key or not hmac.compare_digest(key.encode(), expected_key.encode()):
-        return "unknown_key"
+        return RejectionReason.UNKNOWN_KEY
     if not request.headers.get("Rest-Sign"):
-        return "missing_signature"
+        return RejectionReason.MISSING_SIGNATURE
     if not verify(request.body, request.headers["Rest-Sign"], settings.GATEWAY_API_SECRET):
-        return "bad_signature"
+        return RejectionReason.BAD_SIGNATURE
     return None
 
 
@@ -71,10 +72,10 @@ def receive(request: HttpRequest) -> HttpResponse:
     try:
         body = read_body(request, limit=MAX_BODY_BYTES)
     except BodyTooLarge:
-        IPN_REJECTED.labels(reason="too_large").inc()
+        IPN_REJECTED.labels(reason=RejectionReason.TOO_LARGE).inc()
         return _plain(413, f"Request body too large: at most {MAX_BODY_BYTES} bytes.\n")
     except LengthRequired:
-        IPN_REJECTED.labels(reason="length_required").inc()
+        IPN_REJECTED.labels(reason=RejectionReason.LENGTH_REQUIRED).inc()
         return _plain(411, "Length Required: send the body with a Content-Length.\n")
     reason = rejection_reason(request)
     if reason is not None:

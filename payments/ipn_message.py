@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
+from payments.choices import IpnStatus
 from payments.money import CURRENCIES, MAX_AMOUNT_INT
 
-STATUSES = ("paid", "partial", "cancelled", "closed")
 _DIGITS = re.compile(r"[0-9]{1,19}")
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -74,11 +74,11 @@ def parse_ipn(body: bytes) -> IpnMessage:
     if len(fields) != len(pairs):
         raise InvalidNotification("a field appears more than once")
     status = fields.get("status", "")
-    if status not in STATUSES:
+    if status not in IpnStatus.values:
         raise InvalidNotification(f"unknown status {status[:32]!r}")
     transaction, payment_id = _uuid(fields, "id"), _uuid(fields, "payment_id")
     data = fields.get("data")
-    if status == "partial":
+    if status == IpnStatus.PARTIAL:
         return IpnMessage(
             transaction=transaction,
             payment_id=payment_id,
@@ -88,7 +88,7 @@ def parse_ipn(body: bytes) -> IpnMessage:
             amount_valid=_amount(fields, "amount_valid"),
             amount_total=_amount(fields, "amount_total"),
         )
-    if status == "paid":
+    if status == IpnStatus.PAID:
         currency = fields.get("currency", "")
         if currency not in CURRENCIES:
             raise InvalidNotification(f"unknown currency {currency[:8]!r}")

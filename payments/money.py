@@ -86,6 +86,11 @@ def to_decimal(amount_int: int, currency: str) -> Decimal:
     return Decimal(amount_int).scaleb(-places).quantize(Decimal(1).scaleb(-places))
 
 
+def amount_text(amount_int: int, currency: str) -> str:
+    """The protocol's integer as the API and the shop events write it: '12.50000' (no exponent)."""
+    return format(to_decimal(amount_int, currency), "f")
+
+
 # Decimals people usually write (at least; more when the amount has them): yen have none.
 _USUAL_DECIMALS = {"JPY": 0}
 USUAL_DECIMALS = 2

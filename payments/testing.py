@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 import requests
 from django.conf import settings
 
+from payments.choices import IpnStatus
 from payments.gateway.signing import sign
 from payments.ipn_message import DATE_FORMAT
 
@@ -50,7 +51,7 @@ def ipn_body(
         ("payment_id", payment_id or uuid.uuid4()),
         ("status", status),
     ]
-    if status == "paid":
+    if status == IpnStatus.PAID:
         if amount_int is None:
             raise ValueError("a paid notification needs amount_int")
         moment = (date or datetime.now(UTC)).astimezone(UTC)
@@ -60,7 +61,7 @@ def ipn_body(
             ("method", method),
             ("date", moment.strftime(DATE_FORMAT)),
         ]
-    elif status == "partial":
+    elif status == IpnStatus.PARTIAL:
         total = amount_pending + amount_valid if amount_total is None else amount_total
         fields += [
             ("amount_pending", amount_pending),

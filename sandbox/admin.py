@@ -58,11 +58,7 @@ class SandboxAccountForm(forms.ModelForm):
             if not self.instance.secret:
                 raise forms.ValidationError("An account needs a secret.")
             return self.instance.secret
-        try:
-            valid = bool(signing.decode_secret(secret))
-        except signing.InvalidSecret:
-            valid = False
-        if not valid:
+        if not signing.secret_valid(secret):
             raise forms.ValidationError("The secret must be base64, as the gateway issues it.")
         return secret
 

@@ -21,21 +21,8 @@ from payments import http_body, money
 from payments.gateway import signing
 from sandbox import currencies, params, selectors, services
 from sandbox.accounts import account_for_key
-from sandbox.exceptions import NonceRejected, ParameterError
+from sandbox.exceptions import ApiError, NonceRejected, ParameterError
 from sandbox.models import SandboxAccount
-
-# Largest request body accepted (bytes); larger requests get HTTP 413.
-DEFAULT_MAX_BODY = 16 * 1024
-
-
-class ApiError(Exception):
-    """An error envelope to answer: token, message for people, HTTP status."""
-
-    def __init__(self, token: str, message: str, status: int) -> None:
-        super().__init__(message)
-        self.token = token
-        self.message = message
-        self.status = status
 
 
 def success(result: Any) -> JsonResponse:
@@ -51,7 +38,7 @@ def _invalid_parameter(exc: ParameterError) -> ApiError:
 
 
 def _max_body() -> int:
-    return int(getattr(settings, "SANDBOX_MAX_REQUEST_BYTES", DEFAULT_MAX_BODY))
+    return int(settings.SANDBOX_MAX_REQUEST_BYTES)
 
 
 def _check_user_agent(request: HttpRequest) -> None:
@@ -178,7 +165,7 @@ def _order_create(account: SandboxAccount, form: params.FormData) -> dict[str, s
 
 
 def payment_url(transaction: object) -> str:
-    host = str(getattr(settings, "GATEWAY_PAYMENT_HOST", "")).rstrip("/")
+    host = settings.GATEWAY_PAYMENT_HOST.rstrip("/")
     return f"{host}/pay/{transaction}"
 
 

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class SandboxConfig(AppConfig):
@@ -7,3 +8,6 @@ class SandboxConfig(AppConfig):
 
     def ready(self) -> None:
         from sandbox import checks  # noqa: F401  (registers the system checks)
+        from sandbox.accounts import configured_account_on_migrate
+
+        post_migrate.connect(configured_account_on_migrate, sender=self)

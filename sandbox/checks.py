@@ -16,7 +16,7 @@ def check_rates(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMess
     from sandbox.currencies import rate_int
 
     found: list[checks.CheckMessage] = []
-    rates: dict[str, Any] = getattr(settings, "SANDBOX_RATES", {}) or {}
+    rates: dict[str, Any] = settings.SANDBOX_RATES
     for code in rates:
         if str(code).upper() not in money.FIAT_CURRENCIES:
             found.append(

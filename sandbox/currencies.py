@@ -93,7 +93,7 @@ def display(amount_int: int, currency: str) -> str:
 def value_object(amount_int: int, currency: str) -> dict[str, str]:
     """The protocol's amount: {"value", "value_int", "display", "currency"}."""
     return {
-        "value": f"{money.to_decimal(amount_int, currency):f}",
+        "value": money.amount_text(amount_int, currency),
         "value_int": str(amount_int),
         "display": display(amount_int, currency),
         "currency": currency,
@@ -126,7 +126,7 @@ def rate_int(currency: str) -> int:
         return money.scale(money.BTC)
     money.decimals(currency)  # UnknownCurrency for anything else
     configured: dict[str, Any] = {
-        str(code).upper(): value for code, value in getattr(settings, "SANDBOX_RATES", {}).items()
+        str(code).upper(): value for code, value in settings.SANDBOX_RATES.items()
     }
     text = str(configured.get(currency, DEFAULT_RATES[currency])).strip()
     try:

@@ -22,3 +22,13 @@ class NonceRejected(SandboxError):
 
 class PaymentRefused(SandboxError):
     """The payment page (or sandbox_pay) cannot do this to this order now."""
+
+
+class ApiError(SandboxError):
+    """An error envelope the API answers: token, message for people, HTTP status."""
+
+    def __init__(self, token: str, message: str, status: int) -> None:
+        super().__init__(message)
+        self.token = token
+        self.message = message
+        self.status = status

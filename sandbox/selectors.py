@@ -6,17 +6,40 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, QuerySet, Sum
 
 from payments import money
 from sandbox import currencies
 from sandbox.models import LedgerEntry, SandboxAccount, SandboxOrder, SandboxPayment
 from sandbox.params import HistoryInput
-from sandbox.services import account_payment_btc, credited_btc, is_covered
 
 HISTORY_PAGE_SIZE = 50
 ACCOUNT_RIGHTS = ["get_info", "merchant"]
 TRADE_FEE = 0.6  # percent, as the gateway shows it (display only, never money)
+
+
+def credited_btc(order: SandboxOrder) -> int:
+    """BTC (1E8) credited to the merchant for this order: the sum of its paid payments."""
+    total = order.payments.filter(status=SandboxPayment.Status.PAID).aggregate(
+        total=Sum("amount_int")
+    )["total"]
+    return int(total or 0)
+
+
+def is_covered(order: SandboxOrder, credited: int) -> bool:
+    """The gateway's rule: an order is paid once what it credited covers its BTC price."""
+    return credited >= order.amount_btc_int
+
+
+def account_payment_btc(order: SandboxOrder, credited: int) -> int:
+    """What a gateway account pays on the order: exactly what the price still needs.
+
+    The rest of the BTC price after what is credited; once covered (multipay
+    only), the price again. The payer does not choose it.
+    """
+    if is_covered(order, credited):
+        return order.amount_btc_int
+    return order.amount_btc_int - credited
 
 
 def _stamp(moment: Any) -> str:

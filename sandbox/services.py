@@ -19,7 +19,7 @@ import requests
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Sum
+from django.db.models import F
 from django.utils import timezone
 
 from payments import money
@@ -35,6 +35,7 @@ from sandbox.models import (
     SandboxPayment,
 )
 from sandbox.params import OrderInput
+from sandbox.selectors import account_payment_btc, credited_btc, is_covered
 
 logger = logging.getLogger(__name__)
 
@@ -137,30 +138,6 @@ def order_create(*, account: SandboxAccount, data: OrderInput) -> SandboxOrder:
         multipay=data.multipay,
         instant_only=data.instant_only,
     )
-
-
-def credited_btc(order: SandboxOrder) -> int:
-    """BTC (1E8) credited to the merchant for this order: the sum of its paid payments."""
-    total = order.payments.filter(status=SandboxPayment.Status.PAID).aggregate(
-        total=Sum("amount_int")
-    )["total"]
-    return int(total or 0)
-
-
-def is_covered(order: SandboxOrder, credited: int) -> bool:
-    """The gateway's rule: an order is paid once what it credited covers its BTC price."""
-    return credited >= order.amount_btc_int
-
-
-def account_payment_btc(order: SandboxOrder, credited: int) -> int:
-    """What a gateway account pays on the order: exactly what the price still needs.
-
-    The rest of the BTC price after what is credited; once covered (multipay
-    only), the price again. The payer does not choose it.
-    """
-    if is_covered(order, credited):
-        return order.amount_btc_int
-    return order.amount_btc_int - credited
 
 
 def _lock_order(order: SandboxOrder) -> SandboxOrder:

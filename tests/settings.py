@@ -22,6 +22,8 @@ os.environ.setdefault(
 # No order-creation throttle: its window is in the cache the whole suite shares, where tests
 # that reuse a user id would throttle each other. tests/payments/test_abuse.py turns it on.
 os.environ.setdefault("API_ORDER_CREATE_RATE", "")
+# Tests make the sandbox account themselves (tests/sandbox/test_accounts.py: created or not).
+os.environ.setdefault("SANDBOX_ACCOUNT_ON_MIGRATE", "0")
 
 from merchant.settings import *  # noqa: F403
 

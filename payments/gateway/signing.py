@@ -10,6 +10,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import secrets
 
 
 class InvalidSecret(ValueError):
@@ -22,6 +23,19 @@ def decode_secret(secret: str | bytes) -> bytes:
         return base64.b64decode(secret, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise InvalidSecret("the API secret is not valid base64") from exc
+
+
+def secret_valid(secret: str | bytes) -> bool:
+    """Whether `secret` is usable: non-empty base64 (the one check of a secret)."""
+    try:
+        return bool(decode_secret(secret))
+    except InvalidSecret:
+        return False
+
+
+def new_secret() -> str:
+    """A secret as the gateway issues them: base64 of 64 random bytes."""
+    return base64.b64encode(secrets.token_bytes(64)).decode("ascii")
 
 
 def sign(body: bytes, secret: str | bytes) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
+from payments.choices import NotificationOutcome
 from payments.models.orders import Order
 
 
@@ -16,15 +17,7 @@ class Notification(models.Model):
     and survive when applying fails, so a sweep can apply them later.
     """
 
-    class Outcome(models.TextChoices):
-        PENDING = "pending", "not applied yet"
-        APPLIED = "applied", "applied"
-        DUPLICATE = "duplicate", "duplicate: nothing to do"
-        STALE = "stale", "stale: nothing to do"
-        FLAGGED = "flagged", "flagged for review"
-        UNKNOWN_TRANSACTION = "unknown_transaction", "unknown transaction"
-        INVALID = "invalid", "invalid fields"
-        ERROR = "error", "error while applying"
+    Outcome = NotificationOutcome  # the one list: payments.choices
 
     body = models.BinaryField()
     body_sha256 = models.CharField(max_length=64, unique=True)

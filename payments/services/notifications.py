@@ -21,6 +21,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from payments import money
+from payments.choices import IpnStatus
 from payments.ipn_message import InvalidNotification, IpnMessage, parse_ipn
 from payments.models import Notification, Order, OrderFlag, Payment, RejectedNotification
 from payments.services.inserts import insert_on_conflict
@@ -409,10 +410,10 @@ def _apply_closed(order: Order, message: IpnMessage) -> tuple[str, str]:
 
 # What each status does to its (locked) order; the IPN parser admits only these.
 HANDLERS: dict[str, Callable[[Order, IpnMessage], tuple[str, str]]] = {
-    "paid": payment_apply_paid,
-    "partial": _apply_partial,
-    "cancelled": _apply_cancelled,
-    "closed": _apply_closed,
+    IpnStatus.PAID: payment_apply_paid,
+    IpnStatus.PARTIAL: _apply_partial,
+    IpnStatus.CANCELLED: _apply_cancelled,
+    IpnStatus.CLOSED: _apply_closed,
 }
 
 

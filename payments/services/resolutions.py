@@ -145,7 +145,7 @@ def resolution_payload(resolution: OrderResolution) -> dict[str, Any]:
     }
     if resolution.amount_int is not None:
         payload.update(
-            amount=format(money.to_decimal(resolution.amount_int, resolution.currency), "f"),
+            amount=money.amount_text(resolution.amount_int, resolution.currency),
             amount_int=resolution.amount_int,
             currency=resolution.currency,
             reference=resolution.reference,

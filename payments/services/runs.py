@@ -8,6 +8,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from payments.choices import Sweep
 from payments.gateway_factory import gateway_client
 from payments.metrics import sweep_run_counted
 from payments.models import ReconciliationRun
@@ -18,7 +19,7 @@ from payments.services.sweeps import (
     orders_flag_stuck,
 )
 
-Sweep = Callable[..., Counter[str]]
+SweepFunction = Callable[..., Counter[str]]
 
 
 def _ledger(**options: Any) -> Counter[str]:
@@ -26,11 +27,11 @@ def _ledger(**options: Any) -> Counter[str]:
         return ledger_reconcile(client=client, **options)
 
 
-SWEEPS: dict[str, Sweep] = {
-    "apply_pending": notifications_apply_pending,
-    "expire": orders_expire_due,
-    "stuck": orders_flag_stuck,
-    "ledger": _ledger,
+SWEEPS: dict[str, SweepFunction] = {
+    Sweep.APPLY_PENDING: notifications_apply_pending,
+    Sweep.EXPIRE: orders_expire_due,
+    Sweep.STUCK: orders_flag_stuck,
+    Sweep.LEDGER: _ledger,
 }
 
 

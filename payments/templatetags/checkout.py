@@ -12,8 +12,8 @@ from django.conf import settings
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from payments import money
 from payments.models import Order
-from payments.money import to_decimal
 
 register = template.Library()
 
@@ -28,7 +28,7 @@ def button_html(order: Order) -> SafeString:
         '<a href="{host}/{tx}"><img src="{host}/img/mtgox-checkout.png" alt="Pay with bitcoin">'
         "</a></span>",
         tx=order.transaction,
-        amount=format(to_decimal(order.amount_int, order.currency), "f"),
+        amount=money.amount_text(order.amount_int, order.currency),
         currency=order.currency,
         host=host,
     )

@@ -24,7 +24,6 @@ from payments.ipn import MAX_BODY_BYTES
 from payments.models import Notification, Order, Payment, RejectedNotification
 from payments.testing import IPN_PATH, ipn_body, signed_headers
 from sandbox.accounts import ensure_configured_account
-from sandbox.api import DEFAULT_MAX_BODY
 from sandbox.models import SandboxAccount, SandboxOrder
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -181,8 +180,7 @@ def test_a_chunked_call_with_a_bad_signature_is_refused_as_a_plain_one_is(
 
 
 def test_a_chunked_call_over_the_limit_is_413(gunicorn: Any, account: SandboxAccount) -> None:
-    assert getattr(settings, "SANDBOX_MAX_REQUEST_BYTES", DEFAULT_MAX_BODY) == DEFAULT_MAX_BODY
-    body = order_create_body(nonce=9, description="x" * DEFAULT_MAX_BODY)
+    body = order_create_body(nonce=9, description="x" * settings.SANDBOX_MAX_REQUEST_BYTES)
 
     response = post_chunked(gunicorn.url + ORDER_CREATE, body, sandbox_headers(account, body))
 

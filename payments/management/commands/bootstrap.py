@@ -4,7 +4,8 @@ Idempotent: running it again reuses what exists and prints no secret twice.
 - development only: writes var/dev.env with a lasting DJANGO_SECRET_KEY and
   sandbox gateway credentials, unless the environment already gives them;
 - applies the migrations;
-- the sandbox gateway's merchant account for the service's credentials;
+- (the sandbox gateway makes the merchant account for the service's credentials
+  after migrating: sandbox.accounts.configured_account_on_migrate);
 - an admin user (DJANGO_SUPERUSER_USERNAME / _PASSWORD / _EMAIL, or
   admin with a generated password) and its API token (SHOP_API_TOKEN, or
   generated), printed once when created.
@@ -12,10 +13,10 @@ Idempotent: running it again reuses what exists and prints no secret twice.
 
 from __future__ import annotations
 
-import base64
 import os
 import secrets
 import uuid
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,9 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.core.management.utils import get_random_secret_key
-from django.test.utils import override_settings
 from rest_framework.authtoken.models import Token
+
+from payments.gateway.signing import new_secret
 
 
 def _read_env_file(path: Path) -> dict[str, str]:
@@ -42,7 +44,7 @@ def ensure_dev_env(path: Path) -> dict[str, str]:
         # Marked as made for development: the deploy checks refuse it in production.
         "DJANGO_SECRET_KEY": lambda: settings.DEV_KEY_PREFIX + get_random_secret_key(),
         "GATEWAY_API_KEY": lambda: str(uuid.uuid4()),
-        "GATEWAY_API_SECRET": lambda: base64.b64encode(secrets.token_bytes(64)).decode(),
+        "GATEWAY_API_SECRET": new_secret,
     }
     for name, generate in generators.items():
         if name not in os.environ and name not in existing:
@@ -63,28 +65,19 @@ class Command(BaseCommand):
         if settings.DEBUG:
             values = ensure_dev_env(Path(settings.VAR_DIR) / "dev.env")
             self.stdout.write(f"Development settings in {settings.VAR_DIR / 'dev.env'}")
-        call_command("migrate", interactive=False, verbosity=1 if options["verbosity"] > 1 else 0)
+            # On the first start they were generated after the settings were read: the
+            # settings take them now, as the next start reads them from dev.env (the
+            # sandbox's post_migrate makes the account for them).
+            for name in ("GATEWAY_API_KEY", "GATEWAY_API_SECRET"):
+                if not getattr(settings, name) and values.get(name):
+                    setattr(settings, name, values[name])
+        # Verbosity 1 for what apps print after migrating (the sandbox account), not the
+        # migrations' own lines.
+        call_command(
+            "migrate", interactive=False, verbosity=options["verbosity"], stdout=StringIO()
+        )
         self.stdout.write("Database migrated.")
-        if settings.SANDBOX_ENABLED:
-            self._ensure_sandbox_account(values)
         self._ensure_admin()
-
-    def _ensure_sandbox_account(self, generated: dict[str, str]) -> None:
-        """The sandbox gateway holds the merchant account the service's credentials name."""
-        from sandbox.accounts import ensure_configured_account
-
-        # On the first start the credentials were generated after settings were read.
-        credentials = {
-            name: generated.get(name) or getattr(settings, name)
-            for name in ("GATEWAY_API_KEY", "GATEWAY_API_SECRET")
-        }
-        if not all(credentials.values()):
-            self.stdout.write("Sandbox: no GATEWAY_API_KEY / GATEWAY_API_SECRET; no account made.")
-            return
-        with override_settings(**credentials):
-            account, created = ensure_configured_account()
-        verb = "created" if created else "ready"
-        self.stdout.write(f"Sandbox merchant account {verb}: key {account.api_key}")
 
     def _ensure_admin(self) -> None:
         user_model = get_user_model()

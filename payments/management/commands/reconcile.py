@@ -13,10 +13,11 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
+from payments.choices import Sweep
 from payments.gateway.errors import GatewayError
 from payments.services.runs import SWEEPS, reconciliation_run
 
-ORDER = ("apply_pending", "expire", "stuck", "ledger")
+ORDER = Sweep.values
 
 
 class Command(BaseCommand):
