@@ -20,6 +20,7 @@ from django.db.models import Max, Sum
 from django.utils import timezone
 
 from payments import money
+from payments.choices import Sweep
 from payments.counting import Capped, count_upto
 from payments.models import (
     DashboardSummary,
@@ -32,7 +33,7 @@ from payments.states import OrderStatus
 
 SUMMARY_PK = 1  # the one DashboardSummary row
 REVENUE_DAYS = 30
-SWEEP_NAMES = ("apply_pending", "expire", "stuck", "ledger")
+SWEEP_NAMES = tuple(Sweep)
 FLAG_QUEUE_LENGTH = 20
 # Flags of orders a person resolves (accepts as paid, voids, cancels, refunds), not only reviews.
 EXCEPTIONAL_KINDS = (

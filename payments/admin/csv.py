@@ -41,7 +41,7 @@ def csv_money(amount_int: int | None, currency: str) -> str:
     if amount_int is None or not currency:
         return ""
     try:
-        return format(money.to_decimal(amount_int, currency), "f")
+        return money.amount_text(amount_int, currency)
     except money.UnknownCurrency:
         return ""
 

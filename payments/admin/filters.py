@@ -14,6 +14,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from payments import money
+from payments.choices import RECORDED_REJECTIONS, IpnStatus, Sweep
 from payments.models import ShopEvent
 
 
@@ -44,23 +45,21 @@ class NotificationStatusFilter(FixedChoicesFilter):
     title = "status"
     parameter_name = "status"
     field_name = "status"
-    options = [(s, s) for s in ("paid", "partial", "cancelled", "closed")]
+    options = IpnStatus.choices
 
 
 class RejectionReasonFilter(FixedChoicesFilter):
     title = "reason"
     parameter_name = "reason"
     field_name = "reason"
-    options = [
-        (r, r.replace("_", " ")) for r in ("unknown_key", "missing_signature", "bad_signature")
-    ]
+    options = [(reason.value, reason.label) for reason in RECORDED_REJECTIONS]
 
 
 class SweepFilter(FixedChoicesFilter):
     title = "sweep"
     parameter_name = "sweep"
     field_name = "sweep"
-    options = [(s, s) for s in ("apply_pending", "expire", "stuck", "ledger")]
+    options = Sweep.choices
 
 
 class OrderFlaggedFilter(admin.SimpleListFilter):
