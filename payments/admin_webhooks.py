@@ -13,7 +13,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from payments.models import ShopEvent, ShopEventAttempt
-from payments.services.webhooks import shop_event_redeliver
+from payments.services.shop_events import shop_event_redeliver
 
 
 class ShopEventAttemptInline(admin.TabularInline):
