@@ -14,13 +14,13 @@ from typing import Any
 from celery import shared_task
 from django.db import DatabaseError
 
-from merchant.queues import broker_may_hold
+from merchant.delivery import retry_if_soon
 from payments.gateway.errors import GatewayUnavailable
-from payments.services import webhooks
+from payments.services import shop_events
 from payments.services.dashboard_summary import dashboard_summary_refresh
 from payments.services.runs import reconciliation_run
 
-# --- Shop webhooks ------------------------------------------------------------
+# --- Shop events --------------------------------------------------------------
 #
 # Design: the first attempt is enqueued after the commit that recorded the
 # event. A failed attempt whose next one is due within
@@ -36,7 +36,7 @@ from payments.services.runs import reconciliation_run
 # through and skips an event that is delivered, given up or not due, so
 # acks_late is safe.
 
-_ATTEMPT_SOFT_LIMIT, _ATTEMPT_HARD_LIMIT = webhooks.attempt_time_limits()
+_ATTEMPT_SOFT_LIMIT, _ATTEMPT_HARD_LIMIT = shop_events.attempt_time_limits()
 # A sweep's chunk (at most 100 rows, then a publish each) takes well under a second.
 _SWEEP_SOFT_LIMIT, _SWEEP_HARD_LIMIT = 60, 90
 
@@ -51,9 +51,8 @@ _SWEEP_SOFT_LIMIT, _SWEEP_HARD_LIMIT = 60, 90
 )
 def deliver_shop_event(self: Any, event_id: str) -> str:
     """One delivery attempt of a shop event; on failure, again when the backoff says."""
-    outcome = webhooks.shop_event_deliver(event_id=event_id)
-    if outcome.retry_in is not None and broker_may_hold(outcome.retry_in):
-        raise self.retry(countdown=max(outcome.retry_in, 0.0))
+    outcome = shop_events.shop_event_deliver(event_id=event_id)
+    retry_if_soon(self, outcome.retry_in)
     return outcome.result  # a later retry waits in the database for the sweep
 
 
@@ -66,8 +65,8 @@ def deliver_shop_event(self: Any, event_id: str) -> str:
 def redeliver_shop_events(grace_seconds: float | None = None) -> int:
     """Sweep: enqueue undelivered shop events overdue by the grace (0: all those due now)."""
     if grace_seconds is None:
-        return len(webhooks.shop_events_redeliver_due())
-    return len(webhooks.shop_events_redeliver_due(grace_seconds=grace_seconds))
+        return len(shop_events.shop_events_redeliver_due())
+    return len(shop_events.shop_events_redeliver_due(grace_seconds=grace_seconds))
 
 
 # --- Reconciliation sweeps ------------------------------------------------------

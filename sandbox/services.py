@@ -2,7 +2,8 @@
 
 Views, tasks, the admin and the sandbox_pay command are thin adapters over
 these functions. Nothing here knows about HTTP requests; the only outbound
-HTTP is the IPN POST in `ipn_delivery_attempt`.
+HTTP is the IPN POST in `ipn_delivery_attempt`, made by the delivery engine
+the shop events use too (merchant.delivery).
 """
 
 from __future__ import annotations
@@ -15,13 +16,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal, TypeVar
 from urllib.parse import urlencode
 
-import requests
-from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
+from merchant import delivery as delivery_engine
 from payments import money
 from payments.gateway import signing
 from sandbox import currencies
@@ -46,12 +45,6 @@ IPN_METHOD = "MTGOXBTC"
 # Only this body, exactly (no surrounding whitespace, no newline), with HTTP 200,
 # acknowledges an IPN.
 IPN_ACK = b"[OK]"
-REPLY_EXCERPT = 200
-_REPLY_READ_LIMIT = 4096
-DEFAULT_SWEEP_GRACE_SECONDS = 300
-# A retry that wakes up this much before its delivery's next_attempt_at (clock
-# granularity between processes) still runs instead of being dropped.
-EARLY_TOLERANCE_SECONDS = 1
 
 
 class InstantOnly(PaymentRefused):
@@ -448,21 +441,16 @@ def _enqueue(delivery_id: int) -> None:
 
 
 def retry_seconds() -> int:
-    return int(getattr(settings, "SANDBOX_IPN_RETRY_SECONDS", 1800))
+    return int(settings.SANDBOX_IPN_RETRY_SECONDS)
 
 
 def _timeout() -> float:
-    return float(getattr(settings, "SANDBOX_IPN_TIMEOUT", 10.0))
+    return float(settings.SANDBOX_IPN_TIMEOUT)
 
 
 def attempt_time_limits() -> tuple[float, float]:
-    """The (soft, hard) time limits of one delivery attempt's task, in seconds.
-
-    The POST's connect and read timeouts and room for the database; a receiver
-    that trickles its answer never lets a read time out, the limits end it.
-    """
-    soft = 2 * _timeout() + 15
-    return soft, soft + 15
+    """The (soft, hard) time limits of one delivery attempt's task (merchant.delivery)."""
+    return delivery_engine.attempt_time_limits(_timeout())
 
 
 @dataclass(frozen=True)
@@ -473,18 +461,8 @@ class AttemptOutcome:
     retry_in: int | None = None
 
 
-@dataclass(frozen=True)
-class _Reply:
-    http_status: int | None = None
-    reply: bytes = b""
-    error: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.http_status == 200 and self.reply == IPN_ACK
-
-
-def _post(delivery: IpnDelivery) -> _Reply:
+def _send(delivery: IpnDelivery) -> delivery_engine.Reply:
+    """POST the IPN's recorded body to its URL, signed as the gateway signs (Rest-Sign)."""
     body = delivery.body_bytes
     account = delivery.order.account
     headers = {
@@ -493,98 +471,76 @@ def _post(delivery: IpnDelivery) -> _Reply:
         "User-Agent": IPN_USER_AGENT,
         "Content-Type": "application/x-www-form-urlencoded",
     }
-    try:
-        with requests.post(
-            delivery.url,
-            data=body,
-            headers=headers,
-            timeout=_timeout(),
-            allow_redirects=False,
-            stream=True,
-        ) as response:
-            received = b""
-            for chunk in response.iter_content(1024):
-                received += chunk
-                if len(received) > _REPLY_READ_LIMIT:
-                    break
-            return _Reply(http_status=response.status_code, reply=received)
-    except requests.RequestException as exc:
-        return _Reply(error=f"{type(exc).__name__}: {exc}"[:500])
-    except SoftTimeLimitExceeded:
-        return _Reply(error="no complete answer within the task's time limit")
+    return delivery_engine.post(delivery.url, body=body, headers=headers, timeout=_timeout())
+
+
+def _acknowledged(reply: delivery_engine.Reply) -> bool:
+    """Only HTTP 200 with exactly "[OK]" acknowledges an IPN."""
+    return reply.http_status == 200 and reply.body == IPN_ACK
+
+
+def _settle(
+    delivery: IpnDelivery, reply: delivery_engine.Reply, started: datetime, finished: datetime
+) -> AttemptOutcome:
+    """Record the attempt; the IPN is delivered, or due again after the retry interval."""
+    ok = _acknowledged(reply)
+    IpnAttempt.objects.create(
+        delivery=delivery, time=started, **delivery_engine.attempt_fields(reply, ok=ok)
+    )
+    this = IpnDelivery.objects.filter(pk=delivery.pk)
+    if ok:
+        this.update(delivered_at=finished, next_attempt_at=None)
+        return AttemptOutcome("delivered")
+    retry = retry_seconds()
+    this.update(next_attempt_at=finished + timedelta(seconds=retry))
+    return AttemptOutcome("failed", retry_in=retry)
 
 
 def ipn_delivery_attempt(*, delivery_id: int) -> AttemptOutcome:
     """POST a delivery's IPN once, unless it is acknowledged already or not due.
 
-    The attempt is claimed with a conditional UPDATE (not delivered, due now),
-    which also pushes next_attempt_at forward: a duplicate task for the same
-    delivery finds nothing to do, and one that was acknowledged is never sent
-    again. No transaction is held during the HTTP call. Every POST is
-    recorded as an IpnAttempt.
+    The claim (merchant.delivery) also pushes next_attempt_at forward: a
+    duplicate task for the same delivery finds nothing to do, and one that
+    was acknowledged is never sent again. Every POST is recorded as an
+    IpnAttempt.
     """
-    started = timezone.now()
-    retry = retry_seconds()
-    claimed = IpnDelivery.objects.filter(
-        pk=delivery_id,
-        delivered_at__isnull=True,
-        next_attempt_at__lte=started + timedelta(seconds=EARLY_TOLERANCE_SECONDS),
-    ).update(
-        attempts=F("attempts") + 1,
-        # A lease past the task's hard time limit: an attempt killed there is
-        # claimed again only once it cannot be running any more.
-        next_attempt_at=started + timedelta(seconds=retry + attempt_time_limits()[1]),
+    outcome = delivery_engine.attempt_once(
+        due=IpnDelivery.objects.select_related("order__account").filter(pk=delivery_id),
+        # The gateway's interval past the task's hard time limit: an attempt
+        # killed there is sent again at the interval, never while it may run.
+        lease=timedelta(seconds=retry_seconds() + attempt_time_limits()[1]),
+        send=_send,
+        settle=_settle,
+        report=_report,
     )
-    if claimed != 1:
-        return AttemptOutcome("skipped")
-    delivery = IpnDelivery.objects.select_related("order__account").get(pk=delivery_id)
-    reply = _post(delivery)
-    finished = timezone.now()
-    with transaction.atomic():
-        IpnAttempt.objects.create(
-            delivery=delivery,
-            time=started,
-            http_status=reply.http_status,
-            error=reply.error,
-            reply=reply.reply.decode("utf-8", errors="replace")[:REPLY_EXCERPT],
-            ok=reply.ok,
-        )
-        if reply.ok:
-            IpnDelivery.objects.filter(pk=delivery_id).update(
-                delivered_at=finished, next_attempt_at=None
-            )
-        else:
-            IpnDelivery.objects.filter(pk=delivery_id).update(
-                next_attempt_at=finished + timedelta(seconds=retry)
-            )
+    return outcome or AttemptOutcome("skipped")
+
+
+def _report(delivery: IpnDelivery, reply: delivery_engine.Reply, outcome: AttemptOutcome) -> None:
+    acknowledged = outcome.result == "delivered"
     logger.info(
         "sandbox IPN #%s (%s) attempt: %s",
-        delivery_id,
+        delivery.pk,
         delivery.status,
-        "acknowledged" if reply.ok else (reply.http_status or reply.error[:80]),
+        "acknowledged" if acknowledged else (reply.http_status or reply.error[:80]),
         extra={
-            "delivery_id": delivery_id,
+            "delivery_id": delivery.pk,
             "transaction": str(delivery.order.transaction),
             "http_status": reply.http_status,
-            "acknowledged": reply.ok,
+            "acknowledged": acknowledged,
         },
     )
-    if reply.ok:
-        return AttemptOutcome("delivered")
-    return AttemptOutcome("failed", retry_in=retry)
 
 
 def ipn_redeliver_due(*, grace_seconds: int | None = None, limit: int = 500) -> list[int]:
     """Enqueue deliveries not acknowledged whose next attempt is overdue by `grace_seconds`.
 
     A retry lost with a broker or a worker is not lost forever. Default grace:
-    settings.SANDBOX_IPN_SWEEP_GRACE_SECONDS (300). Duplicates are harmless:
+    settings.SANDBOX_IPN_SWEEP_GRACE_SECONDS. Duplicates are harmless:
     the attempt's claim lets one through.
     """
     if grace_seconds is None:
-        grace_seconds = int(
-            getattr(settings, "SANDBOX_IPN_SWEEP_GRACE_SECONDS", DEFAULT_SWEEP_GRACE_SECONDS)
-        )
+        grace_seconds = int(settings.SANDBOX_IPN_SWEEP_GRACE_SECONDS)
     cutoff = timezone.now() - timedelta(seconds=grace_seconds)
     due = list(
         IpnDelivery.objects.filter(delivered_at__isnull=True, next_attempt_at__lt=cutoff)

@@ -13,7 +13,7 @@ from typing import Any
 
 from celery import shared_task
 
-from merchant.queues import broker_may_hold
+from merchant.delivery import retry_if_soon
 from sandbox import services
 
 _ATTEMPT_SOFT_LIMIT, _ATTEMPT_HARD_LIMIT = services.attempt_time_limits()
@@ -37,8 +37,7 @@ def deliver_ipn(self: Any, delivery_id: int) -> str:
     its delivery not due does nothing.
     """
     outcome = services.ipn_delivery_attempt(delivery_id=delivery_id)
-    if outcome.retry_in is not None and broker_may_hold(outcome.retry_in):
-        raise self.retry(countdown=outcome.retry_in)
+    retry_if_soon(self, outcome.retry_in)
     return outcome.result
 
 

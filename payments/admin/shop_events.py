@@ -13,7 +13,7 @@ from django.utils.html import format_html
 from payments.admin.base import ReadOnlyAdmin, ReadOnlyInline
 from payments.admin.filters import ShopEventStateFilter
 from payments.models import ShopEvent, ShopEventAttempt
-from payments.services.webhooks import shop_event_redeliver
+from payments.services.shop_events import shop_event_redeliver
 
 
 class ShopEventAttemptInline(ReadOnlyInline):

@@ -23,7 +23,7 @@ from payments.gateway.errors import GatewayError, GatewayRejected, GatewayTimeou
 from payments.gateway_factory import gateway_client
 from payments.models import IdempotencyKey, Order, OrderFlag, OrderTransition
 from payments.services.quotes import quote_fields, quote_read
-from payments.services.webhooks import shop_event_record, shop_events_record_many
+from payments.services.shop_events import shop_event_record, shop_events_record_many
 from payments.states import InvalidTransition, OrderStatus, can_transition
 
 logger = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from django.db.models import Sum
 from payments import money
 from payments.models import Order, OrderResolution, Payment
 from payments.services.orders import order_transition
-from payments.services.webhooks import shop_event_record
+from payments.services.shop_events import shop_event_record
 from payments.states import InvalidTransition, OrderStatus
 
 Action = OrderResolution.Action

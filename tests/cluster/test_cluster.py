@@ -26,8 +26,8 @@ from django.db.models import Sum
 from rest_framework.authtoken.models import Token
 
 from payments.models import Notification, Order, OrderFlag, Payment, ShopEvent
+from payments.shop_event_signing import EVENT_ID_HEADER
 from payments.states import can_transition
-from payments.webhooks_signing import EVENT_ID_HEADER
 from sandbox.accounts import ensure_configured_account
 from sandbox.models import IpnAttempt, IpnDelivery, LedgerEntry, SandboxOrder, SandboxPayment
 from tests.cluster.conftest import CONFIGURATIONS, SUMMARIES, Cluster, Configuration

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
+from merchant.delivery import EARLY_TOLERANCE_SECONDS
 from payments.models import Notification, Order
 from sandbox.models import IpnAttempt, IpnDelivery
-from sandbox.services import EARLY_TOLERANCE_SECONDS
 from tests.e2e.conftest import IPN_RETRY_SECONDS, Payer, Service
 
 pytestmark = [

@@ -10,7 +10,7 @@ enqueued, once.
 
 On the embedded filesystem broker there is no server to stop (publishing is a file
 write on the local disk), so this is reported as skipped there; the closest case,
-a broker nobody listens on, is tests/payments/test_webhooks.py's broker-down test.
+a broker nobody listens on, is tests/payments/test_shop_events.py's broker-down test.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from payments import tasks
 from payments.models import Order, ShopEvent
-from payments.services import webhooks
+from payments.services import shop_events
 from tests.conftest import celery_app_on
 from tests.faults.conftest import free_port, wait_until
 from tests.http_receiver import ScriptedReceiver, scripted
@@ -112,7 +112,7 @@ def _event_not_enqueued(order: Order, monkeypatch: pytest.MonkeyPatch) -> ShopEv
     """A committed event whose first enqueue is left out (the test publishes to its node)."""
     monkeypatch.setattr(tasks.deliver_shop_event, "apply_async", lambda *a, **kw: None)
     with transaction.atomic():
-        event = webhooks.shop_event_record(order=order, event_type="order.paid")
+        event = shop_events.shop_event_record(order=order, event_type="order.paid")
     monkeypatch.undo()
     assert event is not None
     return event

@@ -24,10 +24,10 @@ from django.utils import timezone
 
 from payments.models import Order, ShopEvent, ShopEventAttempt
 from payments.services import order_transition
-from payments.services.webhooks import shop_events_redeliver_due
+from payments.services.shop_events import shop_events_redeliver_due
+from payments.shop_event_signing import verify_shop_signature
 from payments.states import OrderStatus
 from payments.tasks import redeliver_shop_events
-from payments.webhooks_signing import verify_shop_signature
 from tests.faults.conftest import wait_until
 from tests.http_receiver import ScriptedReceiver, scripted
 

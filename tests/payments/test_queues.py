@@ -26,7 +26,7 @@ from merchant.celery import app
 from payments import tasks
 from payments.models import Order, ShopEvent
 from payments.services import order_transition
-from payments.services import webhooks as service
+from payments.services import shop_events as service
 from payments.states import OrderStatus
 from tests.conftest import BASE_DIR
 from tests.http_receiver import ScriptedReceiver, scripted

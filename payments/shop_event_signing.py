@@ -1,4 +1,4 @@
-"""Signing of the shop webhooks; `verify_shop_signature` is what a shop runs on its side.
+"""Signing of the shop events; `verify_shop_signature` is what a shop runs on its side.
 
 Pure Python (no Django), so a shop can copy this file as it is. Each POST
 carries

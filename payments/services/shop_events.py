@@ -1,4 +1,4 @@
-"""Shop webhooks: every order change is recorded as an event and POSTed to the shop, signed.
+"""Shop events: every order change is recorded as an event and POSTed to the shop, signed.
 
 The transactional outbox: `shop_event_record` writes the event in the
 caller's transaction (the event exists if and only if the change committed)
@@ -6,10 +6,10 @@ and enqueues its delivery after the commit. Enqueueing never fails the
 change: with the broker down the event simply waits for the sweep,
 `shop_events_redeliver_due`, which beat runs every minute.
 
-`shop_event_deliver` makes one attempt: it claims the event with a
-conditional UPDATE (two workers never send one attempt twice; a delivered
-event is never sent again), POSTs the stored body signed with a fresh
-timestamp (payments.webhooks_signing), and records the attempt. A failure
+`shop_event_deliver` makes one attempt with the delivery engine
+(merchant.delivery: the claim, the bounded POST, the attempt recorded): it
+POSTs the stored body signed with a fresh timestamp
+(payments.shop_event_signing); any 2xx delivers the event. A failure
 schedules the next attempt with exponential backoff and jitter until the
 retry window (SHOP_WEBHOOK_RETRY_HOURS) is over; then the event is given
 up and stays visible in the admin.
@@ -22,8 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import re
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,17 +29,16 @@ from functools import partial
 from typing import Any, Literal
 from uuid import UUID, uuid4
 
-import requests
-from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import F
+from django.db import transaction
 from django.utils import timezone
 
+from merchant import delivery
+from merchant.chunks import locked_chunks
 from payments import money
 from payments.metrics import SHOP_EVENT_DELIVERIES
 from payments.models import Order, ShopEvent, ShopEventAttempt
-from payments.webhooks_signing import (
+from payments.shop_event_signing import (
     EVENT_ID_HEADER,
     EVENT_TYPE_HEADER,
     SIGNATURE_HEADER,
@@ -55,15 +52,10 @@ USER_AGENT = "merchant-payments-webhooks/0.1"
 BACKOFF_BASE_SECONDS = 30.0
 BACKOFF_CAP_SECONDS = 3600.0
 BACKOFF_JITTER = 0.2
-# A retry task may start this much before next_attempt_at (clocks, ETA rounding).
-EARLY_TOLERANCE_SECONDS = 1.0
 # The sweep takes events overdue by this much: a retry already waiting in the
 # broker for its time is not enqueued a second time.
 SWEEP_GRACE_SECONDS = 60.0
 SWEEP_CHUNK = 100
-REPLY_EXCERPT = 200
-_REPLY_READ_LIMIT = 4096
-_TOO_SLOW = "no complete answer within the task's time limit"
 # Publishing to a broker that is down must not hold up the request that made
 # the change (e.g. the IPN answer): two quick tries, then the sweep's turn.
 _ENQUEUE_RETRY_POLICY = {
@@ -76,23 +68,20 @@ RESERVED_KEYS = frozenset({"id", "type", "created", "order"})
 
 
 def _timeout() -> float:
-    return float(getattr(settings, "SHOP_WEBHOOK_TIMEOUT", 10.0))
+    return float(settings.SHOP_WEBHOOK_TIMEOUT)
 
 
 def _retry_window() -> timedelta:
-    return timedelta(hours=float(getattr(settings, "SHOP_WEBHOOK_RETRY_HOURS", 24.0)))
+    return timedelta(hours=float(settings.SHOP_WEBHOOK_RETRY_HOURS))
 
 
 def attempt_time_limits() -> tuple[float, float]:
-    """The (soft, hard) time limits of one attempt's task, in seconds.
+    """The (soft, hard) time limits of one attempt's task (merchant.delivery), in seconds.
 
-    A POST waits at most the timeout to connect and the timeout for each read,
-    but a shop that trickles its answer a byte at a time never lets a read
-    time out: the soft limit ends that attempt (recorded as failed, retried
-    with the backoff) and the hard one kills whatever still hangs.
+    An attempt stopped at the soft limit is recorded as failed and retried
+    with the backoff.
     """
-    soft = 2 * _timeout() + 15
-    return soft, soft + 15
+    return delivery.attempt_time_limits(_timeout())
 
 
 def _lease() -> timedelta:
@@ -223,44 +212,13 @@ class DeliveryOutcome:
     retry_in: float | None = None
 
 
-@dataclass(frozen=True)
-class _Reply:
-    http_status: int | None = None
-    reply: bytes = b""
-    error: str = ""
-    duration_ms: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return self.http_status is not None and 200 <= self.http_status < 300
-
-    @property
-    def summary(self) -> str:
-        if self.http_status is not None:
-            text = f"HTTP {self.http_status}"
-            return f"{text} ({self.error})" if self.error else text
-        return self.error or "failed"
-
-
-_ERRNO = re.compile(r"\[Errno -?\d+\] [^'\"()\[\]]+")
-
-
-def _describe(exc: requests.RequestException, timeout: float) -> str:
-    """The error without its message's URL (which may carry a token in its query)."""
-    text = str(exc)
-    if isinstance(exc, requests.ConnectTimeout):
-        return f"ConnectTimeout: no connection within {timeout:g} s"
-    if isinstance(exc, requests.ReadTimeout) or "Read timed out" in text:
-        return f"ReadTimeout: no answer within {timeout:g} s"
-    found = _ERRNO.search(text)
-    if found:
-        return f"{type(exc).__name__}: {found.group(0).strip()}"
-    if "RemoteDisconnected" in text:
-        return f"{type(exc).__name__}: the shop closed the connection without answering"
-    return type(exc).__name__
-
-
-def _post(event: ShopEvent, url: str, secret: str, timeout: float) -> _Reply:
+def _send(event: ShopEvent) -> delivery.Reply:
+    """POST the event's stored body, signed now; not sent without a URL and a secret."""
+    url, secret = settings.SHOP_WEBHOOK_URL, settings.SHOP_WEBHOOK_SECRET
+    if not url:
+        return delivery.Reply(error="not sent: SHOP_WEBHOOK_URL is not set")
+    if not secret:
+        return delivery.Reply(error="not sent: SHOP_WEBHOOK_SECRET is not set")
     body = event.body.encode("utf-8")
     headers = {
         "Content-Type": "application/json",
@@ -269,93 +227,65 @@ def _post(event: ShopEvent, url: str, secret: str, timeout: float) -> _Reply:
         EVENT_TYPE_HEADER: event.type,
         SIGNATURE_HEADER: sign_shop_event(body, secret),
     }
-    started = time.monotonic()
+    return delivery.post(url, body=body, headers=headers, timeout=_timeout())
 
-    def elapsed() -> int:
-        return int((time.monotonic() - started) * 1000)
 
-    try:
-        response = requests.post(
-            url, data=body, headers=headers, timeout=timeout, allow_redirects=False, stream=True
-        )
-    except requests.RequestException as exc:
-        return _Reply(error=_describe(exc, timeout), duration_ms=elapsed())
-    except SoftTimeLimitExceeded:
-        return _Reply(error=_TOO_SLOW, duration_ms=elapsed())
-    with response:
-        received = b""
-        try:
-            for chunk in response.iter_content(1024):
-                received += chunk
-                if len(received) >= _REPLY_READ_LIMIT:
-                    break
-        except requests.RequestException as exc:  # the status line came; the rest did not
-            return _Reply(response.status_code, received, _describe(exc, timeout), elapsed())
-        except SoftTimeLimitExceeded:
-            return _Reply(response.status_code, received, _TOO_SLOW, elapsed())
-        return _Reply(http_status=response.status_code, reply=received, duration_ms=elapsed())
+def _delivered(reply: delivery.Reply) -> bool:
+    """A shop takes an event with any 2xx answer, whatever its body."""
+    return reply.http_status is not None and 200 <= reply.http_status < 300
+
+
+def _settle(
+    event: ShopEvent, reply: delivery.Reply, started: datetime, finished: datetime
+) -> DeliveryOutcome:
+    """Record the attempt; deliver the event, give it up, or schedule it with the backoff."""
+    ok = _delivered(reply)
+    fields = delivery.attempt_fields(reply, ok=ok)
+    ShopEventAttempt.objects.create(
+        event=event, at=started, duration_ms=reply.duration_ms, **fields
+    )
+    pending = ShopEvent.objects.filter(pk=event.pk, delivered_at__isnull=True)
+    if ok:
+        pending.update(delivered_at=finished, next_attempt_at=None, last_error="")
+        return DeliveryOutcome("delivered")
+    last_error = reply.summary[: delivery.ERROR_LENGTH]
+    if finished >= event.gives_up_at:
+        pending.update(given_up_at=finished, next_attempt_at=None, last_error=last_error)
+        return DeliveryOutcome("given_up")
+    next_at = min(finished + timedelta(seconds=backoff_seconds(event.attempts)), event.gives_up_at)
+    pending.update(next_attempt_at=next_at, last_error=last_error)
+    return DeliveryOutcome("failed", retry_in=(next_at - finished).total_seconds())
 
 
 def shop_event_deliver(*, event_id: UUID | str) -> DeliveryOutcome:
     """POST one event once, unless it is delivered, given up or not due (then "skipped").
 
-    The claim is a conditional UPDATE that also pushes next_attempt_at
-    forward by a lease, so a duplicate task finds nothing to do. No
-    transaction is held during the POST. Every POST is recorded as a
-    ShopEventAttempt. A 2xx answer delivers the event; anything else
-    schedules the next attempt, or gives up once the window is over.
+    The claim pushes next_attempt_at forward by a lease, so a duplicate task
+    finds nothing to do. Every POST is recorded as a ShopEventAttempt. A
+    2xx answer delivers the event; anything else schedules the next attempt,
+    or gives up once the window is over.
     """
-    started = timezone.now()
-    timeout = _timeout()
-    claimed = ShopEvent.objects.filter(
-        pk=event_id,
-        delivered_at__isnull=True,
-        given_up_at__isnull=True,
-        next_attempt_at__lte=started + timedelta(seconds=EARLY_TOLERANCE_SECONDS),
-    ).update(attempts=F("attempts") + 1, next_attempt_at=started + _lease())
-    if claimed != 1:
-        return DeliveryOutcome("skipped")
-    event = ShopEvent.objects.get(pk=event_id)
+    outcome = delivery.attempt_once(
+        due=ShopEvent.objects.filter(pk=event_id, given_up_at__isnull=True),
+        lease=_lease(),
+        send=_send,
+        settle=_settle,
+        report=_report,
+    )
+    return outcome or DeliveryOutcome("skipped")
 
-    url, secret = settings.SHOP_WEBHOOK_URL, settings.SHOP_WEBHOOK_SECRET
-    if not url:
-        reply = _Reply(error="not sent: SHOP_WEBHOOK_URL is not set")
-    elif not secret:
-        reply = _Reply(error="not sent: SHOP_WEBHOOK_SECRET is not set")
-    else:
-        reply = _post(event, url, secret, timeout)
-    finished = timezone.now()
-    pending = ShopEvent.objects.filter(pk=event.pk, delivered_at__isnull=True)
-    with transaction.atomic():
-        ShopEventAttempt.objects.create(
-            event=event,
-            at=started,
-            http_status=reply.http_status,
-            error=reply.error[:500],
-            reply=reply.reply.decode("utf-8", errors="replace")[:REPLY_EXCERPT],
-            ok=reply.ok,
-            duration_ms=reply.duration_ms,
-        )
-        if reply.ok:
-            pending.update(delivered_at=finished, next_attempt_at=None, last_error="")
-            outcome = DeliveryOutcome("delivered")
-        elif finished >= event.gives_up_at:
-            pending.update(given_up_at=finished, next_attempt_at=None, last_error=reply.summary)
-            outcome = DeliveryOutcome("given_up")
-        else:
-            next_at = min(
-                finished + timedelta(seconds=backoff_seconds(event.attempts)), event.gives_up_at
-            )
-            pending.update(next_attempt_at=next_at, last_error=reply.summary[:500])
-            outcome = DeliveryOutcome("failed", retry_in=(next_at - finished).total_seconds())
+
+def _report(event: ShopEvent, reply: delivery.Reply, outcome: DeliveryOutcome) -> None:
+    """The metric and the log line of one attempt (never the URL, the secret or the signature)."""
     SHOP_EVENT_DELIVERIES.labels(result=outcome.result).inc()
-    log = logger.info if reply.ok else logger.warning
+    ok = outcome.result == "delivered"
+    log = logger.info if ok else logger.warning
     log(
         "shop event %s (%s) attempt %s: %s",
         event.pk,
         event.type,
         event.attempts,
-        "delivered" if reply.ok else f"{reply.summary}; {outcome.result}",
+        "delivered" if ok else f"{reply.summary}; {outcome.result}",
         extra={
             "event_id": str(event.pk),
             "event_type": event.type,
@@ -367,7 +297,6 @@ def shop_event_deliver(*, event_id: UUID | str) -> DeliveryOutcome:
             "result": outcome.result,
         },
     )
-    return outcome
 
 
 # --- The sweep and the admin's "send again" ------------------------------------
@@ -380,30 +309,23 @@ def shop_events_redeliver_due(
 
     Covers the retries lost with a broker or a worker and the events whose
     first enqueue failed (they are due from their creation). Each chunk is
-    locked (SKIP LOCKED where the database has it, so concurrent sweeps
-    split the work) and re-armed as due now: neither this sweep nor another
+    locked (merchant.chunks.locked_chunks: concurrent sweeps split the work)
+    and re-armed as due now: neither this sweep nor another
     picks it again before `grace_seconds`, and if this enqueue is lost too,
     a later sweep does. Duplicates are harmless: the attempt's claim lets
     one through.
     """
     now = timezone.now()
     cutoff = now - timedelta(seconds=grace_seconds)
+    due = ShopEvent.objects.filter(
+        delivered_at__isnull=True, given_up_at__isnull=True, next_attempt_at__lt=cutoff
+    ).only("pk", "next_attempt_at")
     picked: list[UUID] = []
-    while len(picked) < limit:
-        with transaction.atomic():
-            due = ShopEvent.objects.filter(
-                delivered_at__isnull=True, given_up_at__isnull=True, next_attempt_at__lt=cutoff
-            ).order_by("next_attempt_at", "pk")
-            if connection.features.has_select_for_update_skip_locked:
-                due = due.select_for_update(skip_locked=True)
-            chunk = list(due.values_list("pk", flat=True)[: min(SWEEP_CHUNK, limit - len(picked))])
-            if not chunk:
-                break
-            ShopEvent.objects.filter(pk__in=chunk, delivered_at__isnull=True).update(
-                next_attempt_at=now
-            )
-            transaction.on_commit(partial(_enqueue_many, chunk), robust=True)
-        picked.extend(chunk)
+    for chunk in locked_chunks(due, size=SWEEP_CHUNK, order=("next_attempt_at", "pk"), limit=limit):
+        ids = [event.pk for event in chunk]
+        ShopEvent.objects.filter(pk__in=ids, delivered_at__isnull=True).update(next_attempt_at=now)
+        transaction.on_commit(partial(_enqueue_many, ids), robust=True)
+        picked.extend(ids)
     if picked:
         logger.info("shop events: %s overdue re-enqueued", len(picked))
     return picked

@@ -1,4 +1,4 @@
-"""Shop webhooks: an outbox event with every order change, signed POSTs, backoff, give-up.
+"""Shop events: an outbox event with every order change, signed POSTs, backoff, give-up.
 
 The shop is a real HTTP server in a thread on 127.0.0.1. Most tests call the
 delivery service (one attempt per call) and move `next_attempt_at` to now
@@ -30,9 +30,9 @@ from payments import tasks
 from payments.checks import check_shop_webhook
 from payments.models import Order, OrderFlag, ShopEvent, ShopEventAttempt
 from payments.services import order_flag, order_transition
-from payments.services import webhooks as service
+from payments.services import shop_events as service
+from payments.shop_event_signing import sign_shop_event, verify_shop_signature
 from payments.states import OrderStatus
-from payments.webhooks_signing import sign_shop_event, verify_shop_signature
 from tests.conftest import service_env
 from tests.http_receiver import Received, ScriptedReceiver, scripted
 
