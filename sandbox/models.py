@@ -186,7 +186,7 @@ class IpnDelivery(models.Model):
 class IpnAttempt(models.Model):
     """One POST of an IPN and what came back."""
 
-    delivery = models.ForeignKey(IpnDelivery, on_delete=models.CASCADE, related_name="attempts_log")
+    delivery = models.ForeignKey(IpnDelivery, on_delete=models.CASCADE, related_name="attempt_log")
     time = models.DateTimeField(default=timezone.now)
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
     error = models.CharField(max_length=500, blank=True)

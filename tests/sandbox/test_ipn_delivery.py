@@ -313,11 +313,11 @@ def test_a_real_worker_retries_until_ok_and_then_stops(
         if delivery.delivered_at is not None:
             break
         time.sleep(0.2)
-    assert delivery.delivered_at is not None, [str(a) for a in delivery.attempts_log.all()]
+    assert delivery.delivered_at is not None, [str(a) for a in delivery.attempt_log.all()]
     time.sleep(3.5)  # several retry intervals: nothing more arrives
     assert len(receiver.received) == 3
     for received in receiver.received:
         assert_signed_by(received, account, delivery)
     delivery.refresh_from_db()
     assert delivery.attempts == 3
-    assert [a.ok for a in delivery.attempts_log.order_by("id")] == [False, False, True]
+    assert [a.ok for a in delivery.attempt_log.order_by("id")] == [False, False, True]
