@@ -3,7 +3,7 @@
 `/bench/orders-floor/` does only what creating an order at the gateway
 cannot do without, with the project's own tools: DRF's default
 authentication (token), the JSON body parsed, one INSERT of the order,
-committed before the call (the design's rule), a nonce from the shared
+committed before the call (docs/design.md, "Creating an order"), a nonce from the shared
 counter (one UPDATE ... RETURNING: the protocol requires an increasing
 nonce across processes), a signed `merchant/order/create` over this thread's
 kept session (payments.gateway_factory), one UPDATE storing the answer, and

@@ -1,4 +1,4 @@
-"""The order state table of `../shared/design.md`: which transitions are allowed.
+"""The order state table (docs/design.md, "Order states"): which transitions are allowed.
 
 Pure data and one predicate; `payments.services.order_transition` is the one
 function that applies them (row lock, check, write, record why).

@@ -8,7 +8,7 @@
 
 `post_ipn_http` does the same over real HTTP (a live server). Bodies are
 built in the gateway's field order and signed byte for byte, like the
-signing vectors in the protocol's documentation.
+protocol's signing vectors (tests/data/signing-vectors.json).
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ from payments.gateway import (
 from payments.gateway.signing import InvalidSecret
 from payments.money import AmountError, UnknownCurrency
 
-# A copy of the protocol's published vectors (shared/protocol/signing-vectors.json),
+# A copy of the protocol's published signing vectors (checked with `openssl dgst`),
 # kept in the repository so that any checkout can run the tests.
 VECTORS_PATH = Path(__file__).resolve().parents[1] / "data" / "signing-vectors.json"
 VECTORS = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))["cases"]

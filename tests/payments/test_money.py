@@ -21,7 +21,7 @@ from payments.money import (
     to_int,
 )
 
-# The units table of the protocol README, written out independently of the code.
+# The units table (docs/design.md, "Money rules"), written out independently of the code.
 UNITS = {
     "BTC": 10**8,
     "JPY": 10**3,

@@ -11,7 +11,7 @@ import pytest
 
 from payments.gateway.signing import InvalidSecret, sign, verify
 
-# A copy of the protocol's published vectors (shared/protocol/signing-vectors.json),
+# A copy of the protocol's published signing vectors (checked with `openssl dgst`),
 # kept in the repository so that any checkout can run the tests.
 VECTORS_PATH = Path(__file__).resolve().parents[1] / "data" / "signing-vectors.json"
 VECTORS: dict[str, Any] = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))
