@@ -1,4 +1,4 @@
-"""GET /metrics: Prometheus's text exposition of payments.metrics, for operators only.
+"""GET /metrics: Prometheus's text exposition of payments.metrics(_state), for operators only.
 
 Answered to a request with `Authorization: Bearer <METRICS_TOKEN>` or from an
 address in METRICS_ALLOWED_IPS (REMOTE_ADDR: the direct peer, never a
@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from payments.metrics import DatabaseCollector
+from payments.metrics_state import DatabaseCollector
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

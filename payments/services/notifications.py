@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Sum
@@ -26,7 +27,7 @@ from payments.ipn_message import InvalidNotification, IpnMessage, parse_ipn
 from payments.models import Notification, Order, OrderFlag, Payment, RejectedNotification
 from payments.services.inserts import insert_on_conflict
 from payments.services.orders import order_flag, order_transition
-from payments.services.quotes import Coverage, Verdict, payment_coverage, received_int
+from payments.services.quotes import Coverage, Verdict, payment_coverage
 from payments.states import OrderStatus
 
 logger = logging.getLogger(__name__)
@@ -154,7 +155,9 @@ def _apply(notification: Notification) -> Notification:
     notification.transaction = message.transaction
     notification.payment_id = message.payment_id
     notification.status = message.status
-    order = _order_locked(message)
+    order = order_locked(
+        transaction=message.transaction, currency=message.currency, payment_id=message.payment_id
+    )
     if order is None:
         return _finish(notification, Outcome.UNKNOWN_TRANSACTION, "no order has this id")
     notification.order = order
@@ -167,13 +170,16 @@ def _apply(notification: Notification) -> Notification:
     return _finish(notification, outcome, detail)
 
 
-def _order_locked(message: IpnMessage) -> Order | None:
-    """The order of `message`, locked; with what its other payments brought in the
-    message's currency (`paid_before`: quotes.received_int), for a `paid` message's checks.
+def order_locked(*, transaction: UUID, currency: str | None, payment_id: UUID) -> Order | None:
+    """The order of `transaction`, locked, with `paid_before`: what its payments other than
+    `payment_id` brought in `currency` (the rule of quotes.received_int).
 
-    One statement on the hottest path of the service: the total rides along as
-    a scalar subquery (only the order row is locked). Written as SQL because
-    building the equivalent queryset cost more CPU than the rest of the IPN.
+    The one way to lock an order for `payment_apply_paid` (the IPN inbox, the
+    ledger sweep), on every database: one statement on the hottest path of the
+    service, the total riding along as a scalar subquery (only the order row
+    is locked). Written as SQL because building the equivalent queryset cost
+    more CPU than the rest of the IPN. SQLite has no FOR UPDATE: its writers
+    take turns on the whole database.
     """
     order_table = connection.ops.quote_name(Order._meta.db_table)
     payment_table = connection.ops.quote_name(Payment._meta.db_table)
@@ -188,12 +194,12 @@ def _order_locked(message: IpnMessage) -> Order | None:
     )
     params = [
         Payment.Status.PAID.value,
-        message.currency or "",
+        currency or "",
         Payment.Status.PARTIAL.value,
-        message.currency or "",
+        currency or "",
         money.BTC,
-        uuid_field.get_db_prep_value(message.payment_id, connection),
-        uuid_field.get_db_prep_value(message.transaction, connection),
+        uuid_field.get_db_prep_value(payment_id, connection),
+        uuid_field.get_db_prep_value(transaction, connection),
     ]
     return next(iter(Order.objects.raw(sql, params)), None)
 
@@ -252,7 +258,9 @@ def _paid_fields(order: Order, message: IpnMessage) -> dict[str, Any]:
 def payment_apply_paid(
     order: Order, message: IpnMessage, *, source: str = Payment.Source.IPN
 ) -> tuple[str, str]:
-    """Record a paid payment and move its order as the state table says (order row locked).
+    """Record a paid payment and move its order as the state table says.
+
+    `order` comes from `order_locked` (locked, with what was paid before).
 
     The order becomes paid only when what its paid payments add up to covers
     it (`payment_coverage`: the price, or a fiat order's BTC quote within the
@@ -286,7 +294,7 @@ def payment_apply_paid(
         return _flagged(order, Kind.UNEXPECTED_NOTIFICATION, f"paid while {order.status}")
     coverage = payment_coverage(
         order=order,
-        paid_int=_paid_before(order, message) + message.amount_int,
+        paid_int=_paid_before(order) + message.amount_int,
         currency=message.currency,
         sent_at=sent_at,
     )
@@ -315,13 +323,12 @@ def _invalid(order: Order, detail: str) -> tuple[str, str]:
     return Outcome.INVALID, detail
 
 
-def _paid_before(order: Order, message: IpnMessage) -> int:
-    """What the order's other payments brought in the message's currency (quotes.received_int)."""
-    annotated = getattr(order, "paid_before", None)  # from _order_locked's query
-    if annotated is not None:
-        return int(annotated)
-    assert message.currency is not None
-    return received_int(order, message.currency, excluding=message.payment_id)
+def _paid_before(order: Order) -> int:
+    """What the order's other payments brought in the message's currency (order_locked)."""
+    paid_before = order.__dict__.get("paid_before")
+    if paid_before is None:
+        raise ValueError("payment_apply_paid takes an order locked by order_locked")
+    return int(paid_before)
 
 
 def _implied_rate(order: Order, btc_amount_int: int) -> Decimal:

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from payments import money, signals
 from payments.gateway.errors import GatewayError, GatewayRejected, GatewayTimeout
+from payments.gateway.results import OrderCreated
 from payments.gateway_factory import gateway_client
 from payments.models import IdempotencyKey, Order, OrderFlag, OrderTransition
 from payments.services.quotes import quote_fields, quote_read
@@ -162,14 +163,7 @@ def _order_abandoned(order: Order) -> Order:
     gateway_uncertain, and the retry holding its Idempotency-Key makes a new attempt.
     """
     reason = "the request creating it ended without an answer (its process died)"
-    order = order_transition(order_id=order.id, to=OrderStatus.FAILED, reason=reason)
-    Order.objects.filter(pk=order.pk).update(failure_reason=reason)
-    order_flag(
-        order_id=order.id,
-        kind=OrderFlag.Kind.GATEWAY_UNCERTAIN,
-        detail="The gateway may have created this order; a payment for it "
-        "would arrive as a notification for an unknown transaction.",
-    )
+    order = _order_failed(order, reason=reason, uncertain=True)
     logger.warning(
         "order %s failed: its creation was abandoned",
         order.id,
@@ -178,22 +172,47 @@ def _order_abandoned(order: Order) -> Order:
     return order
 
 
+def _order_failed(order: Order, *, reason: str, uncertain: bool) -> Order:
+    """Record a creation that did not happen, in one transaction: failed, why, and flagged
+    gateway_uncertain when the call may have reached the gateway.
+
+    """
+    with transaction.atomic():
+        _created_order_update(order, failure_reason=reason)
+        order_transition(
+            order_id=order.id, to=OrderStatus.FAILED, reason=reason[:255], locked=order
+        )
+        if uncertain:
+            order_flag(
+                order_id=order.id,
+                kind=OrderFlag.Kind.GATEWAY_UNCERTAIN,
+                detail="The gateway may have created this order; a payment for it "
+                "would arrive as a notification for an unknown transaction.",
+            )
+    return order
+
+
+def _gateway_order_create(order: Order) -> OrderCreated:
+    """merchant/order/create for `order`, with the URLs the gateway sends the payer back to."""
+    return gateway_client().order_create(
+        currency=order.currency,
+        amount_int=order.amount_int,
+        return_success=public_url(reverse("checkout-success", args=[order.id])),
+        return_failure=public_url(reverse("checkout-failure", args=[order.id])),
+        description=order.description or None,
+        ipn=public_url(reverse("payments-ipn")),
+        data=order.data or None,
+        email=order.email,
+        autosell=order.autosell,
+        multipay=order.multipay,
+        instant_only=order.instant_only,
+    )
+
+
 def _order_submit(order: Order) -> None:
     """Call merchant/order/create and move the order to awaiting_payment or failed."""
     try:
-        created = gateway_client().order_create(
-            currency=order.currency,
-            amount_int=order.amount_int,
-            return_success=public_url(reverse("checkout-success", args=[order.id])),
-            return_failure=public_url(reverse("checkout-failure", args=[order.id])),
-            description=order.description or None,
-            ipn=public_url(reverse("payments-ipn")),
-            data=order.data or None,
-            email=order.email,
-            autosell=order.autosell,
-            multipay=order.multipay,
-            instant_only=order.instant_only,
-        )
+        created = _gateway_order_create(order)
     except GatewayError as exc:
         reason = _failure_reason(exc)
         logger.warning(
@@ -202,27 +221,14 @@ def _order_submit(order: Order) -> None:
             reason,
             extra={"order_id": str(order.id), "reference": order.reference},
         )
-        order_transition(order_id=order.id, to=OrderStatus.FAILED, reason=reason[:255])
-        Order.objects.filter(pk=order.pk).update(failure_reason=reason)
-        if getattr(exc, "may_have_reached_gateway", False):
-            order_flag(
-                order_id=order.id,
-                kind=OrderFlag.Kind.GATEWAY_UNCERTAIN,
-                detail="The gateway may have created this order; a payment for it "
-                "would arrive as a notification for an unknown transaction.",
-            )
+        uncertain = getattr(exc, "may_have_reached_gateway", False)
+        _order_failed(order, reason=reason, uncertain=uncertain)
         order.refresh_from_db()
         raise OrderCreationFailed(order, exc) from exc
     with transaction.atomic():
-        # The UPDATE locks the row, and matching only a still-`created` order proves the row
-        # in hand current (nothing else moves a created order): the transition can use it,
-        # without a SELECT ... FOR UPDATE or a refresh after.
-        current = Order.objects.filter(pk=order.pk, status=OrderStatus.CREATED).update(
-            transaction=created.transaction, payment_url=created.payment_url
+        _created_order_update(
+            order, transaction=created.transaction, payment_url=created.payment_url
         )
-        if not current:
-            raise InvalidTransition(f"order {order.pk} left `created` during its creation")
-        order.transaction, order.payment_url = created.transaction, created.payment_url
         logger.info(
             "order %s created at the gateway: transaction %s",
             order.id,
@@ -235,6 +241,19 @@ def _order_submit(order: Order) -> None:
             reason="gateway accepted the order",
             locked=order,
         )
+
+
+def _created_order_update(order: Order, **fields: Any) -> None:
+    """Write `fields` to the order, in the caller's transaction, only while it is `created`.
+
+    The UPDATE locks the row, and matching only a still-`created` order proves the row in
+    hand current (nothing else moves a created order): the transition can use it, without
+    a SELECT ... FOR UPDATE or a refresh after.
+    """
+    if not Order.objects.filter(pk=order.pk, status=OrderStatus.CREATED).update(**fields):
+        raise InvalidTransition(f"order {order.pk} left `created` during its creation")
+    for name, value in fields.items():
+        setattr(order, name, value)
 
 
 def _failure_reason(exc: GatewayError) -> str:

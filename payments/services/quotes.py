@@ -73,7 +73,7 @@ def received_int(order: Order, currency: str, *, excluding: UUID | None = None) 
     (`amount_valid`) of payments still reported `partial`: the gateway credits
     bitcoins at 6 confirmations, and reports `paid` only for the payment that
     covers the order, so confirmed money reported `partial` counts too.
-    (The IPN path reads the same sum in its order lock: notifications._order_locked.)
+    (The IPN path reads the same sum in its order lock: notifications.order_locked.)
     """
     whens = [When(status=Payment.Status.PAID, currency=currency, then="amount_int")]
     if currency == money.BTC:

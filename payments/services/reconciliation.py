@@ -23,7 +23,7 @@ from payments import money
 from payments.gateway.results import WalletEntry
 from payments.ipn_message import IpnMessage
 from payments.models import LedgerCheckpoint, Order, OrderFlag, Payment
-from payments.services.notifications import payment_apply_paid
+from payments.services.notifications import order_locked, payment_apply_paid
 from payments.services.orders import order_flag
 from payments.services.quotes import payment_coverage, received_int
 from payments.states import OrderStatus
@@ -83,11 +83,11 @@ def _reconcile_entry(entry: WalletEntry, *, dry_run: bool) -> str:
         payment_id, transaction_id = uuid.UUID(link.payment_id), uuid.UUID(link.transaction)
     except ValueError:
         return "unmatched"
-    order = Order.objects.select_for_update().filter(transaction=transaction_id).first()
+    credited = (entry.value.value_int, entry.value.currency)
+    order = order_locked(transaction=transaction_id, currency=credited[1], payment_id=payment_id)
     if order is None:
         logger.warning("ledger credit %s for an unknown transaction %s", entry.index, link)
         return "unmatched"
-    credited = (entry.value.value_int, entry.value.currency)
     payment = Payment.objects.filter(payment_id=payment_id).first()
     if payment is not None and payment.status == Payment.Status.PAID:
         if (payment.amount_int, payment.currency) == credited:

@@ -35,9 +35,9 @@ from django.utils import timezone
 
 from merchant import delivery
 from merchant.chunks import locked_chunks
-from payments import money
 from payments.metrics import SHOP_EVENT_DELIVERIES
 from payments.models import Order, ShopEvent, ShopEventAttempt
+from payments.order_json import order_summary
 from payments.shop_event_signing import (
     EVENT_ID_HEADER,
     EVENT_TYPE_HEADER,
@@ -106,14 +106,9 @@ def backoff_seconds(attempt: int, *, rng: random.Random | None = None) -> float:
 
 
 def order_payload(order: Order) -> dict[str, Any]:
-    """The order as the shop sees it in an event: money as a decimal string and an integer."""
+    """The order as the shop sees it in an event: the API's summary, its transaction and data."""
     return {
-        "id": str(order.pk),
-        "reference": order.reference,
-        "status": str(order.status),
-        "amount": format(money.to_decimal(order.amount_int, order.currency), "f"),
-        "amount_int": order.amount_int,
-        "currency": order.currency,
+        **order_summary(order),
         "transaction": str(order.transaction) if order.transaction else None,
         "data": order.data,
     }

@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -148,6 +150,28 @@ def test_connection_refused_is_a_503_and_not_uncertain(
     assert response.json()["error"] == "gateway_unavailable"
     # The request never left: the gateway cannot have created anything, so no flag.
     assert_failed(response.json()["order"], reason="gateway error", uncertain=False)
+
+
+def test_a_failed_creation_is_recorded_in_one_transaction(
+    api_client: APIClient, gateway: Callable[..., FakeGateway]
+) -> None:
+    """Failed, its reason and its flag commit together: never a failed order without why."""
+    gateway(Step(drop=True))
+    with CaptureQueriesContext(connection) as queries:
+        response = create(api_client)
+
+    assert response.status_code == 503, response.content
+    assert_failed(response.json()["order"], reason="gateway error", uncertain=True)
+    sql = [q["sql"] for q in queries.captured_queries]
+    words = [q.split()[0].upper() for q in sql]
+    failing = next(i for i, q in enumerate(sql) if q.startswith("UPDATE") and "failure_reason" in q)
+    begin = max(i for i in range(failing) if words[i] == "BEGIN")
+    commit = words.index("COMMIT", failing)
+    assert "COMMIT" not in words[begin:failing]
+    inside, after = " ".join(sql[begin:commit]), " ".join(sql[commit:])
+    for table in ("payments_ordertransition", "payments_orderflag"):
+        assert f'INSERT INTO "{table}"' in inside
+        assert table not in after
 
 
 # --- a retry with the same Idempotency-Key -------------------------------------------------
