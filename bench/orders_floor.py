@@ -46,9 +46,9 @@ class OrdersFloor(APIView):
         created = gateway_client().order_create(
             currency=currency,
             amount_int=amount_int,
-            return_success=public_url(f"/checkout/{order.id}/success/"),
-            return_failure=public_url(f"/checkout/{order.id}/failure/"),
-            ipn=public_url("/payments/ipn/"),
+            return_success=public_url(path=f"/checkout/{order.id}/success/"),
+            return_failure=public_url(path=f"/checkout/{order.id}/failure/"),
+            ipn=public_url(path="/payments/ipn/"),
         )
         Order.objects.filter(pk=order.pk).update(
             status=OrderStatus.AWAITING_PAYMENT,

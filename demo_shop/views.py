@@ -10,7 +10,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from demo_shop.catalog import BY_SLUG, PRODUCTS
 from payments import money
-from payments.services import NewOrder, OrderCreationFailed, order_create, public_url
+from payments.exceptions import OrderCreationFailed
+from payments.services import NewOrder, order_create, public_url
 
 
 @require_GET
@@ -23,7 +24,7 @@ def buy(request: HttpRequest, slug: str) -> HttpResponse:
     product = BY_SLUG.get(slug)
     if product is None:
         raise Http404("No such product")
-    shop_home = public_url(reverse("demo-shop"))
+    shop_home = public_url(path=reverse("demo-shop"))
     new = NewOrder(
         reference=f"demo-{product.slug}-{secrets.token_hex(4)}",
         amount_int=money.to_int(product.price, product.currency),

@@ -14,7 +14,7 @@ from payments.choices import Sweep
 
 DEFAULT = "celery"  # Celery's own default name: an upgrade leaves nothing in a forgotten queue
 NOTIFICATIONS = "notifications"  # applying stored IPNs (the apply_pending sweep)
-EVENTS = "events"  # shop webhook deliveries
+EVENTS = "events"  # shop event deliveries
 SWEEPS = "sweeps"  # reconciliation sweeps and the redelivery sweep of shop events
 SANDBOX = "sandbox"  # the sandbox gateway's IPN deliveries and their sweep
 ALL = (DEFAULT, NOTIFICATIONS, EVENTS, SWEEPS, SANDBOX)

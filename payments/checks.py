@@ -70,8 +70,8 @@ def check_secrets(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
 
 
 @checks.register(checks.Tags.security, deploy=False)
-def check_shop_webhook(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """Shop webhooks are never sent unsigned: a URL without a secret is an error in any mode."""
+def check_shop_events(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Shop events are never sent unsigned: a URL without a secret is an error in any mode."""
     url = settings.SHOP_WEBHOOK_URL
     if not url:
         return []

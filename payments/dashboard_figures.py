@@ -22,6 +22,7 @@ from django.utils import timezone
 from payments import money
 from payments.choices import Sweep
 from payments.counting import Capped, count_upto
+from payments.exceptions import UnknownCurrency
 from payments.models import (
     DashboardSummary,
     Notification,
@@ -273,5 +274,5 @@ def refund_totals(summary: DashboardSummary) -> list[RefundTotal]:
 def _money(amount_int: int, currency: str) -> str:
     try:
         return money.display(amount_int, currency)
-    except money.UnknownCurrency:
+    except UnknownCurrency:
         return f"{amount_int} {currency} (smallest units)"

@@ -15,17 +15,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 
-
-class BodyTooLarge(Exception):
-    """The body is over the limit, or its Content-Length is not a length at all."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the request body is larger than {limit} bytes")
-        self.limit = limit
-
-
-class LengthRequired(Exception):
-    """A chunked body that this server hands over undecoded."""
+from payments.exceptions import BodyTooLarge, LengthRequired
 
 
 def _has_length(request: HttpRequest, limit: int) -> bool:

@@ -20,11 +20,12 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from payments.choices import RejectionReason
+from payments.exceptions import BodyTooLarge, InvalidNotification, LengthRequired
 from payments.gateway.signing import verify
-from payments.http_body import BodyTooLarge, LengthRequired, read_body
-from payments.ipn_message import InvalidNotification, parse_ipn
+from payments.http_body import read_body
 from payments.metrics import IPN_NOTIFICATIONS, IPN_REJECTED
 from payments.models import Notification
+from payments.notification_message import parse_notification
 from payments.services import notification_receive, notification_reject_record
 
 logger = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ def _log_received(notification: Notification, body: bytes) -> None:
     transaction, status = notification.transaction, notification.status
     if transaction is None:  # a resent one was not parsed: read its ids from the body
         try:
-            message = parse_ipn(body)
+            message = parse_notification(body)
             transaction, status = message.transaction, message.status
         except InvalidNotification:
             pass

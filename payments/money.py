@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
+from payments.exceptions import AmountError, UnknownCurrency
+
 BTC = "BTC"
 FIAT_CURRENCIES = (
     "USD", "AUD", "CAD", "CHF", "CNY", "DKK", "EUR", "GBP",
@@ -25,14 +27,6 @@ MAX_AMOUNT_TEXT = 40
 # Digits, an optional point and digits: no sign, no exponent, no spaces, no
 # NaN or Infinity; Decimal() alone would accept all of those.
 _PLAIN_DECIMAL = re.compile(r"(?P<whole>[0-9]+)(?:\.(?P<fraction>[0-9]*))?|\.(?P<only>[0-9]+)")
-
-
-class AmountError(ValueError):
-    """An amount that is not a positive, exact amount of its currency."""
-
-
-class UnknownCurrency(AmountError):
-    """A currency code the gateway does not know."""
 
 
 def decimals(currency: str) -> int:

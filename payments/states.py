@@ -48,9 +48,5 @@ ALLOWED_TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
 FINAL_STATES = frozenset({S.PAID, S.CANCELLED, S.EXPIRED, S.FAILED, S.INVALID})
 
 
-class InvalidTransition(Exception):
-    """A status change the state table does not allow."""
-
-
 def can_transition(current: str, target: str) -> bool:
     return (current, target) in ALLOWED_TRANSITIONS

@@ -23,7 +23,7 @@ from django.conf import settings
 
 from payments.choices import IpnStatus
 from payments.gateway.signing import sign
-from payments.ipn_message import DATE_FORMAT
+from payments.notification_message import DATE_FORMAT
 
 IPN_PATH = "/payments/ipn/"
 FORM = "application/x-www-form-urlencoded"

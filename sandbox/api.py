@@ -18,6 +18,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from payments import http_body, money
+from payments.exceptions import BodyTooLarge, LengthRequired
 from payments.gateway import signing
 from sandbox import currencies, params, selectors, services
 from sandbox.accounts import account_for_key
@@ -50,9 +51,9 @@ def _body(request: HttpRequest) -> bytes:
     """The raw body, with a Content-Length or chunked, within SANDBOX_MAX_REQUEST_BYTES."""
     try:
         return http_body.read_body(request, limit=_max_body())
-    except http_body.BodyTooLarge as exc:
+    except BodyTooLarge as exc:
         raise ApiError("request_too_large", str(exc), 413) from exc
-    except http_body.LengthRequired as exc:
+    except LengthRequired as exc:
         raise ApiError("length_required", "send the body with a Content-Length", 411) from exc
 
 

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from payments import money
+from payments.exceptions import AmountError
 
 NBSP = "\u00a0"
 
@@ -74,7 +75,7 @@ TICKER_VOLUME_INT = 5_582_958_960_346
 
 
 def info(currency: str) -> CurrencyInfo:
-    """The gateway's description of `currency` (raises money.UnknownCurrency)."""
+    """The gateway's description of `currency` (raises UnknownCurrency)."""
     money.decimals(currency)
     return _INFO[currency]
 
@@ -131,7 +132,7 @@ def rate_int(currency: str) -> int:
     text = str(configured.get(currency, DEFAULT_RATES[currency])).strip()
     try:
         return money.to_int(text, currency)
-    except money.AmountError as exc:
+    except AmountError as exc:
         raise ImproperlyConfigured(
             f"SANDBOX_RATES[{currency!r}] is not a valid rate: {exc}"
         ) from exc

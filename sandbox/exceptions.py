@@ -21,7 +21,12 @@ class NonceRejected(SandboxError):
 
 
 class PaymentRefused(SandboxError):
-    """The payment page (or sandbox_pay) cannot do this to this order now."""
+    """The payment page (or sandbox_pay) cannot do this to this order now.
+
+    `http_status` is what the payment page answers with; subclasses say which.
+    """
+
+    http_status = 400
 
 
 class ApiError(SandboxError):
@@ -32,3 +37,33 @@ class ApiError(SandboxError):
         self.token = token
         self.message = message
         self.status = status
+
+
+class InstantOnly(PaymentRefused):
+    """The order only takes instant payments from gateway account holders."""
+
+    http_status = 400
+
+
+class AlreadyPaid(PaymentRefused):
+    """The order is paid in full and does not take more payments (no multipay)."""
+
+    http_status = 409
+
+
+class InvalidAmount(PaymentRefused):
+    """The amount to pay is not a positive BTC amount."""
+
+    http_status = 400
+
+
+class NotConfirmable(PaymentRefused):
+    """Only a `partial` payment can be confirmed."""
+
+    http_status = 409
+
+
+class NoIpnUrl(PaymentRefused):
+    """The order has no ipn URL: a notification has nowhere to go."""
+
+    http_status = 409

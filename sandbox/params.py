@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlsplit
 
 from payments import money
+from payments.exceptions import AmountError
 from sandbox.exceptions import ParameterError
 
 MAX_FIELDS = 64
@@ -165,7 +166,7 @@ def _amount(form: FormData, currency: str) -> tuple[int, str]:
     if amount_text is not None:
         try:
             return money.to_int(amount_text, currency), "amount"
-        except money.AmountError as exc:
+        except AmountError as exc:
             raise ParameterError("amount", f"parameter 'amount': {exc}") from exc
     raise ParameterError("amount_int", "parameter 'amount_int' (or legacy 'amount') is required")
 

@@ -24,7 +24,15 @@ from merchant import delivery as delivery_engine
 from payments import money
 from payments.gateway import signing
 from sandbox import currencies
-from sandbox.exceptions import NonceRejected, ParameterError, PaymentRefused
+from sandbox.exceptions import (
+    AlreadyPaid,
+    InstantOnly,
+    InvalidAmount,
+    NoIpnUrl,
+    NonceRejected,
+    NotConfirmable,
+    ParameterError,
+)
 from sandbox.models import (
     IpnAttempt,
     IpnDelivery,
@@ -45,36 +53,6 @@ IPN_METHOD = "MTGOXBTC"
 # Only this body, exactly (no surrounding whitespace, no newline), with HTTP 200,
 # acknowledges an IPN.
 IPN_ACK = b"[OK]"
-
-
-class InstantOnly(PaymentRefused):
-    """The order only takes instant payments from gateway account holders."""
-
-    http_status = 400
-
-
-class AlreadyPaid(PaymentRefused):
-    """The order is paid in full and does not take more payments (no multipay)."""
-
-    http_status = 409
-
-
-class InvalidAmount(PaymentRefused):
-    """The amount to pay is not a positive BTC amount."""
-
-    http_status = 400
-
-
-class NotConfirmable(PaymentRefused):
-    """Only a `partial` payment can be confirmed."""
-
-    http_status = 409
-
-
-class NoIpnUrl(PaymentRefused):
-    """The order has no ipn URL: a notification has nowhere to go."""
-
-    http_status = 409
 
 
 # --- Private calls: the nonce --------------------------------------------------

@@ -23,8 +23,9 @@ from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_POST
 
 from payments import money
+from payments.exceptions import AmountError
 from sandbox import button_image, selectors, services
-from sandbox.exceptions import PaymentRefused
+from sandbox.exceptions import InvalidAmount, PaymentRefused
 from sandbox.models import SandboxOrder, SandboxPayment
 
 _METHODS: dict[str, Literal["account", "bitcoin"]] = {"account": "account", "bitcoin": "bitcoin"}
@@ -84,12 +85,12 @@ def _chosen_amount(request: HttpRequest, order: SandboxOrder) -> int:
         if option.value == choice and option.amount_btc_int is not None:
             return option.amount_btc_int
     if choice != "custom":
-        raise services.InvalidAmount("choose an amount to pay")
+        raise InvalidAmount("choose an amount to pay")
     text = request.POST.get("amount_btc", "").strip()
     try:
         return money.to_int(text, money.BTC)
-    except money.AmountError as exc:
-        raise services.InvalidAmount(f"Another amount: {exc}") from exc
+    except AmountError as exc:
+        raise InvalidAmount(f"Another amount: {exc}") from exc
 
 
 @require_POST
@@ -103,11 +104,11 @@ def pay(request: HttpRequest, transaction: UUID) -> HttpResponse:
     method = _METHODS.get(request.POST.get("method", "account"))
     try:
         if method is None:
-            raise services.InvalidAmount("Choose how to pay.")
+            raise InvalidAmount("Choose how to pay.")
         amount = _chosen_amount(request, order) if method == "bitcoin" else None
         services.payment_pay(order=order, method=method, amount_btc_int=amount)
     except PaymentRefused as exc:
-        status = getattr(exc, "http_status", 400)
+        status = exc.http_status
         return _render_pay_page(request, order, error=str(exc), status=status)
     return _see_other(order.return_success)
 
@@ -118,9 +119,7 @@ def cancel(request: HttpRequest, transaction: UUID) -> HttpResponse:
     try:
         services.order_cancel(order=order)
     except PaymentRefused as exc:
-        return _render_pay_page(
-            request, order, error=str(exc), status=getattr(exc, "http_status", 400)
-        )
+        return _render_pay_page(request, order, error=str(exc), status=exc.http_status)
     return _see_other(order.return_failure)
 
 
@@ -132,9 +131,7 @@ def confirm(request: HttpRequest, transaction: UUID, payment_id: UUID) -> HttpRe
     try:
         services.payment_confirm(payment=payment)
     except PaymentRefused as exc:
-        return _render_pay_page(
-            request, order, error=str(exc), status=getattr(exc, "http_status", 400)
-        )
+        return _render_pay_page(request, order, error=str(exc), status=exc.http_status)
     covered = services.is_covered(order, services.credited_btc(order))
     url = reverse("sandbox:pay", kwargs={"transaction": transaction})
     return _see_other(f"{url}?notice={'confirmed' if covered else 'confirmed-short'}")

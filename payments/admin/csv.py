@@ -16,6 +16,7 @@ from django.http import StreamingHttpResponse
 from django.utils import timezone
 
 from payments import money
+from payments.exceptions import UnknownCurrency
 from payments.models import Notification, Order, Payment
 
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
@@ -42,7 +43,7 @@ def csv_money(amount_int: int | None, currency: str) -> str:
         return ""
     try:
         return money.amount_text(amount_int, currency)
-    except money.UnknownCurrency:
+    except UnknownCurrency:
         return ""
 
 

@@ -21,10 +21,10 @@ from django.utils import timezone
 
 from payments import money
 from payments.admin.review import can_review
+from payments.exceptions import AmountError, ResolutionRefused
 from payments.models import Order, OrderResolution
 from payments.services.resolutions import (
     TARGETS,
-    ResolutionRefused,
     order_resolve,
     refundable,
     refunded,
@@ -40,12 +40,18 @@ def refund_currencies(order: Order) -> tuple[str, ...]:
 
 
 def refundable_amounts(order: Order) -> dict[str, int]:
-    return {currency: refundable(order, currency) for currency in refund_currencies(order)}
+    return {
+        currency: refundable(order=order, currency=currency)
+        for currency in refund_currencies(order)
+    }
 
 
 def refunded_text(order: Order) -> str:
     """The order's refunds so far, one `money.display` per currency joined by "; ", or "-"."""
-    totals = ((currency, refunded(order, currency)) for currency in refund_currencies(order))
+    totals = (
+        (currency, refunded(order=order, currency=currency))
+        for currency in refund_currencies(order)
+    )
     return "; ".join(money.display(n, currency) for currency, n in totals if n) or "-"
 
 
@@ -121,7 +127,7 @@ class ResolveForm(forms.Form):
         elif data.get("amount"):
             try:
                 data["amount_int"] = money.to_int(data["amount"], data["currency"])
-            except money.AmountError as exc:
+            except AmountError as exc:
                 self.add_error("amount", str(exc))
         return data
 

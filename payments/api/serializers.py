@@ -8,6 +8,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from payments import money
+from payments.exceptions import AmountError
 from payments.models import Order, OrderFlag, OrderResolution, Payment
 from payments.order_json import order_summary
 from payments.selectors import return_host_allowed
@@ -69,7 +70,7 @@ class OrderCreateInput(serializers.Serializer):
         if amount is not None and "currency" in attrs:
             try:
                 attrs["amount_int"] = money.to_int(amount, attrs["currency"])
-            except money.AmountError as exc:
+            except AmountError as exc:
                 raise serializers.ValidationError({"amount": str(exc)}) from exc
         return attrs
 
@@ -166,7 +167,7 @@ def order_representation(order: Order, *, new: bool = False) -> dict[str, Any]:
         "quote": _quote(order),
         "transaction": None if order.transaction is None else str(order.transaction),
         "payment_url": order.payment_url,
-        "checkout_url": public_url(reverse("checkout", args=[order.id])),
+        "checkout_url": public_url(path=reverse("checkout", args=[order.id])),
         "button_html": str(button_html(order)),
         "failure_reason": order.failure_reason,
         "created": _DATETIME.to_representation(order.created),

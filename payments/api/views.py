@@ -17,10 +17,11 @@ from rest_framework.views import APIView
 
 from payments.api.serializers import ErrorOutput, OrderCreateInput, OrderOutput
 from payments.api.throttles import OrderCreateRateThrottle, OrderCreateThrottled
+from payments.exceptions import IdempotencyConflict, OrderCreationFailed
 from payments.gateway.errors import GatewayRejected, GatewayTimeout, GatewayUnavailable
 from payments.models import Order
 from payments.selectors import order_get, order_list
-from payments.services import IdempotencyConflict, OrderCreationFailed, order_create
+from payments.services import order_create
 from payments.states import OrderStatus
 
 IDEMPOTENCY_HEADER = OpenApiParameter(

@@ -31,6 +31,7 @@ import requests
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ReadTimeoutError
 
 from payments import money
+from payments.exceptions import AmountError, UnknownCurrency
 from payments.gateway import parsing
 from payments.gateway.errors import GatewayRejected, GatewayTimeout, GatewayUnavailable
 from payments.gateway.results import (
@@ -182,7 +183,7 @@ class GatewayClient:
 
     def ticker(self, currency: str) -> Ticker:
         if currency not in money.FIAT_CURRENCIES:
-            raise money.UnknownCurrency(f"no ticker for {currency!r}")
+            raise UnknownCurrency(f"no ticker for {currency!r}")
         return self._call_public(f"1/BTC{currency}/ticker", [], parsing.ticker)
 
     def currency_info(self, currency: str) -> CurrencyInfo:
@@ -364,7 +365,7 @@ def _amount_int(currency: str, amount_int: int | None, amount: Decimal | str | N
     if not isinstance(amount_int, int) or isinstance(amount_int, bool):
         raise TypeError("amount_int must be an int")
     if not 0 < amount_int <= money.MAX_AMOUNT_INT:
-        raise money.AmountError("amount_int must be positive and fit in 64 bits")
+        raise AmountError("amount_int must be positive and fit in 64 bits")
     return amount_int
 
 

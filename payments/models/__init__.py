@@ -15,7 +15,7 @@ from payments.models.orders import (
 from payments.models.payments import Payment
 from payments.models.reconciliation import LedgerCheckpoint, ReconciliationRun
 from payments.models.resolutions import OrderResolution
-from payments.models.webhooks import ShopEvent, ShopEventAttempt
+from payments.models.shop_events import ShopEvent, ShopEventAttempt
 
 __all__ = (
     "BeatLease",

@@ -11,9 +11,7 @@ from payments.services.notifications import (
     notification_reject_record,
 )
 from payments.services.orders import (
-    IdempotencyConflict,
     NewOrder,
-    OrderCreationFailed,
     order_create,
     order_flag,
     order_transition,
@@ -21,9 +19,7 @@ from payments.services.orders import (
 )
 
 __all__ = (
-    "IdempotencyConflict",
     "NewOrder",
-    "OrderCreationFailed",
     "notification_apply",
     "notification_apply_safely",
     "notification_receive",

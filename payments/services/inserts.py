@@ -28,7 +28,7 @@ def _columns_and_params(obj: Model) -> tuple[list[str], list[Any]]:
 
 
 def insert_on_conflict(
-    obj: Model, *, unique_field: str, on_conflict: str = "DO NOTHING", returning: tuple[str, ...]
+    *, obj: Model, unique_field: str, on_conflict: str = "DO NOTHING", returning: tuple[str, ...]
 ) -> tuple[Any, ...] | None:
     """INSERT the unsaved `obj`; on a clash of `unique_field`, do `on_conflict` instead.
 

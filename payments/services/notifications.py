@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
@@ -23,8 +22,9 @@ from django.utils import timezone
 
 from payments import money
 from payments.choices import IpnStatus
-from payments.ipn_message import InvalidNotification, IpnMessage, parse_ipn
+from payments.exceptions import InvalidNotification
 from payments.models import Notification, Order, OrderFlag, Payment, RejectedNotification
+from payments.notification_message import NotificationMessage, parse_notification
 from payments.services.inserts import insert_on_conflict
 from payments.services.orders import order_flag, order_transition
 from payments.services.quotes import Coverage, Verdict, payment_coverage
@@ -97,7 +97,7 @@ def _notification_store(received: _Received) -> Notification:
     )
     table = connection.ops.quote_name(Notification._meta.db_table)
     row = insert_on_conflict(
-        notification,
+        obj=notification,
         unique_field="body_sha256",
         on_conflict=(
             f"DO UPDATE SET times_received = {table}.times_received + 1, "
@@ -110,7 +110,7 @@ def _notification_store(received: _Received) -> Notification:
     return notification
 
 
-def notification_apply_safely(notification: Notification) -> str:
+def notification_apply_safely(*, notification: Notification) -> str:
     """Apply; a failure is recorded as outcome `error`, the stored row survives.
 
     notification_apply's own atomic block is the savepoint that a failure rolls back.
@@ -149,7 +149,7 @@ def notification_apply(*, notification: Notification) -> Notification:
 def _apply(notification: Notification) -> Notification:
     """Apply inside the caller's transaction (which holds the notification's row)."""
     try:
-        message = parse_ipn(bytes(notification.body))
+        message = parse_notification(bytes(notification.body))
     except InvalidNotification as exc:
         return _finish(notification, Outcome.INVALID, str(exc))
     notification.transaction = message.transaction
@@ -166,7 +166,7 @@ def _apply(notification: Notification) -> Notification:
             order_id=order.pk, kind=Kind.DATA_MISMATCH, detail="data differs from the order's"
         )
         return _finish(notification, Outcome.FLAGGED, "data differs from the order's")
-    outcome, detail = HANDLERS[message.status](order, message)
+    outcome, detail = HANDLERS[message.status](order=order, message=message)
     return _finish(notification, outcome, detail)
 
 
@@ -221,7 +221,10 @@ def _finish(notification: Notification, outcome: str, detail: str) -> Notificati
 
 
 def _payment_for(
-    order: Order, message: IpnMessage, fields: dict[str, Any], source: str = Payment.Source.IPN
+    order: Order,
+    message: NotificationMessage,
+    fields: dict[str, Any],
+    source: str = Payment.Source.IPN,
 ) -> tuple[Payment, bool]:
     """The Payment row of this payment_id: unique, so a duplicate never makes a second.
 
@@ -229,7 +232,7 @@ def _payment_for(
     an existing one is returned as it is, for the caller to decide.
     """
     payment = Payment(payment_id=message.payment_id, order=order, source=source, **fields)
-    row = insert_on_conflict(payment, unique_field="payment_id", returning=("id",))
+    row = insert_on_conflict(obj=payment, unique_field="payment_id", returning=("id",))
     if row is not None:
         payment.pk = row[0]
         return payment, True
@@ -241,7 +244,7 @@ def _flagged(order: Order, kind: str, detail: str) -> tuple[str, str]:
     return Outcome.FLAGGED, detail
 
 
-def _paid_fields(order: Order, message: IpnMessage) -> dict[str, Any]:
+def _paid_fields(order: Order, message: NotificationMessage) -> dict[str, Any]:
     assert message.amount_int is not None and message.currency is not None
     fields: dict[str, Any] = {
         "status": Payment.Status.PAID,
@@ -256,7 +259,7 @@ def _paid_fields(order: Order, message: IpnMessage) -> dict[str, Any]:
 
 
 def payment_apply_paid(
-    order: Order, message: IpnMessage, *, source: str = Payment.Source.IPN
+    *, order: Order, message: NotificationMessage, source: str = Payment.Source.IPN
 ) -> tuple[str, str]:
     """Record a paid payment and move its order as the state table says.
 
@@ -304,7 +307,7 @@ def payment_apply_paid(
 
 
 def _order_paid(
-    order: Order, message: IpnMessage, coverage: Coverage, *, late: bool
+    order: Order, message: NotificationMessage, coverage: Coverage, *, late: bool
 ) -> tuple[str, str]:
     was = order.status
     order_transition(
@@ -336,7 +339,7 @@ def _implied_rate(order: Order, btc_amount_int: int) -> Decimal:
     return (price / money.to_decimal(btc_amount_int, money.BTC)).quantize(Decimal("1E-12"))
 
 
-def _apply_partial(order: Order, message: IpnMessage) -> tuple[str, str]:
+def _apply_partial(*, order: Order, message: NotificationMessage) -> tuple[str, str]:
     assert message.amount_valid is not None and message.amount_pending is not None
     assert message.amount_total is not None
     if message.amount_valid + message.amount_pending != message.amount_total:
@@ -370,7 +373,9 @@ def _apply_partial(order: Order, message: IpnMessage) -> tuple[str, str]:
     return _flagged(order, Kind.LATE, f"bitcoins arriving while the order is {order.status}")
 
 
-def _confirming(order: Order, message: IpnMessage, *, sent_at: datetime) -> tuple[str, str]:
+def _confirming(
+    order: Order, message: NotificationMessage, *, sent_at: datetime
+) -> tuple[str, str]:
     """Confirming once the bitcoins on their way (with those paid) would pay the order."""
     on_the_way = order.payments.filter(
         status__in=(Payment.Status.PARTIAL, Payment.Status.PAID)
@@ -389,7 +394,7 @@ def _confirming(order: Order, message: IpnMessage, *, sent_at: datetime) -> tupl
     return Outcome.APPLIED, "bitcoins confirming"
 
 
-def _apply_cancelled(order: Order, message: IpnMessage) -> tuple[str, str]:
+def _apply_cancelled(*, order: Order, message: NotificationMessage) -> tuple[str, str]:
     payment, _ = _payment_for(order, message, {"status": Payment.Status.CANCELLED})
     if payment.order_id != order.pk:
         return _flagged(order, Kind.UNEXPECTED_NOTIFICATION, "payment id of another order")
@@ -411,12 +416,16 @@ def _apply_cancelled(order: Order, message: IpnMessage) -> tuple[str, str]:
     return Outcome.STALE, f"order already {order.status}"
 
 
-def _apply_closed(order: Order, message: IpnMessage) -> tuple[str, str]:
+def _apply_closed(*, order: Order, message: NotificationMessage) -> tuple[str, str]:
     return _flagged(order, Kind.UNEXPECTED_NOTIFICATION, "status 'closed' (shouldn't happen)")
 
 
+class _Handler(Protocol):
+    def __call__(self, *, order: Order, message: NotificationMessage) -> tuple[str, str]: ...
+
+
 # What each status does to its (locked) order; the IPN parser admits only these.
-HANDLERS: dict[str, Callable[[Order, IpnMessage], tuple[str, str]]] = {
+HANDLERS: dict[str, _Handler] = {
     IpnStatus.PAID: payment_apply_paid,
     IpnStatus.PARTIAL: _apply_partial,
     IpnStatus.CANCELLED: _apply_cancelled,

@@ -19,13 +19,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 from payments import money, signals
+from payments.exceptions import IdempotencyConflict, InvalidTransition, OrderCreationFailed
 from payments.gateway.errors import GatewayError, GatewayRejected, GatewayTimeout
 from payments.gateway.results import OrderCreated
 from payments.gateway_factory import gateway_client
 from payments.models import IdempotencyKey, Order, OrderFlag, OrderTransition
 from payments.services.quotes import quote_fields, quote_read
 from payments.services.shop_events import shop_event_record, shop_events_record_many
-from payments.states import InvalidTransition, OrderStatus, can_transition
+from payments.states import OrderStatus, can_transition
 
 logger = logging.getLogger(__name__)
 
@@ -35,19 +36,6 @@ STATUS_SIGNALS: dict[str, Signal] = {
     OrderStatus.CANCELLED: signals.order_cancelled,
     OrderStatus.EXPIRED: signals.order_expired,
 }
-
-
-class OrderCreationFailed(Exception):
-    """The gateway did not create the order; the order is recorded as failed."""
-
-    def __init__(self, order: Order, cause: GatewayError) -> None:
-        super().__init__(str(cause))
-        self.order = order
-        self.cause = cause
-
-
-class IdempotencyConflict(Exception):
-    """The Idempotency-Key was used with another body, or its first request is still running."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,7 +59,7 @@ class NewOrder:
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def public_url(path: str) -> str:
+def public_url(*, path: str) -> str:
     return f"{settings.PUBLIC_BASE_URL}{path}"
 
 
@@ -197,10 +185,10 @@ def _gateway_order_create(order: Order) -> OrderCreated:
     return gateway_client().order_create(
         currency=order.currency,
         amount_int=order.amount_int,
-        return_success=public_url(reverse("checkout-success", args=[order.id])),
-        return_failure=public_url(reverse("checkout-failure", args=[order.id])),
+        return_success=public_url(path=reverse("checkout-success", args=[order.id])),
+        return_failure=public_url(path=reverse("checkout-failure", args=[order.id])),
         description=order.description or None,
-        ipn=public_url(reverse("payments-ipn")),
+        ipn=public_url(path=reverse("payments-ipn")),
         data=order.data or None,
         email=order.email,
         autosell=order.autosell,

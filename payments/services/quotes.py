@@ -23,6 +23,7 @@ from django.db.models import BigIntegerField, Case, Sum, TextChoices, Value, Whe
 from django.utils import timezone
 
 from payments import money
+from payments.exceptions import AmountError
 from payments.gateway.errors import GatewayError
 from payments.gateway_factory import gateway_client
 from payments.models import Order, Payment
@@ -44,7 +45,7 @@ def quote_read(*, currency: str) -> Quote | None:
     """
     try:
         last = gateway_client().ticker(currency).last
-    except (GatewayError, money.AmountError) as exc:
+    except (GatewayError, AmountError) as exc:
         logger.warning("ticker BTC%s could not be read: %s", currency, exc)
         return None
     if last.currency != currency or last.value_int <= 0:
@@ -66,7 +67,7 @@ def quote_fields(*, amount_int: int, currency: str, quote: Quote | None) -> dict
     }
 
 
-def received_int(order: Order, currency: str, *, excluding: UUID | None = None) -> int:
+def received_int(*, order: Order, currency: str, excluding: UUID | None = None) -> int:
     """What the order's payments brought in `currency` (but the payment `excluding`).
 
     Paid payments in that currency; and, in BTC, the confirmed part

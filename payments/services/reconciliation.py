@@ -21,8 +21,8 @@ from django.db.models import Min
 
 from payments import money
 from payments.gateway.results import WalletEntry
-from payments.ipn_message import IpnMessage
 from payments.models import LedgerCheckpoint, Order, OrderFlag, Payment
+from payments.notification_message import NotificationMessage
 from payments.services.notifications import order_locked, payment_apply_paid
 from payments.services.orders import order_flag
 from payments.services.quotes import payment_coverage, received_int
@@ -102,7 +102,7 @@ def _reconcile_entry(entry: WalletEntry, *, dry_run: bool) -> str:
         return "amount_mismatch"
     if dry_run:
         return "notification_missing"
-    message = IpnMessage(
+    message = NotificationMessage(
         transaction=transaction_id,
         payment_id=payment_id,
         status="paid",
@@ -112,7 +112,7 @@ def _reconcile_entry(entry: WalletEntry, *, dry_run: bool) -> str:
         method="ledger",
         paid_at=entry.date,
     )
-    payment_apply_paid(order, message, source=Payment.Source.RECONCILIATION)
+    payment_apply_paid(order=order, message=message, source=Payment.Source.RECONCILIATION)
     order.refresh_from_db(fields=["status"])
     if order.status != OrderStatus.PAID:
         # The gateway reports `paid` only for money that covers the order: none was due.
@@ -137,6 +137,9 @@ def _matched_or_short(order: Order) -> str:
     paid = order.payments.filter(status__in=(Payment.Status.PAID, Payment.Status.PARTIAL))
     first = paid.aggregate(first=Min("created"))["first"] or order.created
     coverage = payment_coverage(
-        order=order, paid_int=received_int(order, money.BTC), currency=money.BTC, sent_at=first
+        order=order,
+        paid_int=received_int(order=order, currency=money.BTC),
+        currency=money.BTC,
+        sent_at=first,
     )
     return "matched" if coverage.pays else str(coverage.verdict)

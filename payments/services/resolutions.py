@@ -16,10 +16,11 @@ from django.db import transaction
 from django.db.models import Sum
 
 from payments import money
+from payments.exceptions import InvalidTransition, ResolutionRefused
 from payments.models import Order, OrderResolution, Payment
 from payments.services.orders import order_transition
 from payments.services.shop_events import shop_event_record
-from payments.states import InvalidTransition, OrderStatus
+from payments.states import OrderStatus
 
 Action = OrderResolution.Action
 S = OrderStatus
@@ -32,10 +33,6 @@ TARGETS: dict[str, tuple[str, frozenset[str]]] = {
     Action.MARK_INVALID: (S.INVALID, _UNPAID),
     Action.CANCEL: (S.CANCELLED, _OPEN),
 }
-
-
-class ResolutionRefused(ValueError):
-    """A decision that cannot apply to this order (its state, an amount, no reason)."""
 
 
 def order_resolve(
@@ -72,7 +69,7 @@ def order_resolve(
         shop_event_record(
             order=order,
             event_type="order.refunded" if action == Action.REFUND else "order.resolved",
-            extra={"resolution": resolution_payload(resolution)},
+            extra={"resolution": resolution_payload(resolution=resolution)},
         )
     return resolution
 
@@ -96,7 +93,7 @@ def _move(order: Order, resolution: OrderResolution) -> None:
 def _refund(
     order: Order, resolution: OrderResolution, amount_int: int | None, currency: str, reference: str
 ) -> None:
-    available = refundable(order, currency)
+    available = refundable(order=order, currency=currency)
     if available <= 0:
         raise ResolutionRefused(f"nothing to refund in {currency}: no money of it was received")
     amount = available if amount_int is None else amount_int
@@ -108,7 +105,7 @@ def _refund(
     resolution.reference = reference.strip()[:255]
 
 
-def refundable(order: Order, currency: str) -> int:
+def refundable(*, order: Order, currency: str) -> int:
     """What of `currency` the order received and has not been refunded yet.
 
     BTC: what its paid payments brought. The order's own fiat currency: its
@@ -125,17 +122,17 @@ def refundable(order: Order, currency: str) -> int:
         received = order.amount_int if order.status == S.PAID else 0
     else:
         raise ResolutionRefused(f"refunds are in {order.currency} or BTC, not {currency}")
-    return int(received) - refunded(order, currency)
+    return int(received) - refunded(order=order, currency=currency)
 
 
-def refunded(order: Order, currency: str) -> int:
+def refunded(*, order: Order, currency: str) -> int:
     total = order.resolutions.filter(action=Action.REFUND, currency=currency).aggregate(
         total=Sum("amount_int")
     )["total"]
     return int(total or 0)
 
 
-def resolution_payload(resolution: OrderResolution) -> dict[str, Any]:
+def resolution_payload(*, resolution: OrderResolution) -> dict[str, Any]:
     """A decision as the shop sees it (events, API)."""
     payload: dict[str, Any] = {
         "action": resolution.action,

@@ -19,8 +19,9 @@ from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from payments.ipn_message import InvalidNotification, parse_ipn
+from payments.exceptions import CommentRequired, InvalidNotification, TooManySelected
 from payments.models import FlagReview, Notification, Order, OrderFlag
+from payments.notification_message import parse_notification
 from payments.services.orders import orders_transition
 from payments.services.sweeps import notifications_apply_pending
 from payments.states import OrderStatus
@@ -32,14 +33,6 @@ MAX_SELECTED = 500
 UNPARSED_SCAN_LIMIT = 2000
 
 Outcome = Notification.Outcome
-
-
-class TooManySelected(ValueError):
-    """More rows than one action may touch at once."""
-
-
-class CommentRequired(ValueError):
-    """A flag review without a comment: the audit trail needs the reason."""
 
 
 def _bounded(ids: Iterable[Any]) -> list[Any]:
@@ -147,7 +140,7 @@ def orders_reconcile(*, order_ids: Iterable[UUID]) -> Counter[str]:
         ).values_list("pk", "body")[:UNPARSED_SCAN_LIMIT]
         for pk, body in unparsed:
             try:
-                message = parse_ipn(bytes(body))
+                message = parse_notification(bytes(body))
             except InvalidNotification:
                 continue
             if message.transaction in transactions:

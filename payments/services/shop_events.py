@@ -93,7 +93,7 @@ def _lease() -> timedelta:
     return timedelta(seconds=attempt_time_limits()[1] + 30)
 
 
-def backoff_seconds(attempt: int, *, rng: random.Random | None = None) -> float:
+def backoff_seconds(*, attempt: int, rng: random.Random | None = None) -> float:
     """Delay after the `attempt`-th failed attempt (1-based): 30 s * 2^(n-1), max 1 h, +-20%."""
     exponent = min(max(attempt, 1) - 1, 20)
     base = min(BACKOFF_BASE_SECONDS * 2**exponent, BACKOFF_CAP_SECONDS)
@@ -105,7 +105,7 @@ def backoff_seconds(attempt: int, *, rng: random.Random | None = None) -> float:
 # --- Recording (inside the caller's transaction) -------------------------------
 
 
-def order_payload(order: Order) -> dict[str, Any]:
+def order_payload(*, order: Order) -> dict[str, Any]:
     """The order as the shop sees it in an event: the API's summary, its transaction and data."""
     return {
         **order_summary(order),
@@ -122,7 +122,7 @@ def _build_event(
         "id": str(event_id),
         "type": event_type,
         "created": now.isoformat(),
-        "order": order_payload(order),
+        "order": order_payload(order=order),
     }
     for key, value in (extra or {}).items():
         if key in RESERVED_KEYS:
@@ -247,7 +247,9 @@ def _settle(
     if finished >= event.gives_up_at:
         pending.update(given_up_at=finished, next_attempt_at=None, last_error=last_error)
         return DeliveryOutcome("given_up")
-    next_at = min(finished + timedelta(seconds=backoff_seconds(event.attempts)), event.gives_up_at)
+    next_at = min(
+        finished + timedelta(seconds=backoff_seconds(attempt=event.attempts)), event.gives_up_at
+    )
     pending.update(next_attempt_at=next_at, last_error=last_error)
     return DeliveryOutcome("failed", retry_in=(next_at - finished).total_seconds())
 

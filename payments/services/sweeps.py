@@ -116,6 +116,6 @@ def notifications_apply_pending(
         if dry_run:
             continue
         for notification in chunk:
-            outcome = notification_apply_safely(notification)
+            outcome = notification_apply_safely(notification=notification)
             counts[f"outcome:{outcome}"] += 1
     return counts

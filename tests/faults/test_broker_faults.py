@@ -57,8 +57,8 @@ def test_redis_stopped_ipns_are_applied_and_the_sweep_delivers_later(
     shop = ScriptedReceiver(scripted(((204, b""),)), path="/shop/events").start()
     try:
         proxy = proxies(broker, 6379)
-        hooks = {"SHOP_WEBHOOK_URL": shop.url, "SHOP_WEBHOOK_SECRET": SECRET}
-        server = service(CELERY_BROKER_URL=proxied_url(broker, proxy), **hooks)
+        shop_event_settings = {"SHOP_WEBHOOK_URL": shop.url, "SHOP_WEBHOOK_SECRET": SECRET}
+        server = service(CELERY_BROKER_URL=proxied_url(broker, proxy), **shop_event_settings)
         before, during, after = (
             make_order(reference=name) for name in ("before", "during", "after")
         )
@@ -83,7 +83,7 @@ def test_redis_stopped_ipns_are_applied_and_the_sweep_delivers_later(
         # The service reconnects by itself: the next change is published at once.
         assert post_ipn_http(server.url, paid_body(after)).content == b"[OK]"
         assert server.log_text().count(NOT_ENQUEUED) == 1
-        start_worker("faults-broker", **hooks)
+        start_worker("faults-broker", **shop_event_settings)
         wait_until(
             lambda: all(event_of(o).delivered_at for o in (before, after)),
             30,

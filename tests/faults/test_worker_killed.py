@@ -43,9 +43,11 @@ def test_a_worker_killed_mid_delivery_delivers_the_event_once(
 ) -> None:
     shop = ScriptedReceiver(scripted(((204, b"", HELD), (204, b""))), path="/shop/events").start()
     try:
-        hooks = {"SHOP_WEBHOOK_URL": shop.url, "SHOP_WEBHOOK_SECRET": SECRET}
+        shop_event_settings = {"SHOP_WEBHOOK_URL": shop.url, "SHOP_WEBHOOK_SECRET": SECRET}
         settings.SHOP_WEBHOOK_URL, settings.SHOP_WEBHOOK_SECRET = shop.url, SECRET
-        doomed = start_worker("doomed", concurrency=1, SHOP_WEBHOOK_TIMEOUT=str(TIMEOUT), **hooks)
+        doomed = start_worker(
+            "doomed", concurrency=1, SHOP_WEBHOOK_TIMEOUT=str(TIMEOUT), **shop_event_settings
+        )
         order = make_order(reference="killed")
 
         order_transition(order_id=order.pk, to=OrderStatus.PAID, reason="test")  # enqueues
@@ -72,7 +74,9 @@ def test_a_worker_killed_mid_delivery_delivers_the_event_once(
         # Not yet: the lease keeps the sweep off the attempt in progress.
         assert shop_events_redeliver_due() == []
         # Later: the lease and beat's grace are over; beat's sweep runs on a new worker.
-        start_worker("replacement", concurrency=1, SHOP_WEBHOOK_TIMEOUT=str(TIMEOUT), **hooks)
+        start_worker(
+            "replacement", concurrency=1, SHOP_WEBHOOK_TIMEOUT=str(TIMEOUT), **shop_event_settings
+        )
         past = timezone.now() - timedelta(seconds=61)
         ShopEvent.objects.filter(pk=event.pk).update(next_attempt_at=past)
         redeliver_shop_events.delay()

@@ -256,7 +256,7 @@ def test_a_partial_then_a_full_refund_in_the_orders_currency(
     assert rest.status_code == 302
     last = OrderResolution.objects.filter(order=order).latest("created", "id")
     assert (last.amount_int, last.currency) == (1_250_000 - partial, "USD")
-    assert refundable(order, "USD") == 0
+    assert refundable(order=order, currency="USD") == 0
     assert ShopEvent.objects.filter(order=order, type="order.refunded").count() == 2
     page = reviewer.get(resolve_url(order))
     assert Action.REFUND not in dict(page.context["offered"])  # nothing left to refund

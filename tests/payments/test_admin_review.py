@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from payments.admin.csv import csv_cell
 from payments.admin.pagination import EstimatedCountPaginator
+from payments.exceptions import CommentRequired, TooManySelected
 from payments.models import (
     DashboardSummary,
     FlagReview,
@@ -35,8 +36,6 @@ from payments.services import order_flag
 from payments.services.dashboard_summary import dashboard_summary_refresh
 from payments.services.review import (
     MAX_SELECTED,
-    CommentRequired,
-    TooManySelected,
     flags_mark_reviewed,
     orders_reconcile,
 )

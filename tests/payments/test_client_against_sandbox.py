@@ -27,7 +27,7 @@ from django.core.cache import caches
 from django.core.management import call_command
 from django.core.signals import request_started
 
-from payments import money
+from payments.exceptions import UnknownCurrency
 from payments.gateway.client import ORDER_CREATE, GatewayClient, GatewayConfig
 from payments.gateway.errors import GatewayRejected
 from payments.gateway.results import CurrencyInfo, Ticker, ValueObject
@@ -308,7 +308,7 @@ def test_the_client_raises_the_gateways_invalid_parameter_naming_it(
 def test_the_client_refuses_an_empty_currency_before_sending_anything(
     client: GatewayClient, sandbox_url: str, server_requests: list[str]
 ) -> None:
-    with pytest.raises(money.UnknownCurrency):
+    with pytest.raises(UnknownCurrency):
         client.order_create(**order_kwargs(sandbox_url, currency=""))
 
     assert server_requests == []

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 from django.core.cache.backends.locmem import LocMemCache
 
+from payments.exceptions import AmountError, UnknownCurrency
 from payments.gateway import (
     GatewayClient,
     GatewayConfig,
@@ -38,7 +39,6 @@ from payments.gateway import (
     ValueObject,
 )
 from payments.gateway.signing import InvalidSecret
-from payments.money import AmountError, UnknownCurrency
 
 # A copy of the protocol's published signing vectors (checked with `openssl dgst`),
 # kept in the repository so that any checkout can run the tests.

@@ -16,7 +16,8 @@ import requests
 from django.core.handlers.wsgi import WSGIRequest
 from django.test import Client, RequestFactory
 
-from payments.http_body import BodyTooLarge, LengthRequired, read_body
+from payments.exceptions import BodyTooLarge, LengthRequired
+from payments.http_body import read_body
 from payments.models import Notification, RejectedNotification
 
 LIMIT = 100

@@ -9,11 +9,10 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from payments.exceptions import AmountError, UnknownCurrency
 from payments.money import (
     CURRENCIES,
     MAX_AMOUNT_INT,
-    AmountError,
-    UnknownCurrency,
     decimals,
     display,
     scale,

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from django.db import transaction
 
+from payments.exceptions import InvalidTransition
 from payments.models import Order, OrderTransition
 from payments.services import order_transition
-from payments.states import InvalidTransition
 
 
 def test_a_transition_records_where_the_order_came_from(make_order: Any) -> None:

@@ -25,8 +25,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from payments.exceptions import ResolutionRefused
 from payments.models import Order, OrderResolution, Payment
-from payments.services.resolutions import ResolutionRefused, order_resolve
+from payments.services.resolutions import order_resolve
 from payments.testing import ipn_body, post_ipn
 from tests.factories import accepted_order
 

@@ -27,7 +27,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from payments import tasks
-from payments.checks import check_shop_webhook
+from payments.checks import check_shop_events
 from payments.models import Order, OrderFlag, ShopEvent, ShopEventAttempt
 from payments.services import order_flag, order_transition
 from payments.services import shop_events as service
@@ -340,7 +340,7 @@ def test_backoff_doubles_from_30_seconds_up_to_an_hour_within_the_jitter() -> No
     rng = Random(7)
     for attempt in range(1, 16):
         base = min(30 * 2 ** (attempt - 1), 3600)
-        samples = [service.backoff_seconds(attempt, rng=rng) for _ in range(200)]
+        samples = [service.backoff_seconds(attempt=attempt, rng=rng) for _ in range(200)]
         assert base * 0.8 <= min(samples) and max(samples) <= base * 1.2
         assert max(samples) - min(samples) > base * 0.2  # really jittered
 
@@ -494,21 +494,21 @@ def test_the_task_delivers_and_a_vanished_event_is_skipped(
     assert tasks.deliver_shop_event.apply(args=[missing]).result == "skipped"
 
 
-def test_a_webhook_url_without_a_secret_is_an_error_in_any_mode(settings: Any) -> None:
+def test_a_shop_event_url_without_a_secret_is_an_error_in_any_mode(settings: Any) -> None:
     for debug in (True, False):
         settings.DEBUG = debug
         settings.SHOP_WEBHOOK_URL = "https://shop.example/events"
         settings.SHOP_WEBHOOK_SECRET = ""
-        found = check_shop_webhook()
+        found = check_shop_events()
         assert [m.id for m in found] == ["payments.E004"]
         assert all(m.level == checks.ERROR for m in found)
     settings.SHOP_WEBHOOK_SECRET = SECRET
-    assert check_shop_webhook() == []
+    assert check_shop_events() == []
     settings.SHOP_WEBHOOK_URL = "ftp://shop.example/events"
-    assert [m.id for m in check_shop_webhook()] == ["payments.E005"]
+    assert [m.id for m in check_shop_events()] == ["payments.E005"]
     settings.SHOP_WEBHOOK_URL = ""
     settings.SHOP_WEBHOOK_SECRET = ""
-    assert check_shop_webhook() == []
+    assert check_shop_events() == []
 
 
 @pytest.mark.django_db

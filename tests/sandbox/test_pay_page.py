@@ -10,6 +10,7 @@ import pytest
 from django.test import Client
 
 from sandbox import services
+from sandbox.exceptions import AlreadyPaid
 from sandbox.models import IpnDelivery, LedgerEntry, SandboxAccount, SandboxOrder, SandboxPayment
 from tests.sandbox.conftest import ORDER_FIELDS, make_order
 
@@ -365,9 +366,9 @@ def test_an_order_paid_in_full_takes_no_more_payments(
     assert f'action="{page_url(order)}/pay"' not in html
     assert f'action="{page_url(order)}/cancel"' not in html
 
-    with pytest.raises(services.AlreadyPaid):
+    with pytest.raises(AlreadyPaid):
         services.payment_pay(order=order, method="account")
-    with pytest.raises(services.AlreadyPaid):
+    with pytest.raises(AlreadyPaid):
         services.order_cancel(order=order)
     response = Client().post(f"{page_url(order)}/pay", {"method": "account"})
     assert response.status_code == 409

@@ -25,6 +25,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from payments import money
+from payments.exceptions import AmountError
 from sandbox import currencies, services
 from sandbox.exceptions import PaymentRefused
 from sandbox.models import IpnDelivery, SandboxOrder, SandboxPayment
@@ -133,7 +134,7 @@ class Command(BaseCommand):
         if options["amount"] is not None:
             try:
                 return money.to_int(options["amount"], money.BTC)
-            except money.AmountError as exc:
+            except AmountError as exc:
                 raise CommandError(f"--amount: {exc}") from exc
         return None
 

@@ -13,18 +13,15 @@ from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
 from payments.choices import IpnStatus
+from payments.exceptions import InvalidNotification
 from payments.money import CURRENCIES, MAX_AMOUNT_INT
 
 _DIGITS = re.compile(r"[0-9]{1,19}")
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
-class InvalidNotification(ValueError):
-    """An authentic notification whose fields cannot be read."""
-
-
 @dataclass(frozen=True, kw_only=True)
-class IpnMessage:
+class NotificationMessage:
     transaction: uuid.UUID
     payment_id: uuid.UUID
     status: str
@@ -65,7 +62,7 @@ def _date(text: str | None) -> datetime | None:
         raise InvalidNotification("field 'date' is not YYYY-MM-DD HH:MM:SS") from None
 
 
-def parse_ipn(body: bytes) -> IpnMessage:
+def parse_notification(body: bytes) -> NotificationMessage:
     try:
         pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
     except (UnicodeDecodeError, ValueError):
@@ -79,7 +76,7 @@ def parse_ipn(body: bytes) -> IpnMessage:
     transaction, payment_id = _uuid(fields, "id"), _uuid(fields, "payment_id")
     data = fields.get("data")
     if status == IpnStatus.PARTIAL:
-        return IpnMessage(
+        return NotificationMessage(
             transaction=transaction,
             payment_id=payment_id,
             status=status,
@@ -92,7 +89,7 @@ def parse_ipn(body: bytes) -> IpnMessage:
         currency = fields.get("currency", "")
         if currency not in CURRENCIES:
             raise InvalidNotification(f"unknown currency {currency[:8]!r}")
-        return IpnMessage(
+        return NotificationMessage(
             transaction=transaction,
             payment_id=payment_id,
             status=status,
@@ -102,4 +99,6 @@ def parse_ipn(body: bytes) -> IpnMessage:
             method=fields.get("method", "")[:32],
             paid_at=_date(fields.get("date")),
         )
-    return IpnMessage(transaction=transaction, payment_id=payment_id, status=status, data=data)
+    return NotificationMessage(
+        transaction=transaction, payment_id=payment_id, status=status, data=data
+    )

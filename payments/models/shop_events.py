@@ -1,4 +1,4 @@
-"""The shop webhooks outbox: one event per order change, and every attempt to deliver it."""
+"""The shop events outbox: one event per order change, and every attempt to deliver it."""
 
 from __future__ import annotations
 
