@@ -9,12 +9,15 @@ measurement); it is non-zero only when something could not run.
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
+import importlib.util
 import json
 import math
 import sys
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 # name -> module; imported only when run (the load generator's processes import this file).
@@ -61,11 +64,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def _docstring(module_name: str) -> str:
+    """A benchmark module's docstring, read from its source: importing it needs Django set up."""
+    spec = importlib.util.find_spec(module_name)
+    if spec is None or spec.origin is None:
+        return ""
+    return ast.get_docstring(ast.parse(Path(spec.origin).read_text())) or ""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.list:
         for name, module_name in BENCHMARKS.items():
-            doc = (importlib.import_module(module_name).__doc__ or "").strip().splitlines()
+            doc = _docstring(module_name).strip().splitlines()
             first = doc[0].removeprefix(f"{name}: ") if doc else ""
             print(f"{name}: {first}")
         return 0

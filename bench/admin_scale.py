@@ -35,9 +35,10 @@ from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any
 
-from bench.common import PAYMENTS_TABLES, counting_queries
+from bench.common import counting_queries, payments_tables
 from bench.servers import HOST, BenchError, Infrastructure, log
-from payments.choices import Sweep
+from payments.choices import IpnStatus, NotificationOutcome, RejectionReason, Sweep
+from payments.states import OrderStatus
 
 NAME = "admin_scale"
 TARGET = 1.5
@@ -59,11 +60,12 @@ FULL = Sizes(small=10_000, large=1_000_000, notifications_per_order=3, rounds=15
 QUICK = Sizes(small=10_000, large=100_000, notifications_per_order=3, rounds=5, warmup_rounds=2)
 
 # status by i % 100, as a shop's history looks: mostly paid or expired.
+S = OrderStatus
 STATUS_BUCKETS = [
-    ("paid", 60), ("expired", 25), ("cancelled", 4), ("failed", 3),
-    ("confirming", 1), ("awaiting_payment", 5), ("created", 2),
+    (S.PAID, 60), (S.EXPIRED, 25), (S.CANCELLED, 4), (S.FAILED, 3),
+    (S.CONFIRMING, 1), (S.AWAITING_PAYMENT, 5), (S.CREATED, 2),
 ]  # fmt: skip
-STATUS_OF = [status for status, n in STATUS_BUCKETS for _ in range(n)]
+STATUS_OF = [status.value for status, n in STATUS_BUCKETS for _ in range(n)]
 CURRENCY_OF = ["BTC"] * 50 + ["USD"] * 30 + ["EUR"] * 20
 AMOUNT_OF = {"BTC": 12_345_678, "USD": 1_250_000, "EUR": 980_000}
 OPEN_FLAG_BUCKET = 7  # i % 100: an open flag (1%)
@@ -71,14 +73,17 @@ REVIEWED_FLAG_BUCKET = 13  # i % 100: a reviewed flag (1%)
 
 
 def _pages(search_reference: str) -> list[tuple[str, str]]:
+    from django.urls import reverse
+
+    orders = reverse("admin:payments_order_changelist")
     return [
-        ("orders", "/admin/payments/order/"),
-        ("orders_by_status", "/admin/payments/order/?status__exact=paid"),
-        ("orders_flagged", "/admin/payments/order/?flagged=yes"),
-        ("orders_search", f"/admin/payments/order/?q={search_reference}"),
-        ("payments", "/admin/payments/payment/"),
-        ("notifications", "/admin/payments/notification/"),
-        ("dashboard", "/admin/payments/order/dashboard/"),
+        ("orders", orders),
+        ("orders_by_status", f"{orders}?status__exact={OrderStatus.PAID.value}"),
+        ("orders_flagged", f"{orders}?flagged=yes"),
+        ("orders_search", f"{orders}?q={search_reference}"),
+        ("payments", reverse("admin:payments_payment_changelist")),
+        ("notifications", reverse("admin:payments_notification_changelist")),
+        ("dashboard", reverse("admin:payments_dashboard")),
     ]
 
 
@@ -130,10 +135,12 @@ ORDER_COLUMNS = (
 
 
 def _copy_orders(conn: Any, prefix: str, count: int, now: datetime) -> None:
+    from payments.models import Order
+
     lines = _order_lines(prefix, count, now)
     with (
         conn.cursor() as cur,
-        cur.copy(f"COPY payments_order ({ORDER_COLUMNS}) FROM STDIN") as copy,
+        cur.copy(f"COPY {Order._meta.db_table} ({ORDER_COLUMNS}) FROM STDIN") as copy,
     ):
         while chunk := "".join(islice(lines, COPY_CHUNK_ROWS)):
             copy.write(chunk)
@@ -143,101 +150,136 @@ def _derive(conn: Any, prefix: str, notifications_per_order: int) -> None:
     """Payments, notifications and flags of the orders just copied (set-based, in the server)."""
     like = f"{prefix}%"
     with conn.cursor() as cur:
-        cur.execute(
-            """
-            INSERT INTO payments_payment (payment_id, order_id, status, amount_int, currency,
-                method, paid_at, source, created, updated)
-            SELECT md5(id::text)::uuid, id, 'paid', amount_int, currency, 'MTGOXBTC',
-                created + interval '5 minutes', 'ipn', created + interval '5 minutes',
-                created + interval '5 minutes'
-            FROM payments_order WHERE reference LIKE %s AND status = 'paid'
-            """,
-            [like],
-        )
-        # Three notifications an order: partial then paid (applied), and the paid one
-        # again from another delivery (duplicate); a few late, a few flagged.
-        cur.execute(
-            """
-            INSERT INTO payments_notification (body, body_sha256, headers, remote_addr,
-                transaction, payment_id, status, order_id, outcome, detail, needs_review,
-                times_received, received_at, last_received_at, applied_at)
-            SELECT convert_to('id=' || o.transaction || '&payment_id=' || pid.v
-                    || '&status=' || st.v || '&amount=' || o.amount_int || '&currency='
-                    || o.currency || '&method=MTGOXBTC&date=2026-01-01+00%%3A00%%3A00'
-                    || '&n=' || g.n, 'UTF8'),
-                md5(o.id::text || '/' || g.n) || md5(g.n || '/' || o.id::text),
-                '{}'::jsonb, '127.0.0.1', o.transaction, pid.v, st.v, o.id,
-                CASE WHEN g.n = 3 THEN 'duplicate'
-                     WHEN abs(hashtext(o.id::text)) %% 1000 = 1 THEN 'flagged'
-                     ELSE 'applied' END,
-                '', abs(hashtext(o.id::text)) %% 1000 = 1, 1,
-                o.created + g.n * interval '1 minute', o.created + g.n * interval '1 minute',
-                o.created + g.n * interval '1 minute'
-                    + CASE WHEN abs(hashtext(o.id::text)) %% 500 = 3
-                           THEN interval '5 minutes' ELSE interval '30 milliseconds' END
-            FROM payments_order o
-            CROSS JOIN generate_series(1, %s) AS g(n)
-            CROSS JOIN LATERAL (SELECT md5(o.id::text)::uuid AS v) AS pid
-            CROSS JOIN LATERAL (SELECT CASE WHEN g.n = 1 THEN 'partial' ELSE 'paid' END AS v) AS st
-            WHERE o.reference LIKE %s
-            """,
-            [notifications_per_order, like],
-        )
-        cur.execute(
-            """
-            INSERT INTO payments_orderflag (order_id, kind, detail, created, reviewed_at,
-                reviewed_by_id, review_comment)
-            SELECT id, CASE WHEN open_flags > 0 THEN 'overpaid' ELSE 'late' END,
-                'seeded for the benchmark', created + interval '10 minutes',
-                CASE WHEN open_flags > 0 THEN NULL ELSE created + interval '1 day' END,
-                NULL, CASE WHEN open_flags > 0 THEN '' ELSE 'checked' END
-            FROM payments_order
-            WHERE reference LIKE %s
-              AND (open_flags > 0 OR substr(reference, length(reference) - 1) = %s)
-            """,
-            [like, f"{REVIEWED_FLAG_BUCKET:02d}"],
-        )
+        _derive_payments(cur, like)
+        _derive_notifications(cur, like, notifications_per_order)
+        _derive_flags(cur, like)
+
+
+def _derive_payments(cur: Any, like: str) -> None:
+    """One paid payment per paid order."""
+    from payments.models import Order, Payment
+
+    cur.execute(
+        f"""
+        INSERT INTO {Payment._meta.db_table} (payment_id, order_id, status, amount_int,
+            currency, method, paid_at, source, created, updated)
+        SELECT md5(id::text)::uuid, id, %s, amount_int, currency, 'MTGOXBTC',
+            created + interval '5 minutes', %s, created + interval '5 minutes',
+            created + interval '5 minutes'
+        FROM {Order._meta.db_table} WHERE reference LIKE %s AND status = %s
+        """,
+        [Payment.Status.PAID.value, Payment.Source.IPN.value, like, OrderStatus.PAID.value],
+    )
+
+
+def _derive_notifications(cur: Any, like: str, notifications_per_order: int) -> None:
+    """Three notifications an order: partial then paid (applied), and the paid one again
+    from another delivery (duplicate); a few late, a few flagged."""
+    from payments.models import Notification, Order
+
+    outcome = NotificationOutcome
+    cur.execute(
+        f"""
+        INSERT INTO {Notification._meta.db_table} (body, body_sha256, headers, remote_addr,
+            transaction, payment_id, status, order_id, outcome, detail, needs_review,
+            times_received, received_at, last_received_at, applied_at)
+        SELECT convert_to('id=' || o.transaction || '&payment_id=' || pid.v
+                || '&status=' || st.v || '&amount=' || o.amount_int || '&currency='
+                || o.currency || '&method=MTGOXBTC&date=2026-01-01+00%%3A00%%3A00'
+                || '&n=' || g.n, 'UTF8'),
+            md5(o.id::text || '/' || g.n) || md5(g.n || '/' || o.id::text),
+            '{{}}'::jsonb, '127.0.0.1', o.transaction, pid.v, st.v, o.id,
+            CASE WHEN g.n = 3 THEN %s
+                 WHEN abs(hashtext(o.id::text)) %% 1000 = 1 THEN %s
+                 ELSE %s END,
+            '', abs(hashtext(o.id::text)) %% 1000 = 1, 1,
+            o.created + g.n * interval '1 minute', o.created + g.n * interval '1 minute',
+            o.created + g.n * interval '1 minute'
+                + CASE WHEN abs(hashtext(o.id::text)) %% 500 = 3
+                       THEN interval '5 minutes' ELSE interval '30 milliseconds' END
+        FROM {Order._meta.db_table} o
+        CROSS JOIN generate_series(1, %s) AS g(n)
+        CROSS JOIN LATERAL (SELECT md5(o.id::text)::uuid AS v) AS pid
+        CROSS JOIN LATERAL (SELECT CASE WHEN g.n = 1 THEN %s ELSE %s END AS v) AS st
+        WHERE o.reference LIKE %s
+        """,
+        [
+            outcome.DUPLICATE.value,
+            outcome.FLAGGED.value,
+            outcome.APPLIED.value,
+            notifications_per_order,
+            IpnStatus.PARTIAL.value,
+            IpnStatus.PAID.value,
+            like,
+        ],
+    )
+
+
+def _derive_flags(cur: Any, like: str) -> None:
+    """An open flag on the orders counted with one, a reviewed one on a few others."""
+    from payments.models import Order, OrderFlag
+
+    cur.execute(
+        f"""
+        INSERT INTO {OrderFlag._meta.db_table} (order_id, kind, detail, created, reviewed_at,
+            reviewed_by_id, review_comment)
+        SELECT id, CASE WHEN open_flags > 0 THEN %s ELSE %s END,
+            'seeded for the benchmark', created + interval '10 minutes',
+            CASE WHEN open_flags > 0 THEN NULL ELSE created + interval '1 day' END,
+            NULL, CASE WHEN open_flags > 0 THEN '' ELSE 'checked' END
+        FROM {Order._meta.db_table}
+        WHERE reference LIKE %s
+          AND (open_flags > 0 OR substr(reference, length(reference) - 1) = %s)
+        """,
+        [
+            OrderFlag.Kind.OVERPAID.value,
+            OrderFlag.Kind.LATE.value,
+            like,
+            f"{REVIEWED_FLAG_BUCKET:02d}",
+        ],
+    )
 
 
 def _seed_constant(conn: Any, now: datetime) -> None:
     """Rows that do not grow with orders: sweep runs (30 days of them) and rejected requests."""
+    from payments.models import ReconciliationRun, RejectedNotification
+
     with conn.cursor() as cur:
         cur.execute(
-            """
-            INSERT INTO payments_reconciliationrun (sweep, dry_run, status, counts, error,
-                started, finished)
-            SELECT s.sweep, false, 'done', jsonb_build_object('examined', g.n %% 7),
+            f"""
+            INSERT INTO {ReconciliationRun._meta.db_table} (sweep, dry_run, status, counts,
+                error, started, finished)
+            SELECT s.sweep, false, %s, jsonb_build_object('examined', g.n %% 7),
                 '', %s - g.n * interval '10 minutes', %s - g.n * interval '10 minutes'
                     + interval '2 seconds'
             FROM generate_series(1, 4320) AS g(n)
             CROSS JOIN unnest(%s::text[]) AS s(sweep)
             """,
-            [now, now, Sweep.values],
+            [ReconciliationRun.Status.DONE.value, now, now, Sweep.values],
         )
         cur.execute(
-            """
-            INSERT INTO payments_rejectednotification (window_start, reason, remote_addr,
-                count, sample, last_seen)
-            SELECT date_trunc('minute', %s - g.n * interval '1 minute'), 'bad_signature',
+            f"""
+            INSERT INTO {RejectedNotification._meta.db_table} (window_start, reason,
+                remote_addr, count, sample, last_seen)
+            SELECT date_trunc('minute', %s - g.n * interval '1 minute'), %s,
                 '10.0.0.' || (g.n %% 200), 1 + g.n %% 5, '', %s - g.n * interval '1 minute'
             FROM generate_series(1, 3000) AS g(n)
             """,
-            [now, now],
+            [now, RejectionReason.BAD_SIGNATURE.value, now],
         )
 
 
 def _vacuum_analyze(conn: Any) -> None:
     with conn.cursor() as cur:
-        for table in PAYMENTS_TABLES:
+        for table in payments_tables():
             cur.execute(f"VACUUM (ANALYZE) {table}")
 
 
-LOADED_TABLES = (
-    "payments_order",
-    "payments_payment",
-    "payments_notification",
-    "payments_orderflag",
-)
+def _loaded_tables() -> tuple[str, ...]:
+    """The tables the seeding loads: their secondary indexes are dropped meanwhile."""
+    from payments.models import Notification, Order, OrderFlag, Payment
+
+    return tuple(m._meta.db_table for m in (Order, Payment, Notification, OrderFlag))
 
 
 def _secondary_indexes(conn: Any, table: str) -> list[tuple[str, str, str, str]]:
@@ -264,7 +306,7 @@ def _drop_indexes(conn: Any) -> list[tuple[str, str, str, str, str]]:
     from psycopg import sql
 
     dropped = []
-    for table in LOADED_TABLES:
+    for table in _loaded_tables():
         for index, index_def, constraint, constraint_def in _secondary_indexes(conn, table):
             if constraint:
                 conn.execute(
@@ -330,18 +372,21 @@ def _reset(infra: Infrastructure) -> None:
     import psycopg
 
     with psycopg.connect(infra.database_url, autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {', '.join(PAYMENTS_TABLES)} CASCADE")
+        conn.execute(f"TRUNCATE {', '.join(payments_tables())} CASCADE")
 
 
 def _table_counts() -> dict[str, int]:
     from django.db import connection
 
+    from payments.models import Notification, Order, OrderFlag, Payment
+
     counts = {}
     with connection.cursor() as cursor:
-        for table in ("payments_order", "payments_payment", "payments_notification"):
-            cursor.execute(f"SELECT count(*) FROM {table}")
-            counts[table.removeprefix("payments_")] = int(cursor.fetchone()[0])
-        cursor.execute("SELECT count(*) FROM payments_orderflag WHERE reviewed_at IS NULL")
+        for key, model in (("order", Order), ("payment", Payment), ("notification", Notification)):
+            cursor.execute(f"SELECT count(*) FROM {model._meta.db_table}")
+            counts[key] = int(cursor.fetchone()[0])
+        flags = OrderFlag._meta.db_table
+        cursor.execute(f"SELECT count(*) FROM {flags} WHERE reviewed_at IS NULL")
         counts["open_flags"] = int(cursor.fetchone()[0])
     return counts
 
@@ -409,6 +454,33 @@ def _measure(size: str, sizes: Sizes, pages: list[tuple[str, str]]) -> dict[str,
     return {"pages": result, "summary_refresh_ms": round(refresh_ms, 1)}
 
 
+def _seed_and_measure(
+    infra: Infrastructure,
+    sizes: Sizes,
+    pages: list[tuple[str, str]],
+    prefix: str,
+    count: int,
+    *,
+    constant: bool = False,
+) -> dict[str, Any]:
+    """Seed `count` more orders (and, the first time, the rows that do not grow), then time
+    the pages: {"rows", "seed_s", figures of _measure}."""
+    total = sizes.small if constant else sizes.large
+    if constant:
+        log(f"{NAME}: seeding {count:,} orders")
+    else:
+        log(f"{NAME}: seeding {count:,} more orders ({total:,} in all)")
+    seed_s = _seed(infra, prefix, count, sizes)
+    if constant:
+        import psycopg
+
+        with psycopg.connect(infra.database_url, autocommit=True) as conn:
+            _seed_constant(conn, datetime.now(UTC))
+            _vacuum_analyze(conn)
+    rows = _table_counts()
+    return {"rows": rows, "seed_s": seed_s, **_measure(f"{total:,} orders", sizes, pages)}
+
+
 def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
     if not infra.is_postgres:
         raise BenchError(f"{NAME} needs PostgreSQL (COPY, reltuples); got {infra.database}")
@@ -417,21 +489,8 @@ def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
     pages = _pages(f"s-{sizes.small // 2:07d}")
     started = time.monotonic()
 
-    log(f"{NAME}: seeding {sizes.small:,} orders")
-    small_seed = _seed(infra, "s-", sizes.small, sizes)
-    import psycopg
-
-    with psycopg.connect(infra.database_url, autocommit=True) as conn:
-        _seed_constant(conn, datetime.now(UTC))
-        _vacuum_analyze(conn)
-    small_rows = _table_counts()
-    small = _measure(f"{sizes.small:,} orders", sizes, pages)
-
-    extra = sizes.large - sizes.small
-    log(f"{NAME}: seeding {extra:,} more orders ({sizes.large:,} in all)")
-    large_seed = _seed(infra, "l-", extra, sizes)
-    large_rows = _table_counts()
-    large = _measure(f"{sizes.large:,} orders", sizes, pages)
+    small = _seed_and_measure(infra, sizes, pages, "s-", sizes.small, constant=True)
+    large = _seed_and_measure(infra, sizes, pages, "l-", sizes.large - sizes.small)
 
     ratios = {
         name: round(large["pages"][name]["median_ms"] / small["pages"][name]["median_ms"], 3)
@@ -452,8 +511,8 @@ def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
             "the worst page's",
             "worst_page": worst,
             "ratio_per_page": ratios,
-            "small": {"rows": small_rows, "seed_s": small_seed, **small},
-            "large": {"rows": large_rows, "seed_s": large_seed, **large},
+            "small": small,
+            "large": large,
             "seeding": "orders by COPY (psycopg, text format); payments, notifications "
             f"({sizes.notifications_per_order} per order) and flags by INSERT ... SELECT; "
             "VACUUM ANALYZE after each load",

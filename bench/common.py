@@ -12,22 +12,27 @@ from typing import Any
 from bench.load import LoadResult
 from bench.servers import BenchError, PostgresMeter, Server, log
 
-# The payments app's tables, children first, for benchmarks that start from empty
-# tables. Not the nonce tables: the gateway's nonce sequence must only go forward.
-PAYMENTS_TABLES = (
-    "payments_flagreview",
-    "payments_orderflag",
-    "payments_ordertransition",
-    "payments_notification",
-    "payments_payment",
-    "payments_shopeventattempt",
-    "payments_shopevent",
-    "payments_idempotencykey",
-    "payments_order",
-    "payments_reconciliationrun",
-    "payments_rejectednotification",
-    "payments_dashboardsummary",
-)
+
+def payments_tables() -> tuple[str, ...]:
+    """The payments app's tables, children first, for benchmarks that start from empty
+    tables. Not the nonce tables: the gateway's nonce sequence must only go forward."""
+    from payments import models as m
+
+    models = (
+        m.FlagReview,
+        m.OrderFlag,
+        m.OrderTransition,
+        m.Notification,
+        m.Payment,
+        m.ShopEventAttempt,
+        m.ShopEvent,
+        m.IdempotencyKey,
+        m.Order,
+        m.ReconciliationRun,
+        m.RejectedNotification,
+        m.DashboardSummary,
+    )
+    return tuple(model._meta.db_table for model in models)
 
 
 @dataclass

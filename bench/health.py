@@ -82,49 +82,52 @@ def queries_per_request() -> dict[str, Any]:
     return found
 
 
-def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
-    sizes = QUICK if quick else FULL
-    seed_heartbeat()
-    broker = infra.prepare_broker()
-    server = infra.start_server(
-        "service-health", SERVER, CELERY_BROKER_URL=broker, HEALTH_WORKER_SEEN_SECONDS="86400"
-    )
-    pg = infra.postgres_meter()
-    closed: dict[str, list[Phase]] = {name: [] for name in VIEWS}
-    opened: dict[str, Phase] = {}
+@dataclass
+class Loads:
+    """Load phases from one generator, of one view each."""
 
-    def closed_loop(gen: LoadGenerator, name: str, seconds: float) -> LoadResult:
+    gen: LoadGenerator
+    sizes: Sizes
+    pg: Any
+
+    def closed_loop(self, name: str, seconds: float) -> LoadResult:
         item, expect = VIEWS[name]
-        return gen.closed_loop(
-            [item], connections=sizes.connections, expect=expect, repeat=True, duration=seconds
+        return self.gen.closed_loop(
+            [item], connections=self.sizes.connections, expect=expect, repeat=True, duration=seconds
         )
 
-    def open_loop(gen: LoadGenerator, item: Item, expect: Expect) -> LoadResult:
-        return gen.open_loop(
+    def _open_loop(self, item: Item, expect: Expect) -> LoadResult:
+        return self.gen.open_loop(
             [item],
-            rate=sizes.open_loop_rate,
-            duration=sizes.open_loop_seconds,
-            connections=sizes.connections,
+            rate=self.sizes.open_loop_rate,
+            duration=self.sizes.open_loop_seconds,
+            connections=self.sizes.connections,
             expect=expect,
             repeat=True,
         )
 
-    def open_phase(
-        name: str, target: Server, gen: LoadGenerator, item: Item, expect: Expect
-    ) -> Phase:
-        run_open = partial(open_loop, gen, item, expect)
+    def open_phase(self, name: str, target: Server, item: Item, expect: Expect) -> Phase:
+        run_open = partial(self._open_loop, item, expect)
         # Failed or dropped requests count as infinitely slow answers in the p99.
-        phase = measure(name, target, run_open, postgres=pg, allow_errors=True)
+        phase = measure(name, target, run_open, postgres=self.pg, allow_errors=True)
         log(f"{NAME}: {progress(phase)}, p99 {phase.load.latency_ms().get('p99')} ms")
         return phase
 
+
+def _measure_views(
+    server: Server, sizes: Sizes, pg: Any
+) -> tuple[dict[str, list[Phase]], dict[str, Phase]]:
+    """Closed-loop rounds (views alternating), then an open loop per view."""
+    closed: dict[str, list[Phase]] = {name: [] for name in VIEWS}
+    opened: dict[str, Phase] = {}
     with LoadGenerator(HOST, server.port, processes=PROCESSES) as gen:
+        loads = Loads(gen, sizes, pg)
         log(f"{NAME}: warm-up")
         for name in VIEWS:
-            closed_loop(gen, name, sizes.warmup_seconds)
+            loads.closed_loop(name, sizes.warmup_seconds)
         for round_ in range(sizes.rounds):
             for name in VIEWS:
-                run_round = partial(closed_loop, gen, name, sizes.seconds_per_round)
+                run_round = partial(loads.closed_loop, name, sizes.seconds_per_round)
                 closed[name].append(
                     measure_round(
                         f"{name}[{round_}]", server, run_round, benchmark=NAME, postgres=pg
@@ -132,9 +135,12 @@ def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
                 )
         log(f"{NAME}: open loop, {sizes.open_loop_rate:.0f} req/s per view")
         for name, (item, expect) in VIEWS.items():
-            opened[name] = open_phase(f"{name}_open_loop", server, gen, item, expect)
-    infra.stop_server(server)
+            opened[name] = loads.open_phase(f"{name}_open_loop", server, item, expect)
+    return closed, opened
 
+
+def _measure_broker_down(infra: Infrastructure, sizes: Sizes, pg: Any) -> Phase:
+    """/readyz's open loop on a server whose broker is down (503 expected)."""
     down = infra.start_server(
         "service-health-broker-down", SERVER, CELERY_BROKER_URL=DOWN_BROKER_URL
     )
@@ -149,10 +155,24 @@ def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
             repeat=True,
             duration=sizes.warmup_seconds,
         )
-        opened["readyz_broker_down"] = open_phase(
-            "readyz_broker_down_open_loop", down, gen, item, degraded
+        phase = Loads(gen, sizes, pg).open_phase(
+            "readyz_broker_down_open_loop", down, item, degraded
         )
     infra.stop_server(down)
+    return phase
+
+
+def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
+    sizes = QUICK if quick else FULL
+    seed_heartbeat()
+    broker = infra.prepare_broker()
+    server = infra.start_server(
+        "service-health", SERVER, CELERY_BROKER_URL=broker, HEALTH_WORKER_SEEN_SECONDS="86400"
+    )
+    pg = infra.postgres_meter()
+    closed, opened = _measure_views(server, sizes, pg)
+    infra.stop_server(server)
+    opened["readyz_broker_down"] = _measure_broker_down(infra, sizes, pg)
 
     combined = {name: combine(name, phases) for name, phases in closed.items()}
     base_rps = combined["minimal"].load.requests_per_second
@@ -165,32 +185,42 @@ def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
         "baseline": "GET /bench/minimal/: a plain Django function view answering 'ok' behind the "
         "same middleware, same server and run, same clients",
         "meets_target": meets,
-        "measured": {
-            "what": "ratio = /readyz req/s ÷ minimal req/s in closed loops with the same "
-            "connections; p99 of each view at a fixed rate from the scheduled send time; "
-            "/readyz with the broker down on a second server (503 expected)",
-            "server": f"{SERVER.describe()}, DJANGO_DEBUG=0, {infra.database}, broker {broker}",
-            "livez_ratio_to_minimal": round(
-                combined["livez"].load.requests_per_second / base_rps, 3
-            ),
-            "p99_ms": p99,
-            "p99_ratio_to_minimal": {
-                name: round(value / p99["minimal"], 2) if value and p99["minimal"] else None
-                for name, value in p99.items()
-            },
-            "closed_loop": {
-                "connections": sizes.connections,
-                "rounds": sizes.rounds,
-                "seconds_per_round": sizes.seconds_per_round,
-                **{name: phase.summary() for name, phase in combined.items()},
-            },
-            "open_loop": {
-                "rate_per_s": sizes.open_loop_rate,
-                "duration_s": sizes.open_loop_seconds,
-                **{name: phase.summary() for name, phase in opened.items()},
-            },
-            "queries_per_request": queries_per_request(),
+        "measured": _measured(infra, sizes, broker, combined, opened, p99),
+    }
+
+
+def _measured(
+    infra: Infrastructure,
+    sizes: Sizes,
+    broker: str,
+    combined: dict[str, Phase],
+    opened: dict[str, Phase],
+    p99: dict[str, float | None],
+) -> dict[str, Any]:
+    base_rps = combined["minimal"].load.requests_per_second
+    return {
+        "what": "ratio = /readyz req/s ÷ minimal req/s in closed loops with the same "
+        "connections; p99 of each view at a fixed rate from the scheduled send time; "
+        "/readyz with the broker down on a second server (503 expected)",
+        "server": f"{SERVER.describe()}, DJANGO_DEBUG=0, {infra.database}, broker {broker}",
+        "livez_ratio_to_minimal": round(combined["livez"].load.requests_per_second / base_rps, 3),
+        "p99_ms": p99,
+        "p99_ratio_to_minimal": {
+            name: round(value / p99["minimal"], 2) if value and p99["minimal"] else None
+            for name, value in p99.items()
         },
+        "closed_loop": {
+            "connections": sizes.connections,
+            "rounds": sizes.rounds,
+            "seconds_per_round": sizes.seconds_per_round,
+            **{name: phase.summary() for name, phase in combined.items()},
+        },
+        "open_loop": {
+            "rate_per_s": sizes.open_loop_rate,
+            "duration_s": sizes.open_loop_seconds,
+            **{name: phase.summary() for name, phase in opened.items()},
+        },
+        "queries_per_request": queries_per_request(),
     }
 
 

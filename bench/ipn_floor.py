@@ -14,30 +14,45 @@ benchmark's database check untouched.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from payments.ipn import MAX_BODY_BYTES, rejection_reason
+from payments.choices import NotificationOutcome
+from payments.gateway.signing import verify
+from payments.ipn import ACK, MAX_BODY_BYTES
+from payments.models import Notification
 
 TABLE = "bench_ipn_floor"
 UNSTORED = frozenset({"rest-sign", "authorization", "cookie"})
+
+
+def _authentic(request: HttpRequest) -> bool:
+    """The IPN view's checks, in its order: our Rest-Key, then Rest-Sign over the raw body."""
+    key = request.headers.get("Rest-Key", "")
+    if not key or not hmac.compare_digest(key.encode(), settings.GATEWAY_API_KEY.encode()):
+        return False
+    signature = request.headers.get("Rest-Sign")
+    return bool(signature) and verify(request.body, signature, settings.GATEWAY_API_SECRET)
 
 
 def create_table() -> None:
     """The floor's inbox: payments_notification's columns, defaults and indexes (PostgreSQL)."""
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {TABLE}")
-        cursor.execute(f"CREATE TABLE {TABLE} (LIKE payments_notification INCLUDING ALL)")
+        inbox = Notification._meta.db_table
+        cursor.execute(f"CREATE TABLE {TABLE} (LIKE {inbox} INCLUDING ALL)")
 
 
 @csrf_exempt  # POSTed like the IPN view
 def store_only(request: HttpRequest) -> HttpResponse:
     if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_BODY_BYTES:
         return HttpResponse(b"too large", status=413, content_type="text/plain")
-    if rejection_reason(request) is not None:
+    if not _authentic(request):
         return HttpResponse(b"forbidden", status=403, content_type="text/plain")
     body = request.body
     headers = {k: v for k, v in request.headers.items() if k.lower() not in UNSTORED}
@@ -45,7 +60,7 @@ def store_only(request: HttpRequest) -> HttpResponse:
         cursor.execute(
             f"INSERT INTO {TABLE} (body, body_sha256, headers, remote_addr, status, outcome, "
             "detail, needs_review, times_received, received_at, last_received_at) "
-            "VALUES (%s, %s, %s, %s, '', 'pending', '', false, 1, now(), now()) "
+            "VALUES (%s, %s, %s, %s, '', %s, '', false, 1, now(), now()) "
             "ON CONFLICT (body_sha256) DO UPDATE SET "
             f"times_received = {TABLE}.times_received + 1 RETURNING id",
             [
@@ -53,7 +68,8 @@ def store_only(request: HttpRequest) -> HttpResponse:
                 hashlib.sha256(body).hexdigest(),
                 json.dumps(headers),
                 request.META.get("REMOTE_ADDR"),
+                NotificationOutcome.PENDING.value,
             ],
         )
         cursor.fetchone()
-    return HttpResponse(b"[OK]", content_type="text/plain")
+    return HttpResponse(ACK, content_type="text/plain")

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -41,7 +41,8 @@ from bench.common import (
     wait_for_idle,
 )
 from bench.load import Expect, Item, LoadGenerator, LoadResult, latency_summary, used_items
-from bench.servers import HOST, Infrastructure, ServerConfig, log
+from bench.servers import HOST, Infrastructure, Server, ServerConfig, log
+from payments.ipn import ACK
 
 NAME = "ipn_throughput"
 TARGET_RATIO = 0.6
@@ -131,17 +132,20 @@ def seed_orders(n: int, prefix: str) -> list[tuple[uuid.UUID, int]]:
 
 
 def paid_ipn(transaction: uuid.UUID, amount_int: int) -> tuple[bytes, dict[str, str]]:
+    from payments.choices import IpnStatus
     from payments.testing import ipn_body, signed_headers
 
-    body = ipn_body(transaction=transaction, status="paid", amount_int=amount_int)
+    body = ipn_body(transaction=transaction, status=IpnStatus.PAID, amount_int=amount_int)
     return body, signed_headers(body)
 
 
 def ipn_items(orders: Sequence[tuple[uuid.UUID, int]]) -> list[Item]:
+    from payments.testing import IPN_PATH
+
     items = []
     for transaction, amount_int in orders:
         body, headers = paid_ipn(transaction, amount_int)
-        items.append(Item("POST", "/payments/ipn/", body, tuple(headers.items())))
+        items.append(Item("POST", IPN_PATH, body, tuple(headers.items())))
     return items
 
 
@@ -215,9 +219,11 @@ def queries_per_ipn() -> dict[str, Any]:
     """Queries of one IPN and of one minimal request, in this process (after the checks)."""
     from django.test import Client
 
+    from payments.testing import IPN_PATH
+
     client = Client(HTTP_HOST=HOST)
     found: dict[str, Any] = {}
-    for name, path in (("ipn", "/payments/ipn/"), ("minimal", "/bench/minimal/")):
+    for name, path in (("ipn", IPN_PATH), ("minimal", "/bench/minimal/")):
         (transaction, amount_int), *_ = seed_orders(1, f"queries-{name}")
         body, headers = paid_ipn(transaction, amount_int)
         content_type = headers.pop("Content-Type")
@@ -248,25 +254,121 @@ def _floor_summary(phases: list[Phase], minimal_rps: float) -> dict[str, Any]:
     }
 
 
+@dataclass
+class Pools:
+    """The signed requests of one run: closed-loop rounds, open loop, floor view, baseline."""
+
+    closed: Pool
+    open: Pool
+    floor: Pool
+    minimal: list[Item]
+
+    @classmethod
+    def build(cls, sizes: Sizes) -> Pools:
+        open_total = int(OPEN_LOOP_RATE * sizes.open_loop_seconds)
+        log(f"{NAME}: seeding {sizes.orders} orders awaiting payment and signing one IPN each")
+        items = ipn_items(seed_orders(sizes.orders, "ipn"))
+        # The baseline gets a signed IPN-like body and the same headers (it does not read them).
+        minimal = [Item("POST", "/bench/minimal/", items[0].body, items[0].headers)]
+        # The floor view stores the same kind of signed bodies, in a table of its own.
+        floor = Pool(
+            [
+                Item("POST", "/bench/ipn-store-only/", item.body, item.headers)
+                for item in ipn_items(_unseeded_orders(len(items)))
+            ]
+        )
+        cut = len(items) - open_total
+        return cls(Pool(items[:cut]), Pool(items[cut:]), floor, minimal)
+
+
+@dataclass
+class IpnRounds:
+    """The phases of one run against one server, and the IPNs they got acknowledged."""
+
+    gen: LoadGenerator
+    server: Server
+    pg: Any
+    sizes: Sizes
+    pools: Pools
+    measure_floor: bool
+    ipn: list[Phase] = field(default_factory=list)
+    minimal: list[Phase] = field(default_factory=list)
+    floor: list[Phase] = field(default_factory=list)
+    acknowledged: int = 0
+    errors: int = 0
+
+    def _count(self, load: LoadResult) -> None:
+        self.acknowledged += load.ok
+        self.errors += load.errors
+
+    def send_minimal(self, seconds: float) -> LoadResult:
+        return self.gen.closed_loop(
+            self.pools.minimal,
+            connections=self.sizes.connections,
+            expect=Expect(200, b"ok"),
+            repeat=True,
+            duration=seconds,
+        )
+
+    def send_ipns(self, batch: list[Item], seconds: float | None = None) -> LoadResult:
+        return self.gen.closed_loop(
+            batch, connections=self.sizes.connections, expect=Expect(200, ACK), duration=seconds
+        )
+
+    def send_ipns_at_rate(self, batch: list[Item]) -> LoadResult:
+        return self.gen.open_loop(
+            batch,
+            rate=OPEN_LOOP_RATE,
+            duration=self.sizes.open_loop_seconds,
+            connections=self.sizes.open_loop_connections,
+            expect=Expect(200, ACK),
+        )
+
+    def warm_up(self) -> None:
+        log(f"{NAME}: warm-up")
+        require_success("warm-up", self.send_minimal(self.sizes.warmup_seconds))
+        warm = self.pools.closed.run(self.send_ipns, limit=self.sizes.warmup_ipns)
+        self._count(require_success("warm-up", warm))
+
+    def _closed_round(self, name: str, run: Callable[[], LoadResult]) -> Phase:
+        return measure_round(name, self.server, run, benchmark=NAME, postgres=self.pg)
+
+    def run_round(self, index: int) -> None:
+        """Minimal, IPN, and store-only (PostgreSQL) phases of the same length."""
+        seconds = self.sizes.seconds_per_round
+        self.minimal.append(
+            self._closed_round(f"minimal[{index}]", partial(self.send_minimal, seconds))
+        )
+        # The store-only view gets the same kind of requests as the IPN view.
+        send_round = partial(self.send_ipns, seconds=seconds)
+        phase = self._closed_round(f"ipn[{index}]", partial(self.pools.closed.run, send_round))
+        if not self.pools.closed.items:
+            log(f"{NAME}: ran out of seeded orders; raise Sizes.orders")
+        self._count(phase.load)
+        self.ipn.append(phase)
+        if self.measure_floor:
+            floor_run = partial(self.pools.floor.run, send_round)
+            self.floor.append(self._closed_round(f"store_only[{index}]", floor_run))
+
+    def open_loop(self) -> Phase:
+        seconds = self.sizes.open_loop_seconds
+        log(f"{NAME}: open loop, {OPEN_LOOP_RATE:.0f} IPN/s for {seconds:.0f} s")
+        opened = measure(
+            "ipn_open_loop",
+            self.server,
+            partial(self.pools.open.run, self.send_ipns_at_rate),
+            postgres=self.pg,
+            allow_errors=True,
+        )
+        self._count(opened.load)
+        log(f"{NAME}: {progress(opened)}")
+        return opened
+
+
 def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
     sizes = QUICK if quick else FULL
     config = server_config()
-    open_total = int(OPEN_LOOP_RATE * sizes.open_loop_seconds)
-    log(f"{NAME}: seeding {sizes.orders} orders awaiting payment and signing one IPN each")
-    items = ipn_items(seed_orders(sizes.orders, "ipn"))
-    closed_pool = Pool(items[: len(items) - open_total])
-    open_pool = Pool(items[len(items) - open_total :])
-    # The baseline gets a signed IPN-like body and the same headers (it does not read them).
-    minimal = [Item("POST", "/bench/minimal/", items[0].body, items[0].headers)]
-    ack = Expect(200, b"[OK]")
-    ok = Expect(200, b"ok")
-    # The floor view stores the same kind of signed bodies, in a table of its own.
-    floor_pool = Pool(
-        [
-            Item("POST", "/bench/ipn-store-only/", item.body, item.headers)
-            for item in ipn_items(_unseeded_orders(len(items)))
-        ]
-    )
+    pools = Pools.build(sizes)
     measure_floor = infra.is_postgres
     if measure_floor:
         from bench.ipn_floor import create_table
@@ -274,91 +376,21 @@ def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
         create_table()
 
     server = infra.start_server("service-ipn", config)
-    pg = infra.postgres_meter()
-    ipn_phases: list[Phase] = []
-    minimal_phases: list[Phase] = []
-    floor_phases: list[Phase] = []
-    acknowledged = errors = 0
     with LoadGenerator(HOST, server.port, processes=PROCESSES) as gen:
-
-        def send_minimal(seconds: float) -> LoadResult:
-            return gen.closed_loop(
-                minimal, connections=sizes.connections, expect=ok, repeat=True, duration=seconds
-            )
-
-        def send_ipns(batch: list[Item], seconds: float | None = None) -> LoadResult:
-            return gen.closed_loop(
-                batch, connections=sizes.connections, expect=ack, duration=seconds
-            )
-
-        def send_ipns_at_rate(batch: list[Item]) -> LoadResult:
-            return gen.open_loop(
-                batch,
-                rate=OPEN_LOOP_RATE,
-                duration=sizes.open_loop_seconds,
-                connections=sizes.open_loop_connections,
-                expect=ack,
-            )
-
-        log(f"{NAME}: warm-up")
-        require_success("warm-up", send_minimal(sizes.warmup_seconds))
-        warm = require_success("warm-up", closed_pool.run(send_ipns, limit=sizes.warmup_ipns))
-        acknowledged, errors = acknowledged + warm.ok, errors + warm.errors
-
-        def closed_round(name: str, run: Callable[[], LoadResult]) -> Phase:
-            return measure_round(name, server, run, benchmark=NAME, postgres=pg)
-
-        # The store-only view gets the same kind of requests as the IPN view.
-        send_round = partial(send_ipns, seconds=sizes.seconds_per_round)
-        for round_ in range(sizes.rounds):
-            minimal_phases.append(
-                closed_round(f"minimal[{round_}]", partial(send_minimal, sizes.seconds_per_round))
-            )
-            phase = closed_round(f"ipn[{round_}]", partial(closed_pool.run, send_round))
-            if not closed_pool.items:
-                log(f"{NAME}: ran out of seeded orders; raise Sizes.orders")
-            acknowledged, errors = acknowledged + phase.load.ok, errors + phase.load.errors
-            ipn_phases.append(phase)
-            if measure_floor:
-                floor_phases.append(
-                    closed_round(f"store_only[{round_}]", partial(floor_pool.run, send_round))
-                )
+        rounds = IpnRounds(gen, server, infra.postgres_meter(), sizes, pools, measure_floor)
+        rounds.warm_up()
+        for index in range(sizes.rounds):
+            rounds.run_round(index)
         wait_for_idle()
-        log(f"{NAME}: open loop, {OPEN_LOOP_RATE:.0f} IPN/s for {sizes.open_loop_seconds:.0f} s")
-        opened = measure(
-            "ipn_open_loop",
-            server,
-            partial(open_pool.run, send_ipns_at_rate),
-            postgres=pg,
-            allow_errors=True,
-        )
-        acknowledged, errors = acknowledged + opened.load.ok, errors + opened.load.errors
-        log(f"{NAME}: {progress(opened)}")
+        opened = rounds.open_loop()
 
     infra.stop_server(server)  # every answer is in; nothing is still being written
-    ipn = combine("ipn", ipn_phases)
-    base = combine("minimal", minimal_phases)
-    ratio = ipn.load.requests_per_second / base.load.requests_per_second
-    floor = _floor_summary(floor_phases, base.load.requests_per_second)
-    # A failed or never-sent request is not a fast one: it counts as infinitely slow.
-    open_latency = latency_summary(
-        opened.load.latencies, unfinished=opened.load.errors + opened.load.dropped
-    )
-    p99 = open_latency.get("p99")
-    checks = check_database(closed_pool.sent + open_pool.sent, acknowledged, errors)
+    checks = check_database(pools.closed.sent + pools.open.sent, rounds.acknowledged, rounds.errors)
     if not checks["correct"]:
         log(f"{NAME}: DATABASE CHECK FAILED: {checks}")
-    queries = queries_per_ipn()
-    meets_ratio = ratio >= TARGET_RATIO
-    meets_p99 = p99 is not None and p99 < TARGET_P99_MS
-    open_summary = opened.summary()
-    open_summary["latency_ms"] = open_latency
-    open_summary.update(
-        rate_per_s=OPEN_LOOP_RATE,
-        duration_s=sizes.open_loop_seconds,
-        generator_max_send_lag_ms=round(opened.load.max_send_lag * 1000, 2),
-        meets_p99_target=meets_p99,
-    )
+    ratio, measured = _measured(infra, config, sizes, rounds, opened)
+    measured.update(database_check=checks, queries_per_request=queries_per_ipn())
+    meets_target = measured["meets_ratio_target"] and measured["meets_p99_target"]
     return {
         "ratio": round(ratio, 3),
         "target": f"ratio >= {TARGET_RATIO}, and p99 < {TARGET_P99_MS:.0f} ms at "
@@ -366,27 +398,51 @@ def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
         "baseline": "POST /bench/minimal/: a plain Django function view answering 'ok' "
         "(text/plain) behind the same middleware, same server and run, same clients, "
         "same signed body and headers",
-        "meets_target": meets_ratio and meets_p99,
-        "measured": {
-            "what": "closed loop: requests/s with the same connections for both; ratio = "
-            "IPN req/s / minimal req/s. Open loop: latency of fresh IPNs from their "
-            "scheduled send time (no coordinated omission).",
-            "server": f"{config.describe()}, DJANGO_DEBUG=0, {infra.database}; the same "
-            "server for the baseline",
-            "server_choice": SERVER_CHOICE if config == DEFAULT_SERVER else "BENCH_IPN_SERVER",
-            "meets_ratio_target": meets_ratio,
-            "meets_p99_target": meets_p99,
-            "p99_ms_at_200_per_s": open_latency.get("p99"),
-            "closed_loop": {
-                "connections": sizes.connections,
-                "rounds": sizes.rounds,
-                "seconds_per_round": sizes.seconds_per_round,
-                "ipn": ipn.summary(),
-                "minimal": base.summary(),
-            },
-            "open_loop": open_summary,
-            "store_only_floor": floor,
-            "database_check": checks,
-            "queries_per_request": queries,
+        "meets_target": meets_target,
+        "measured": measured,
+    }
+
+
+def _open_summary(sizes: Sizes, opened: Phase) -> dict[str, Any]:
+    """The open loop's figures; a failed or never-sent request counts as infinitely slow."""
+    load = opened.load
+    summary = opened.summary()
+    summary["latency_ms"] = latency_summary(load.latencies, unfinished=load.errors + load.dropped)
+    p99 = summary["latency_ms"].get("p99")
+    summary.update(
+        rate_per_s=OPEN_LOOP_RATE,
+        duration_s=sizes.open_loop_seconds,
+        generator_max_send_lag_ms=round(load.max_send_lag * 1000, 2),
+        meets_p99_target=p99 is not None and p99 < TARGET_P99_MS,
+    )
+    return summary
+
+
+def _measured(
+    infra: Infrastructure, config: ServerConfig, sizes: Sizes, rounds: IpnRounds, opened: Phase
+) -> tuple[float, dict[str, Any]]:
+    """The ratio, and the figures of `measured` (the database check and queries aside)."""
+    ipn = combine("ipn", rounds.ipn)
+    base = combine("minimal", rounds.minimal)
+    ratio = ipn.load.requests_per_second / base.load.requests_per_second
+    open_summary = _open_summary(sizes, opened)
+    return ratio, {
+        "what": "closed loop: requests/s with the same connections for both; ratio = "
+        "IPN req/s / minimal req/s. Open loop: latency of fresh IPNs from their "
+        "scheduled send time (no coordinated omission).",
+        "server": f"{config.describe()}, DJANGO_DEBUG=0, {infra.database}; the same "
+        "server for the baseline",
+        "server_choice": SERVER_CHOICE if config == DEFAULT_SERVER else "BENCH_IPN_SERVER",
+        "meets_ratio_target": ratio >= TARGET_RATIO,
+        "meets_p99_target": open_summary["meets_p99_target"],
+        "p99_ms_at_200_per_s": open_summary["latency_ms"].get("p99"),
+        "closed_loop": {
+            "connections": sizes.connections,
+            "rounds": sizes.rounds,
+            "seconds_per_round": sizes.seconds_per_round,
+            "ipn": ipn.summary(),
+            "minimal": base.summary(),
         },
+        "open_loop": open_summary,
+        "store_only_floor": _floor_summary(rounds.floor, base.load.requests_per_second),
     }

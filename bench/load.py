@@ -298,115 +298,118 @@ def _tally(into: JobResult | KindResult, latency: float | None, error: str | Non
             into.error_samples.append(error)
 
 
-def run_job(job: Job) -> JobResult:
-    """Run one process's share of a phase (called in a generator process)."""
-    result = JobResult()
-    items = _Items(job.items, job.repeat, job.count)
-    lock = threading.Lock()
-    # One clock for scheduling: perf_counter, anchored to the common wall-clock start.
-    start = time.perf_counter() + (job.start_at - time.time())
-    deadline = start + job.duration if job.duration is not None else None
-    open_loop = job.rate is not None
+class _Runner:
+    """One process's share of a phase: its threads, its clock, its tally."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.result = JobResult()
+        self.items = _Items(job.items, job.repeat, job.count)
+        self.lock = threading.Lock()
+        # One clock for scheduling: perf_counter, anchored to the common wall-clock start.
+        self.start = time.perf_counter() + (job.start_at - time.time())
+        self.deadline = self.start + job.duration if job.duration is not None else None
 
     def record(
+        self,
         latency: float | None,
         error: str | None,
         lag: float = 0.0,
         taken: tuple[int, Item] | None = None,
         status: int = 0,
     ) -> None:
-        with lock:
+        result = self.result
+        with self.lock:
             _tally(result, latency, error)
             result.max_send_lag = max(result.max_send_lag, lag)
             if taken is None:
                 return
             index, item = taken
-            if job.record_outcomes:
+            if self.job.record_outcomes:
                 result.outcomes.append((index, status, error is None))
             if item.kind:
                 kind = result.by_kind.setdefault(item.kind, KindResult())
                 kind.statuses[status] = kind.statuses.get(status, 0) + 1
                 _tally(kind, latency, error)
 
-    def one(connection: _Connection, taken: tuple[int, Item], since: float) -> None:
+    def one(
+        self, connection: _Connection, taken: tuple[int, Item], since: float, lag: float = 0.0
+    ) -> None:
+        """Send one request; its latency counts from `since` (open loop: its due time)."""
         item = taken[1]
-        expect = item.expect or job.expect
+        expect = item.expect or self.job.expect
         try:
             status, body = connection.send(item)
         except Exception as exc:  # counted, not raised: a phase reports its errors
-            record(None, f"{type(exc).__name__}: {exc}"[:200], taken=taken)
+            self.record(None, f"{type(exc).__name__}: {exc}"[:200], lag, taken)
             return
         latency = time.perf_counter() - since
         if status != expect.status or not body.startswith(expect.body_prefix):
-            record(None, f"HTTP {status}: {body[:120]!r}", taken=taken, status=status)
+            self.record(None, f"HTTP {status}: {body[:120]!r}", lag, taken, status)
         else:
-            record(latency, None, taken=taken, status=status)
+            self.record(latency, None, lag, taken, status)
 
-    def closed_thread() -> None:
-        connection = _Connection(job.host, job.port)
+    def _close(self, connection: _Connection) -> None:
+        connection.close()
+        with self.lock:
+            self.result.reconnects += connection.reconnects
+
+    def closed_thread(self) -> None:
+        connection = _Connection(self.job.host, self.job.port)
         try:
-            while deadline is None or time.perf_counter() < deadline:
-                taken = items.take()
+            while self.deadline is None or time.perf_counter() < self.deadline:
+                taken = self.items.take()
                 if taken is None:
                     return
-                one(connection, taken, time.perf_counter())
+                self.one(connection, taken, time.perf_counter())
         finally:
-            connection.close()
-            with lock:
-                result.reconnects += connection.reconnects
+            self._close(connection)
 
-    def open_thread() -> None:
+    def open_thread(self) -> None:
+        job = self.job
         assert job.rate is not None
         interval = 1.0 / job.rate
-        stop_at = start + job.give_up_after if job.give_up_after is not None else None
+        stop_at = self.start + job.give_up_after if job.give_up_after is not None else None
         connection = _Connection(job.host, job.port)
         try:
-            while True:
-                taken = items.take(stop_at)
-                if taken is None:
-                    return
-                index, item = taken
+            while (taken := self.items.take(stop_at)) is not None:
+                index = taken[0]
                 if job.due is not None:
-                    scheduled = start + job.due[index]
+                    scheduled = self.start + job.due[index]
                 else:
-                    scheduled = start + job.first_slot + index * interval
+                    scheduled = self.start + job.first_slot + index * interval
                 delay = scheduled - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
-                lag = time.perf_counter() - scheduled
-                expect = item.expect or job.expect
-                try:
-                    status, body = connection.send(item)
-                except Exception as exc:
-                    record(None, f"{type(exc).__name__}: {exc}"[:200], lag, taken)
-                    continue
-                latency = time.perf_counter() - scheduled  # from the scheduled time
-                if status != expect.status or not body.startswith(expect.body_prefix):
-                    record(None, f"HTTP {status}: {body[:120]!r}", lag, taken, status)
-                else:
-                    record(latency, None, lag, taken, status)
+                self.one(connection, taken, scheduled, time.perf_counter() - scheduled)
         finally:
-            connection.close()
-            with lock:
-                result.reconnects += connection.reconnects
+            self._close(connection)
 
-    target = open_thread if open_loop else closed_thread
-    threads = [threading.Thread(target=target, daemon=True) for _ in range(job.threads)]
-    delay = start - time.perf_counter()
-    if delay > 0:
-        time.sleep(delay)
-    cpu_before = _cpu()
-    result.started = time.time()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    result.finished = time.time()
-    result.cpu_seconds = _cpu() - cpu_before
-    result.sent = items.taken
-    if items.limit is not None:
-        result.dropped = items.limit - items.taken if open_loop else 0
-    return result
+    def run(self) -> JobResult:
+        open_loop = self.job.rate is not None
+        target = self.open_thread if open_loop else self.closed_thread
+        threads = [threading.Thread(target=target, daemon=True) for _ in range(self.job.threads)]
+        delay = self.start - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        result = self.result
+        cpu_before = _cpu()
+        result.started = time.time()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        result.finished = time.time()
+        result.cpu_seconds = _cpu() - cpu_before
+        result.sent = self.items.taken
+        if self.items.limit is not None:
+            result.dropped = self.items.limit - self.items.taken if open_loop else 0
+        return result
+
+
+def run_job(job: Job) -> JobResult:
+    """Run one process's share of a phase (called in a generator process)."""
+    return _Runner(job).run()
 
 
 def machine_busy_seconds() -> float:
@@ -574,12 +577,7 @@ class LoadGenerator:
         (`item_outcomes` maps it back to indexes into `items`).
         """
         total = int(rate * duration)
-        if not repeat and len(items) < total:
-            raise ValueError(f"open loop needs {total} items, got {len(items)}")
-        if due is not None and (repeat or len(due) < total):
-            raise ValueError(f"open loop: {total} due times needed (and repeat=False)")
-        if due is not None and any(b < a for a, b in pairwise(due[:total])):
-            raise ValueError("open loop: due times must not decrease")
+        _check_schedule(items, total, repeat, due)
         last_due = due[total - 1] if due is not None and total else 0.0
         jobs = self._jobs(
             items if repeat else items[:total],
@@ -602,6 +600,18 @@ class LoadGenerator:
         ]
         bound = max(duration, last_due) + OPEN_LOOP_GRACE + 2 * SOCKET_TIMEOUT + 30
         return self._run(jobs, timeout=bound)
+
+
+def _check_schedule(
+    items: Sequence[Item], total: int, repeat: bool, due: Sequence[float] | None
+) -> None:
+    """ValueError unless `total` requests can be scheduled (enough items, due times)."""
+    if not repeat and len(items) < total:
+        raise ValueError(f"open loop needs {total} items, got {len(items)}")
+    if due is not None and (repeat or len(due) < total):
+        raise ValueError(f"open loop: {total} due times needed (and repeat=False)")
+    if due is not None and any(b < a for a, b in pairwise(due[:total])):
+        raise ValueError("open loop: due times must not decrease")
 
 
 def used_items(items: Sequence[Item], processes: int, sent_per_job: list[int]) -> Iterator[int]:

@@ -20,9 +20,11 @@ minimal DRF view's p99; both servers' p99 are reported. Phases alternate
 from __future__ import annotations
 
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
+
+from django.urls import reverse
 
 from bench.common import Phase, combine, measure, measure_round, require_success, wait_for_idle
 from bench.load import Expect, Item, LoadGenerator, LoadResult
@@ -54,15 +56,10 @@ FULL = Sizes(rounds=2, orders_per_round=400, minimal_per_round=800, warmup=80)
 QUICK = replace(FULL, rounds=1, orders_per_round=120, minimal_per_round=300, warmup=32)
 
 
-def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
-    from sandbox.accounts import ensure_configured_account
-
-    sizes = QUICK if quick else FULL
-    token = _api_token()
-    ensure_configured_account()  # the sandbox account of the service's key
-    sandbox = infra.start_server("sandbox", SANDBOX, access_log=True, SANDBOX_ENABLED="1")
+def _start_services(infra: Infrastructure, sandbox: Server) -> dict[str, Server]:
+    """The service twice: with the key's call lock (the default) and without it."""
     gateway_url, payment_host = f"{sandbox.url}/sandbox/api/", f"{sandbox.url}/sandbox"
-    servers = {
+    return {
         "unlocked": infra.start_server(
             "service-unlocked",
             SERVICE,
@@ -77,64 +74,95 @@ def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
             GATEWAY_PAYMENT_HOST=payment_host,
         ),
     }
-    headers = _headers(token)
-    made = 0
 
-    def new_orders(server: Server, n: int) -> list[Item]:
-        nonlocal made
-        first, made = made, made + n
-        return [
-            Item("POST", "/api/orders/", _order_body(server, i), headers)
-            for i in range(first, made)
+
+@dataclass
+class VariantRounds:
+    """Rounds of the minimal DRF view (locked server), then each variant's order creation."""
+
+    servers: dict[str, Server]
+    generators: dict[str, LoadGenerator]
+    sandbox: Server
+    sizes: Sizes
+    headers: tuple[tuple[str, str], ...]
+    made: int = 0
+    phases: dict[str, list[Phase]] = field(
+        default_factory=lambda: {"minimal_drf": [], **{name: [] for name in VARIANTS}}
+    )
+    # The sandbox's answers to merchant/order/create, by variant and status.
+    refused: dict[str, dict[str, int]] = field(
+        default_factory=lambda: {name: {} for name in VARIANTS}
+    )
+
+    def send_minimal(self, count: int) -> LoadResult:
+        body = _order_body(self.servers["locked"], 0)
+        minimal = [Item("POST", "/bench/minimal-drf/", body, self.headers)]
+        return self.generators["locked"].closed_loop(
+            minimal, connections=CLIENTS, expect=Expect(200), repeat=True, count=count
+        )
+
+    def send_orders(self, name: str, n: int) -> LoadResult:
+        first, self.made = self.made, self.made + n
+        server, path = self.servers[name], reverse("api-orders")
+        items = [
+            Item("POST", path, _order_body(server, i), self.headers)
+            for i in range(first, self.made)
         ]
+        return self.generators[name].closed_loop(items, connections=CLIENTS, expect=Expect(201))
 
-    phases: dict[str, list[Phase]] = {"minimal_drf": [], **{name: [] for name in VARIANTS}}
-    refused: dict[str, dict[str, int]] = {name: {} for name in VARIANTS}
+    def warm_up(self) -> None:
+        log(f"{NAME}: warm-up")
+        require_success("warm-up", self.send_minimal(self.sizes.warmup))
+        for name in VARIANTS:
+            require_success("warm-up", self.send_orders(name, self.sizes.warmup))
+
+    def run_round(self, index: int) -> None:
+        self.phases["minimal_drf"].append(
+            measure_round(
+                f"minimal_drf[{index}]",
+                self.servers["locked"],
+                partial(self.send_minimal, self.sizes.minimal_per_round),
+                benchmark=NAME,
+            )
+        )
+        for name in VARIANTS:
+            self._variant_phase(name, index)
+
+    def _variant_phase(self, name: str, index: int) -> None:
+        wait_for_idle()
+        before = _gateway_calls(self.sandbox)
+        phase = measure(
+            f"{name}[{index}]",
+            self.servers[name],
+            partial(self.send_orders, name, self.sizes.orders_per_round),
+            others={"sandbox": self.sandbox},
+        )
+        wait_for_idle(1.0)  # the sandbox writes its access log after answering
+        refused = self.refused[name]
+        for status, n in _calls_between(before, _gateway_calls(self.sandbox)).items():
+            refused[status] = refused.get(status, 0) + n
+        log(f"{NAME}: {name}[{index}]: p99 {phase.load.latency_ms().get('p99')} ms")
+        self.phases[name].append(phase)
+
+
+def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
+    from sandbox.accounts import ensure_configured_account
+
+    sizes = QUICK if quick else FULL
+    token = _api_token()
+    ensure_configured_account()  # the sandbox account of the service's key
+    sandbox = infra.start_server("sandbox", SANDBOX, access_log=True, SANDBOX_ENABLED="1")
+    servers = _start_services(infra, sandbox)
     with ExitStack() as stack:
         generators = {
             name: stack.enter_context(LoadGenerator(HOST, s.port, processes=2))
             for name, s in servers.items()
         }
-        locked = generators["locked"]
-        minimal = [Item("POST", "/bench/minimal-drf/", _order_body(servers["locked"], 0), headers)]
-
-        def send_minimal(count: int) -> LoadResult:
-            return locked.closed_loop(
-                minimal, connections=CLIENTS, expect=Expect(200), repeat=True, count=count
-            )
-
-        def send_orders(name: str, n: int) -> LoadResult:
-            items = new_orders(servers[name], n)
-            return generators[name].closed_loop(items, connections=CLIENTS, expect=Expect(201))
-
-        log(f"{NAME}: warm-up")
-        require_success("warm-up", send_minimal(sizes.warmup))
-        for name in VARIANTS:
-            require_success("warm-up", send_orders(name, sizes.warmup))
-        for round_ in range(sizes.rounds):
-            phases["minimal_drf"].append(
-                measure_round(
-                    f"minimal_drf[{round_}]",
-                    servers["locked"],
-                    partial(send_minimal, sizes.minimal_per_round),
-                    benchmark=NAME,
-                )
-            )
-            for name in VARIANTS:
-                wait_for_idle()
-                before = _gateway_calls(sandbox)
-                phase = measure(
-                    f"{name}[{round_}]",
-                    servers[name],
-                    partial(send_orders, name, sizes.orders_per_round),
-                    others={"sandbox": sandbox},
-                )
-                wait_for_idle(1.0)  # the sandbox writes its access log after answering
-                for status, n in _calls_between(before, _gateway_calls(sandbox)).items():
-                    refused[name][status] = refused[name].get(status, 0) + n
-                log(f"{NAME}: {name}[{round_}]: p99 {phase.load.latency_ms().get('p99')} ms")
-                phases[name].append(phase)
-    return _result(sizes, infra, phases, refused)
+        rounds = VariantRounds(servers, generators, sandbox, sizes, _headers(token))
+        rounds.warm_up()
+        for index in range(sizes.rounds):
+            rounds.run_round(index)
+    return _result(sizes, infra, rounds.phases, rounds.refused)
 
 
 def _variant(phase: Phase, calls: dict[str, int]) -> dict[str, Any]:

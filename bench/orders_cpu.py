@@ -24,9 +24,12 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
+
+from django.urls import reverse
 
 from bench.common import (
     Phase,
@@ -142,7 +145,7 @@ def _queries(service: Server, sandbox: Server, token: str) -> dict[str, Any]:
     found: dict[str, Any] = {}
     with override_settings(**gateway):
         for name, path, status in (
-            ("order_create", "/api/orders/", 201),
+            ("order_create", reverse("api-orders"), 201),
             ("minimal_drf", "/bench/minimal-drf/", 200),
             ("floor", FLOOR, 201),
         ):
@@ -159,10 +162,76 @@ def _queries(service: Server, sandbox: Server, token: str) -> dict[str, Any]:
     return found
 
 
-def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
-    from django.db.models import Count
+@dataclass
+class OrderRounds:
+    """Rounds of minimal DRF, order creation and floor phases against one service."""
 
-    from payments.models import Order
+    gen: LoadGenerator
+    sizes: Sizes
+    service: Server
+    sandbox: Server
+    pg: Any
+    headers: tuple[tuple[str, str], ...]
+    made: int = 0
+    orders: list[Phase] = field(default_factory=list)
+    minimal: list[Phase] = field(default_factory=list)
+    floor: list[Phase] = field(default_factory=list)
+    calls: dict[str, int] = field(default_factory=dict)  # the sandbox's answers by status
+
+    def new_orders(self, n: int, path: str | None = None) -> list[Item]:
+        path = path or reverse("api-orders")
+        first, self.made = self.made, self.made + n
+        return [
+            Item("POST", path, _order_body(self.service, i), self.headers)
+            for i in range(first, self.made)
+        ]
+
+    def send_minimal(self, count: int) -> LoadResult:
+        minimal = [Item("POST", "/bench/minimal-drf/", _order_body(self.service, 0), self.headers)]
+        return self.gen.closed_loop(
+            minimal, connections=self.sizes.clients, expect=Expect(200), repeat=True, count=count
+        )
+
+    def send_orders(self, items: list[Item]) -> LoadResult:
+        return self.gen.closed_loop(items, connections=self.sizes.clients, expect=Expect(201))
+
+    def warm_up(self) -> None:
+        log(f"{NAME}: warm-up")
+        require_success("warm-up", self.send_minimal(self.sizes.warmup_minimal))
+        require_success("warm-up", self.send_orders(self.new_orders(self.sizes.warmup_orders)))
+        floor = self.new_orders(self.sizes.warmup_orders, FLOOR)
+        require_success("warm-up", self.send_orders(floor))
+
+    def _round_phase(self, name: str, run: Callable[[], LoadResult]) -> Phase:
+        others = {"sandbox": self.sandbox}
+        return measure_round(
+            name, self.service, run, benchmark=NAME, others=others, postgres=self.pg
+        )
+
+    def run_round(self, index: int) -> None:
+        """Minimal DRF, order creation (with the sandbox's answers), floor."""
+        per_round = self.sizes.orders_per_round
+        send_minimal = partial(self.send_minimal, self.sizes.minimal_per_round)
+        self.minimal.append(self._round_phase(f"minimal_drf[{index}]", send_minimal))
+        wait_for_idle()
+        calls_before = _gateway_calls(self.sandbox)
+        phase = measure(
+            f"order_create[{index}]",
+            self.service,
+            partial(self.send_orders, self.new_orders(per_round)),
+            others={"sandbox": self.sandbox},
+            postgres=self.pg,
+        )
+        wait_for_idle(1.0)  # the sandbox writes its access log after answering
+        for status, n in _calls_between(calls_before, _gateway_calls(self.sandbox)).items():
+            self.calls[status] = self.calls.get(status, 0) + n
+        log(f"{NAME}: {progress(phase)}")
+        self.orders.append(phase)
+        send_floor = partial(self.send_orders, self.new_orders(per_round, FLOOR))
+        self.floor.append(self._round_phase(f"floor[{index}]", send_floor))
+
+
+def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
     from sandbox.accounts import ensure_configured_account
 
     sizes = QUICK if quick else FULL
@@ -175,87 +244,18 @@ def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
         GATEWAY_API_URL=f"{sandbox.url}/sandbox/api/",
         GATEWAY_PAYMENT_HOST=f"{sandbox.url}/sandbox",
     )
-    headers = _headers(token)
-    minimal = [Item("POST", "/bench/minimal-drf/", _order_body(service, 0), headers)]
-    made = 0
-
-    def new_orders(n: int, path: str = "/api/orders/") -> list[Item]:
-        nonlocal made
-        first, made = made, made + n
-        return [Item("POST", path, _order_body(service, i), headers) for i in range(first, made)]
-
     pg = infra.postgres_meter()
-    others = {"sandbox": sandbox}
-    order_phases: list[Phase] = []
-    minimal_phases: list[Phase] = []
-    floor_phases: list[Phase] = []
-    calls: dict[str, int] = {}
     with LoadGenerator(HOST, service.port, processes=2) as gen:
+        rounds = OrderRounds(gen, sizes, service, sandbox, pg, _headers(token))
+        rounds.warm_up()
+        for index in range(sizes.rounds):
+            rounds.run_round(index)
 
-        def send_minimal(count: int) -> LoadResult:
-            return gen.closed_loop(
-                minimal, connections=sizes.clients, expect=Expect(200), repeat=True, count=count
-            )
-
-        def send_orders(items: list[Item]) -> LoadResult:
-            return gen.closed_loop(items, connections=sizes.clients, expect=Expect(201))
-
-        log(f"{NAME}: warm-up")
-        require_success("warm-up", send_minimal(sizes.warmup_minimal))
-        require_success("warm-up", send_orders(new_orders(sizes.warmup_orders)))
-        require_success("warm-up", send_orders(new_orders(sizes.warmup_orders, FLOOR)))
-        for round_ in range(sizes.rounds):
-            phase = measure_round(
-                f"minimal_drf[{round_}]",
-                service,
-                partial(send_minimal, sizes.minimal_per_round),
-                benchmark=NAME,
-                others=others,
-                postgres=pg,
-            )
-            minimal_phases.append(phase)
-            wait_for_idle()
-            calls_before = _gateway_calls(sandbox)
-            phase = measure(
-                f"order_create[{round_}]",
-                service,
-                partial(send_orders, new_orders(sizes.orders_per_round)),
-                others=others,
-                postgres=pg,
-            )
-            wait_for_idle(1.0)  # the sandbox writes its access log after answering
-            for status, n in _calls_between(calls_before, _gateway_calls(sandbox)).items():
-                calls[status] = calls.get(status, 0) + n
-            log(f"{NAME}: {progress(phase)}")
-            order_phases.append(phase)
-            phase = measure_round(
-                f"floor[{round_}]",
-                service,
-                partial(send_orders, new_orders(sizes.orders_per_round, FLOOR)),
-                benchmark=NAME,
-                others=others,
-                postgres=pg,
-            )
-            floor_phases.append(phase)
-
-    created = combine("order_create", order_phases)
-    base = combine("minimal_drf", minimal_phases)
-    ratio = created.cpu_per_request_ms() / base.cpu_per_request_ms()
-    floor = combine("floor", floor_phases)
-    floor_summary = floor.summary()
-    floor_summary["ratio_to_minimal_drf"] = round(
-        floor.cpu_per_request_ms() / base.cpu_per_request_ms(), 3
-    )
-    statuses = {
-        row["status"]: row["n"] for row in Order.objects.values("status").annotate(n=Count("id"))
-    }
+    statuses = _orders_by_status()  # before _queries makes orders of its own
     queries = _queries(service, sandbox, token)
-    gateway_ok = calls.get("200", 0)
-    order_summary = created.summary()
-    order_summary["gateway_calls"] = calls
-    if created.load.ok:
-        order_summary["gateway_calls_per_order"] = round(sum(calls.values()) / created.load.ok, 3)
-    order_summary["gateway_stale_nonce_retries"] = sum(calls.values()) - gateway_ok
+    created = combine("order_create", rounds.orders)
+    base = combine("minimal_drf", rounds.minimal)
+    ratio = created.cpu_per_request_ms() / base.cpu_per_request_ms()
     return {
         "ratio": round(ratio, 3),
         "target": f"<= {TARGET}",
@@ -263,23 +263,58 @@ def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
         "(TokenAuthentication, SessionAuthentication) and permission (IsAuthenticated) "
         'classes answering {"ok": true}; same server, same run, same clients and body',
         "meets_target": ratio <= TARGET,
-        "measured": {
-            "what": "server CPU (user+system of the gunicorn master and workers, /proc) per "
-            "request; ratio = CPU per order create / CPU per minimal DRF request",
-            "server": f"{SERVICE.describe()}, DJANGO_DEBUG=0, {infra.database}",
-            "sandbox": f"separate server ({SANDBOX.describe()}) on loopback; its CPU is "
-            "reported but not counted",
-            "clients": sizes.clients,
-            "rounds": sizes.rounds,
-            "order_create": order_summary,
-            "minimal_drf": base.summary(),
-            "floor": {
-                "what": f"POST {FLOOR} (bench.orders_floor): token auth, one INSERT, a nonce, "
-                "one signed merchant/order/create over a kept session, one UPDATE; the least "
-                "any order-creation view does",
-                **floor_summary,
-            },
-            "orders_in_database_by_status": statuses,
-            "queries_per_request": queries,
+        "measured": _measured(infra, sizes, rounds, statuses, queries),
+    }
+
+
+def _order_summary(created: Phase, calls: dict[str, int]) -> dict[str, Any]:
+    """The order phases' figures with the sandbox's answers (stale nonces are its 403s)."""
+    summary = created.summary()
+    summary["gateway_calls"] = calls
+    if created.load.ok:
+        summary["gateway_calls_per_order"] = round(sum(calls.values()) / created.load.ok, 3)
+    summary["gateway_stale_nonce_retries"] = sum(calls.values()) - calls.get("200", 0)
+    return summary
+
+
+def _orders_by_status() -> dict[str, int]:
+    from django.db.models import Count
+
+    from payments.models import Order
+
+    rows = Order.objects.values("status").annotate(n=Count("id"))
+    return {row["status"]: row["n"] for row in rows}
+
+
+def _measured(
+    infra: Infrastructure,
+    sizes: Sizes,
+    rounds: OrderRounds,
+    statuses: dict[str, int],
+    queries: dict[str, Any],
+) -> dict[str, Any]:
+    base = combine("minimal_drf", rounds.minimal)
+    floor = combine("floor", rounds.floor)
+    floor_summary = floor.summary()
+    floor_summary["ratio_to_minimal_drf"] = round(
+        floor.cpu_per_request_ms() / base.cpu_per_request_ms(), 3
+    )
+    return {
+        "what": "server CPU (user+system of the gunicorn master and workers, /proc) per "
+        "request; ratio = CPU per order create / CPU per minimal DRF request",
+        "server": f"{SERVICE.describe()}, DJANGO_DEBUG=0, {infra.database}",
+        "sandbox": f"separate server ({SANDBOX.describe()}) on loopback; its CPU is "
+        "reported but not counted",
+        "clients": sizes.clients,
+        "rounds": sizes.rounds,
+        "order_create": _order_summary(combine("order_create", rounds.orders), rounds.calls),
+        "minimal_drf": base.summary(),
+        "floor": {
+            "what": f"POST {FLOOR} (bench.orders_floor): token auth, one INSERT, a nonce, "
+            "one signed merchant/order/create over a kept session, one UPDATE; the least "
+            "any order-creation view does",
+            **floor_summary,
         },
+        "orders_in_database_by_status": statuses,
+        "queries_per_request": queries,
     }

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.urls import reverse
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -46,9 +47,9 @@ class OrdersFloor(APIView):
         created = gateway_client().order_create(
             currency=currency,
             amount_int=amount_int,
-            return_success=public_url(path=f"/checkout/{order.id}/success/"),
-            return_failure=public_url(path=f"/checkout/{order.id}/failure/"),
-            ipn=public_url(path="/payments/ipn/"),
+            return_success=public_url(path=reverse("checkout-success", args=[order.id])),
+            return_failure=public_url(path=reverse("checkout-failure", args=[order.id])),
+            ipn=public_url(path=reverse("payments-ipn")),
         )
         Order.objects.filter(pk=order.pk).update(
             status=OrderStatus.AWAITING_PAYMENT,

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bench.servers import BenchError, Infrastructure, log
+from payments.states import OrderStatus
 
 FULL = {"small": 100_000, "large": 1_000_000}
 QUICK = {"small": 20_000, "large": 200_000}
@@ -57,13 +58,12 @@ print(json.dumps({{**result, **rss}}))
 def _truncate() -> None:
     from django.db import connection
 
-    from payments.models import Order, OrderTransition
+    from payments.models import Order, OrderTransition, ShopEvent
 
     if connection.vendor == "postgresql":
+        tables = ", ".join(m._meta.db_table for m in (OrderTransition, ShopEvent, Order))
         with connection.cursor() as cursor:
-            cursor.execute(
-                "TRUNCATE payments_ordertransition, payments_shopevent, payments_order CASCADE"
-            )
+            cursor.execute(f"TRUNCATE {tables} CASCADE")
     else:
         OrderTransition.objects.all().delete()
         Order.objects.all().delete()
@@ -75,7 +75,7 @@ def _template() -> tuple[list[str], dict[str, Any]]:
 
     deadline = datetime.now(UTC) - timedelta(hours=1)
     order = Order(
-        reference="bench", amount_int=100_000, currency="BTC", status="awaiting_payment",
+        reference="bench", amount_int=100_000, currency="BTC", status=OrderStatus.AWAITING_PAYMENT,
         deadline=deadline, created=deadline, updated=deadline,
     )  # fmt: skip
     fields = Order._meta.concrete_fields
@@ -104,11 +104,11 @@ def seed(count: int) -> float:
         with transaction.atomic(), connection.cursor() as cursor:
             raw = cursor.cursor  # psycopg's own cursor: COPY
             names = ", ".join(_template()[0])
-            with raw.copy(f"COPY payments_order ({names}) FROM STDIN") as copy:
+            with raw.copy(f"COPY {Order._meta.db_table} ({names}) FROM STDIN") as copy:
                 for row in _rows(count):
                     copy.write_row(row)
         with connection.cursor() as cursor:
-            cursor.execute("ANALYZE payments_order")
+            cursor.execute(f"ANALYZE {Order._meta.db_table}")
     else:
         columns = _template()[0]
         Order.objects.bulk_create(
@@ -122,23 +122,28 @@ def reset_to_awaiting() -> None:
     """Put the same rows back where they were (untimed), and clean up after them."""
     from django.db import connection
 
+    from payments.models import Order, OrderTransition, ShopEvent
+
+    order, transition = Order._meta.db_table, OrderTransition._meta.db_table
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE payments_order SET status = 'awaiting_payment'")
+        cursor.execute(f"UPDATE {order} SET status = %s", [OrderStatus.AWAITING_PAYMENT.value])
         if connection.vendor == "postgresql":
-            cursor.execute("TRUNCATE payments_ordertransition, payments_shopevent CASCADE")
+            cursor.execute(f"TRUNCATE {transition}, {ShopEvent._meta.db_table} CASCADE")
         else:
-            cursor.execute("DELETE FROM payments_ordertransition")
+            cursor.execute(f"DELETE FROM {transition}")
     vacuum()
 
 
 def vacuum() -> None:
     from django.db import connection
 
+    from payments.models import Order
+
     if connection.vendor == "postgresql":
         old = connection.connection.autocommit
         connection.connection.autocommit = True
         with connection.cursor() as cursor:
-            cursor.execute("VACUUM ANALYZE payments_order")
+            cursor.execute(f"VACUUM ANALYZE {Order._meta.db_table}")
         connection.connection.autocommit = old
 
 
@@ -146,9 +151,13 @@ def raw_update_baseline() -> float:
     """Seconds for UPDATE ... FROM (VALUES ...) of every due row, in chunks of CHUNK."""
     from django.db import connection, transaction
 
+    from payments.models import Order
+
+    table = Order._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT id FROM payments_order WHERE status = 'awaiting_payment' ORDER BY deadline, id"
+            f"SELECT id FROM {table} WHERE status = %s ORDER BY deadline, id",
+            [OrderStatus.AWAITING_PAYMENT.value],
         )
         ids = [row[0] for row in cursor.fetchall()]
     chunks = [ids[i : i + CHUNK] for i in range(0, len(ids), CHUNK)]
@@ -157,10 +166,10 @@ def raw_update_baseline() -> float:
     for chunk in chunks:
         values = ", ".join(["(%s)"] * len(chunk))
         sql = (
-            "UPDATE payments_order SET status = 'expired', updated = CURRENT_TIMESTAMP "
-            f"FROM (VALUES {values}) AS v(id) WHERE payments_order.id = v.id{cast}"
+            f"UPDATE {table} SET status = %s, updated = CURRENT_TIMESTAMP "
+            f"FROM (VALUES {values}) AS v(id) WHERE {table}.id = v.id{cast}"
         )
-        params = [str(pk) if cast else pk.hex for pk in chunk]
+        params = [OrderStatus.EXPIRED.value, *(str(pk) if cast else pk.hex for pk in chunk)]
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(sql, params)
     return time.perf_counter() - started
@@ -177,8 +186,8 @@ def check_each_expired_once(count: int) -> dict[str, int]:
 
     from payments.models import Order, OrderTransition
 
-    left = Order.objects.filter(status="awaiting_payment").count()
-    transitions = OrderTransition.objects.filter(to_status="expired").count()
+    left = Order.objects.filter(status=OrderStatus.AWAITING_PAYMENT).count()
+    transitions = OrderTransition.objects.filter(to_status=OrderStatus.EXPIRED).count()
     doubled = (
         OrderTransition.objects.values("order").annotate(n=Count("id")).filter(n__gt=1).count()
     )

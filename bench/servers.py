@@ -562,10 +562,10 @@ class Infrastructure:
         worker = CeleryProcess(
             name,
             "worker",
-            self.env(public_base_url=public_base_url, **env),
+            self._celery_env(public_base_url, env),
             [
                 "--loglevel",
-                "INFO",  # its "ready." line; the project's own loggers stay at LOG_LEVEL
+                "INFO",
                 "--concurrency",
                 str(concurrency),
                 "--pool",
@@ -588,7 +588,7 @@ class Infrastructure:
         beat = CeleryProcess(
             name,
             "beat",
-            self.env(public_base_url=public_base_url, **env),
+            self._celery_env(public_base_url, env),
             [
                 "--loglevel",
                 "INFO",
@@ -598,6 +598,15 @@ class Infrastructure:
             self.log_dir,
         )
         return self._start_celery(beat, f"Celery beat {name}", "beat: Starting...")
+
+    def _celery_env(self, public_base_url: str, env: dict[str, str]) -> dict[str, str]:
+        """The service's environment at LOG_LEVEL=INFO: the readiness markers are INFO lines.
+
+        Worker and beat log through settings.LOGGING (merchant.celery's setup_logging
+        receiver), whose root level is LOG_LEVEL: at WARNING "<name>@<host> ready." and
+        "beat: Starting..." never reach the log that wait_ready reads.
+        """
+        return self.env(public_base_url=public_base_url, **{"LOG_LEVEL": "INFO", **env})
 
     def _start_celery(self, process: CeleryProcess, what: str, marker: str) -> CeleryProcess:
         """Start `process` (stopped on exit), until `marker` is in its log."""

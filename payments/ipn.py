@@ -38,7 +38,7 @@ def _plain(status: int, text: str) -> HttpResponse:
     return HttpResponse(text, status=status, content_type="text/plain; charset=utf-8")
 
 
-def rejection_reason(request: HttpRequest) -> str | None:
+def _rejection_reason(request: HttpRequest) -> str | None:
     """Why this request is not an authentic notification, or None."""
     key = request.headers.get("Rest-Key", "")
     expected_key = settings.GATEWAY_API_KEY
@@ -78,7 +78,7 @@ def receive(request: HttpRequest) -> HttpResponse:
     except LengthRequired:
         IPN_REJECTED.labels(reason=RejectionReason.LENGTH_REQUIRED).inc()
         return _plain(411, "Length Required: send the body with a Content-Length.\n")
-    reason = rejection_reason(request)
+    reason = _rejection_reason(request)
     if reason is not None:
         return _reject(request, reason, body)
     try:
