@@ -84,7 +84,7 @@ def account_for_key(rest_key: str | None) -> SandboxAccount | None:
     does not exist yet, so the sandbox answers the configured credentials
     without a bootstrap step. An existing account keeps its secret: the
     gateway is a separate party, and a service that signs with another secret
-    is refused (ensure_configured_account, called by bootstrap, re-syncs it).
+    is refused (ensure_configured_account, called after migrate, re-syncs it).
     """
     key = _parse_key(rest_key or "")
     if key is None:

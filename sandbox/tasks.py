@@ -1,10 +1,7 @@
 """Celery tasks of the sandbox gateway: thin; they take ids and call services.
 
-Suggested beat entry (settings.CELERY_BEAT_SCHEDULE, when SANDBOX_ENABLED):
-    "sandbox-redeliver-due-ipns": {
-        "task": "sandbox.tasks.redeliver_due_ipns",
-        "schedule": 300.0,
-    }
+`redeliver_due_ipns` runs from beat every 300 s when SANDBOX_ENABLED
+(merchant/settings.py adds the entry).
 """
 
 from __future__ import annotations

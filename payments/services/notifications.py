@@ -1,9 +1,11 @@
 """The IPN inbox: store every authentic notification, apply it once, record what it did.
 
-`notification_receive` stores and applies in one transaction; applying runs
-in a savepoint so that the stored row survives a failure to apply (the
-sweep applies it later). `notification_apply` is also what sweeps and
-replays call: applying the same notification again changes nothing.
+`notification_receive` stores and applies in one transaction; when applying
+fails, that transaction is rolled back and the notification is stored again,
+with outcome `error`, in a new one (the `apply_pending` sweep applies it later).
+`notification_apply_safely` (sweeps, replays) relies on a savepoint instead.
+`notification_apply` is also what sweeps and replays call: applying the same
+notification again changes nothing.
 """
 
 from __future__ import annotations
