@@ -77,7 +77,7 @@ def account_ensure(*, api_key: str, secret: str, login: str) -> tuple[SandboxAcc
     return account, created
 
 
-def account_for_key(rest_key: str | None) -> SandboxAccount | None:
+def account_for_key(*, rest_key: str | None) -> SandboxAccount | None:
     """The account a Rest-Key header names, or None (missing, not a uuid, unknown).
 
     The account of the service's own GATEWAY_API_KEY is created lazily when it

@@ -58,7 +58,7 @@ def _body(request: HttpRequest) -> bytes:
 
 
 def _authenticate(request: HttpRequest, body: bytes) -> SandboxAccount:
-    account = account_for_key(request.headers.get("Rest-Key"))
+    account = account_for_key(rest_key=request.headers.get("Rest-Key"))
     if account is None:
         raise ApiError(
             "login_error_invalid_rest_key", "Rest-Key is missing, not a uuid, or unknown", 403

@@ -275,7 +275,7 @@ def _credit(order: SandboxOrder, payment: SandboxPayment) -> bool:
 # --- IPN ---------------------------------------------------------------------------
 
 
-def ipn_date(moment: datetime) -> str:
+def ipn_date(*, moment: datetime) -> str:
     """IPN dates: 'YYYY-MM-DD HH:MM:SS' in UTC."""
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -296,7 +296,7 @@ def _paid_details(amount_int: int, moment: datetime) -> list[tuple[str, str]]:
         ("amount", str(amount_int)),
         ("currency", money.BTC),
         ("method", IPN_METHOD),
-        ("date", ipn_date(moment)),
+        ("date", ipn_date(moment=moment)),
     ]
 
 
@@ -309,7 +309,7 @@ def _partial_details(*, pending: int, valid: int, total: int) -> list[tuple[str,
 
 
 def ipn_fields(
-    order: SandboxOrder, payment: SandboxPayment, *, status: str
+    *, order: SandboxOrder, payment: SandboxPayment, status: str
 ) -> list[tuple[str, str]]:
     """The IPN of a payment event, as `status` (`paid`, `partial`, `cancelled`)."""
     details: list[tuple[str, str]] = []
@@ -328,7 +328,7 @@ def _notify(order: SandboxOrder, payment: SandboxPayment, *, status: str) -> Ipn
     """Record the IPN of this payment event and send it after commit (no ipn URL: none)."""
     if not order.ipn:
         return None
-    return _deliver(order, payment, status, ipn_fields(order, payment, status=status))
+    return _deliver(order, payment, status, ipn_fields(order=order, payment=payment, status=status))
 
 
 def _deliver(

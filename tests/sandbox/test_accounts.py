@@ -36,13 +36,13 @@ def test_a_changed_secret_is_updated(settings: Any) -> None:
 
 
 def test_the_lazy_path_creates_but_never_changes_the_secret(settings: Any) -> None:
-    created = account_for_key(settings.GATEWAY_API_KEY)
+    created = account_for_key(rest_key=settings.GATEWAY_API_KEY)
     assert created is not None and created.secret == settings.GATEWAY_API_SECRET
 
     # The gateway is another party: a service signing with another secret is
     # not re-provisioned by its own request (only by ensure_configured_account).
     settings.GATEWAY_API_SECRET = "dGhpcmQtc2VjcmV0"
-    found = account_for_key(settings.GATEWAY_API_KEY)
+    found = account_for_key(rest_key=settings.GATEWAY_API_KEY)
     assert found is not None and found.secret != "dGhpcmQtc2VjcmV0"
 
 
@@ -67,6 +67,6 @@ def test_other_accounts_get_fresh_credentials() -> None:
     one, two = account_create(login="a"), account_create(login="b")
 
     assert one.api_key != two.api_key and one.secret != two.secret
-    assert account_for_key(str(one.api_key)) == one
-    assert account_for_key("garbage") is None
-    assert account_for_key(None) is None
+    assert account_for_key(rest_key=str(one.api_key)) == one
+    assert account_for_key(rest_key="garbage") is None
+    assert account_for_key(rest_key=None) is None
