@@ -135,6 +135,16 @@ def _python(*args: str) -> list[str]:
     return [sys.executable, "-m", *args]
 
 
+def _gunicorn(port: int, *, workers: int) -> list[str]:
+    """A Procfile gunicorn line; gunicorn >= 25 would share ~/.gunicorn/gunicorn.ctl without
+    `--no-control-socket`."""
+    return _python(
+        "gunicorn", "merchant.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+        "--worker-class", "gthread", "--threads", "8", "--timeout", "60",
+        "--access-logfile", "-", "--no-control-socket",
+    )  # fmt: skip
+
+
 def _wait_ready(service: Service, worker: ServiceProcess, beat: ServiceProcess) -> None:
     from merchant.celery import app
 
@@ -193,24 +203,7 @@ def service(django_db_setup: None) -> Iterator[Service]:
     )
     web = ServiceProcess(
         "web",
-        # The Procfile's web line; gunicorn >= 25 would share ~/.gunicorn/gunicorn.ctl.
-        _python(
-            "gunicorn",
-            "merchant.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--worker-class",
-            "gthread",
-            "--workers",
-            "2",
-            "--threads",
-            "8",
-            "--timeout",
-            "60",
-            "--access-logfile",
-            "-",
-            "--no-control-socket",
-        ),
+        _gunicorn(port, workers=2),  # the Procfile's web line
         env,
         var / "web.log",
         signal.SIGINT,  # gunicorn's quick shutdown
@@ -246,24 +239,7 @@ def service(django_db_setup: None) -> Iterator[Service]:
     )
     sandbox = ServiceProcess(
         "sandbox",
-        # The Procfile's sandbox line.
-        _python(
-            "gunicorn",
-            "merchant.wsgi",
-            "--bind",
-            f"127.0.0.1:{sandbox_port}",
-            "--workers",
-            "1",
-            "--worker-class",
-            "gthread",
-            "--threads",
-            "8",
-            "--timeout",
-            "60",
-            "--access-logfile",
-            "-",
-            "--no-control-socket",
-        ),
+        _gunicorn(sandbox_port, workers=1),  # the Procfile's sandbox line
         {**env, "DJANGO_SETTINGS_MODULE": "sandbox.site_settings"},
         var / "sandbox.log",
         signal.SIGINT,
