@@ -162,9 +162,7 @@ def _order_abandoned(order: Order) -> Order:
 
 def _order_failed(order: Order, *, reason: str, uncertain: bool) -> Order:
     """Record a creation that did not happen, in one transaction: failed, why, and flagged
-    gateway_uncertain when the call may have reached the gateway.
-
-    """
+    gateway_uncertain when the call may have reached the gateway."""
     with transaction.atomic():
         _created_order_update(order, failure_reason=reason)
         order_transition(
@@ -235,8 +233,9 @@ def _created_order_update(order: Order, **fields: Any) -> None:
     """Write `fields` to the order, in the caller's transaction, only while it is `created`.
 
     The UPDATE locks the row, and matching only a still-`created` order proves the row in
-    hand current (nothing else moves a created order): the transition can use it, without
-    a SELECT ... FOR UPDATE or a refresh after.
+    hand current (only its own creation moves a created order, or a retry once that
+    creation cannot be running any more: `_order_claim`): the transition can use it,
+    without a SELECT ... FOR UPDATE or a refresh after.
     """
     if not Order.objects.filter(pk=order.pk, status=OrderStatus.CREATED).update(**fields):
         raise InvalidTransition(f"order {order.pk} left `created` during its creation")
