@@ -69,3 +69,15 @@ class CommentRequired(ValueError):
 
 class ResolutionRefused(ValueError):
     """A decision that cannot apply to this order (its state, an amount, no reason)."""
+
+
+class SecretUnreadable(Exception):
+    """A sealed secret that none of the configured secret keys opens."""
+
+
+class ShopInactive(Exception):
+    """The shop is disabled: it takes no new orders and its tokens are refused."""
+
+
+class ShopUnconfigured(Exception):
+    """The shop's gateway credentials are missing or unreadable: nothing can be signed."""

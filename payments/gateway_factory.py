@@ -10,14 +10,18 @@ from django.core.cache import caches
 from payments import metrics
 from payments.gateway.client import GatewayClient, GatewayConfig
 from payments.gateway.sessions import thread_session
+from payments.models import Shop
 from payments.nonces import nonce_call_lock, nonce_next
+from payments.shops import shop_default, shop_gateway_credentials
 
 
-def gateway_config() -> GatewayConfig:
+def gateway_config(*, shop: Shop | None = None) -> GatewayConfig:
+    """The client's settings, with `shop`'s gateway account (the default shop's when None)."""
+    credentials = shop_gateway_credentials(shop=shop or shop_default())
     return GatewayConfig(
         api_url=settings.GATEWAY_API_URL,
-        api_key=settings.GATEWAY_API_KEY,
-        api_secret=settings.GATEWAY_API_SECRET,
+        api_key=credentials.api_key,
+        api_secret=credentials.api_secret,
         user_agent=settings.GATEWAY_USER_AGENT,
         connect_timeout=settings.GATEWAY_CONNECT_TIMEOUT,
         read_timeout=settings.GATEWAY_READ_TIMEOUT,
@@ -26,12 +30,16 @@ def gateway_config() -> GatewayConfig:
     )
 
 
-def gateway_client() -> GatewayClient:
-    """A new client on this thread's HTTP session (kept between calls; never shared by threads).
+def gateway_client(*, shop: Shop | None = None) -> GatewayClient:
+    """A new client for `shop`'s gateway account, on this thread's HTTP session.
 
-    Use it in the thread that asked for it; closing it leaves the session open.
+    The session is kept between calls and never shared by threads: use the
+    client in the thread that asked for it; closing it leaves the session open.
+    Each gateway key has its own nonce sequence and call lock. The default shop's
+    account (the environment's) when `shop` is None. ShopUnconfigured when the
+    shop's secret cannot be read.
     """
-    config = gateway_config()
+    config = gateway_config(shop=shop)
     lock_seconds = settings.GATEWAY_CALL_LOCK_SECONDS
     return GatewayClient(
         config,

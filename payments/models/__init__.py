@@ -16,8 +16,10 @@ from payments.models.payments import Payment
 from payments.models.reconciliation import LedgerCheckpoint, ReconciliationRun
 from payments.models.resolutions import OrderResolution
 from payments.models.shop_events import ShopEvent, ShopEventAttempt
+from payments.models.shops import ApiToken, Shop, ShopMembership
 
 __all__ = (
+    "ApiToken",
     "BeatLease",
     "DashboardSummary",
     "FlagReview",
@@ -32,7 +34,9 @@ __all__ = (
     "Payment",
     "ReconciliationRun",
     "RejectedNotification",
+    "Shop",
     "ShopEvent",
     "ShopEventAttempt",
+    "ShopMembership",
     "WorkerHeartbeat",
 )

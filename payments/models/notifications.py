@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from payments.choices import NotificationOutcome
 from payments.models.orders import Order
+from payments.models.shops import Shop, default_shop_id
 
 
 class Notification(models.Model):
@@ -19,6 +20,10 @@ class Notification(models.Model):
 
     Outcome = NotificationOutcome  # the one list: payments.choices
 
+    # The shop whose gateway key signed it (its Rest-Key): it may touch that shop's orders only.
+    shop = models.ForeignKey(
+        Shop, on_delete=models.PROTECT, related_name="notifications", default=default_shop_id
+    )
     body = models.BinaryField()
     body_sha256 = models.CharField(max_length=64, unique=True)
     headers = models.JSONField(default=dict)  # without Rest-Sign

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from payments.models.shops import ApiToken, Shop, default_shop_id
 from payments.money import BTC, display
 from payments.states import OrderStatus
 
@@ -27,6 +28,10 @@ class Order(models.Model):
     Status = OrderStatus
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # Whose order: every read for a shop's token or staff is scoped by it.
+    shop = models.ForeignKey(
+        Shop, on_delete=models.PROTECT, related_name="orders", default=default_shop_id
+    )
     reference = models.CharField(max_length=100, db_index=True)
     amount_int = models.BigIntegerField()
     currency = models.CharField(max_length=3)
@@ -56,6 +61,10 @@ class Order(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The API token that asked for it (None: made in-process or from the admin).
+    api_token = models.ForeignKey(
+        ApiToken, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created = models.DateTimeField(default=timezone.now, db_index=True)
     updated = models.DateTimeField(auto_now=True)
     # How many of its flags nobody has reviewed yet: kept by the services (order_flag
@@ -67,6 +76,8 @@ class Order(models.Model):
         indexes = [
             # The expiry sweep walks (status, deadline, id) in keyset order.
             models.Index(fields=["status", "deadline", "id"], name="order_status_deadline"),
+            # A shop's orders, newest first (the API's list, the admin for a shop's staff).
+            models.Index(fields=["shop", "created", "id"], name="order_shop_created"),
             # The admin's changelist filters, newest first, without a sort: an index scan.
             models.Index(fields=["status", "created", "id"], name="order_status_created"),
             models.Index(fields=["currency", "created", "id"], name="order_currency_created"),
@@ -178,7 +189,7 @@ class FlagReview(models.Model):
 class IdempotencyKey(models.Model):
     """A shop's Idempotency-Key: the same key and body give the same order, once."""
 
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    shop = models.ForeignKey(Shop, on_delete=models.CASCADE, related_name="+")
     key = models.CharField(max_length=255)
     fingerprint = models.CharField(max_length=64)  # sha256 of the request's fields
     order = models.ForeignKey(Order, null=True, on_delete=models.SET_NULL, related_name="+")
@@ -186,7 +197,7 @@ class IdempotencyKey(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["owner", "key"], name="idempotency_key_per_owner")
+            models.UniqueConstraint(fields=["shop", "key"], name="idempotency_key_per_shop")
         ]
 
     def __str__(self) -> str:

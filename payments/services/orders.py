@@ -19,13 +19,19 @@ from django.urls import reverse
 from django.utils import timezone
 
 from payments import money, signals
-from payments.exceptions import IdempotencyConflict, InvalidTransition, OrderCreationFailed
+from payments.exceptions import (
+    IdempotencyConflict,
+    InvalidTransition,
+    OrderCreationFailed,
+    ShopInactive,
+)
 from payments.gateway.errors import GatewayError, GatewayRejected, GatewayTimeout
 from payments.gateway.results import OrderCreated
 from payments.gateway_factory import gateway_client
-from payments.models import IdempotencyKey, Order, OrderFlag, OrderTransition
+from payments.models import ApiToken, IdempotencyKey, Order, OrderFlag, OrderTransition, Shop
 from payments.services.quotes import quote_fields, quote_read
 from payments.services.shop_events import shop_event_record, shop_events_record_many
+from payments.shops import shop_default
 from payments.states import OrderStatus, can_transition
 
 logger = logging.getLogger(__name__)
@@ -64,21 +70,35 @@ def public_url(*, path: str) -> str:
 
 
 def order_create(
-    *, new: NewOrder, created_by: Any = None, idempotency_key: str | None = None
+    *,
+    new: NewOrder,
+    shop: Shop | None = None,
+    api_token: ApiToken | None = None,
+    created_by: Any = None,
+    idempotency_key: str | None = None,
 ) -> tuple[Order, bool]:
-    """Record an order, create it at the gateway, store the gateway's answer.
+    """Record an order of `shop` (the default shop when None), create it at the gateway
+    with the shop's account, store the gateway's answer.
 
-    Returns (order, created): created is False when an Idempotency-Key gave
-    back an earlier order without a new gateway call. The order row is
-    committed before the gateway is called, so the call never runs inside a
-    transaction (the sandbox may share the database) and a crash leaves a
-    visible `created` order rather than nothing.
+    Returns (order, created): created is False when an Idempotency-Key (one
+    namespace per shop) gave back an earlier order without a new gateway call.
+    The order row is committed before the gateway is called, so the call never
+    runs inside a transaction (the sandbox may share the database) and a crash
+    leaves a visible `created` order rather than nothing. ShopInactive for a
+    disabled shop (nothing is written).
     """
+    shop = shop or shop_default()
+    if not shop.active:
+        raise ShopInactive(f"shop {shop.name!r} is disabled: it takes no new orders")
     quote = None if new.currency == money.BTC else quote_read(currency=new.currency)
+    ttl = shop.order_ttl_seconds or settings.PAYMENTS_ORDER_TTL
     fields = {
         **asdict(new),
         **quote_fields(amount_int=new.amount_int, currency=new.currency, quote=quote),
+        "shop": shop,
+        "api_token": api_token,
         "created_by": created_by,
+        "deadline": timezone.now() + timedelta(seconds=ttl),
     }
     order, is_new = _order_claim(fields=fields, fingerprint=new.fingerprint(), key=idempotency_key)
     if is_new:
@@ -106,7 +126,7 @@ def _order_claim(
         return Order.objects.create(**fields), True
     with transaction.atomic():
         record, _ = IdempotencyKey.objects.select_for_update().get_or_create(
-            owner=fields["created_by"], key=key, defaults={"fingerprint": fingerprint}
+            shop=fields["shop"], key=key, defaults={"fingerprint": fingerprint}
         )
         if record.fingerprint != fingerprint:
             raise IdempotencyConflict("this Idempotency-Key was used with a different request")
@@ -180,7 +200,7 @@ def _order_failed(order: Order, *, reason: str, uncertain: bool) -> Order:
 
 def _gateway_order_create(order: Order) -> OrderCreated:
     """merchant/order/create for `order`, with the URLs the gateway sends the payer back to."""
-    return gateway_client().order_create(
+    return gateway_client(shop=order.shop).order_create(
         currency=order.currency,
         amount_int=order.amount_int,
         return_success=public_url(path=reverse("checkout-success", args=[order.id])),
