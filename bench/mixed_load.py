@@ -152,12 +152,12 @@ def _empty_payments_tables(infra: Infrastructure) -> None:
 
 
 def _api_token() -> str:
-    from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
+    """A new API token of the default shop (the key is only ever shown when made)."""
+    from payments.services.shops import api_token_create
+    from payments.shops import shop_default
 
-    user, _ = get_user_model().objects.get_or_create(username="bench-mixed-shop")
-    token, _ = Token.objects.get_or_create(user=user)
-    return str(token.key)
+    _, key = api_token_create(shop=shop_default(), name="bench-mixed-shop")
+    return key
 
 
 def _drain(order_reference_prefix: str, seconds: float) -> dict[str, Any]:

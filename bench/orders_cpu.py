@@ -8,7 +8,7 @@ order, take a nonce, sign, call merchant/order/create at the sandbox over
 HTTP, store the answer, record the transition, render the output.
 
 The baseline is /bench/minimal-drf/: an APIView with the same default
-authentication and permission classes (token auth, IsAuthenticated),
+authentication and permission classes (a shop's API token),
 answering {"ok": true}, in the same server, same run, same clients and the
 same request body. Phases alternate (minimal, orders, floor, minimal, ...) so
 that drift of a noisy machine hits all of them.
@@ -81,12 +81,12 @@ QUICK = replace(
 
 
 def _api_token() -> str:
-    from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
+    """A new API token of the default shop (the key is only ever shown when made)."""
+    from payments.services.shops import api_token_create
+    from payments.shops import shop_default
 
-    user, _ = get_user_model().objects.get_or_create(username="bench-shop")
-    token, _ = Token.objects.get_or_create(user=user)
-    return str(token.key)
+    _, key = api_token_create(shop=shop_default(), name="bench-shop")
+    return key
 
 
 def _order_body(service: Server, index: int) -> bytes:
@@ -260,7 +260,7 @@ def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
         "ratio": round(ratio, 3),
         "target": f"<= {TARGET}",
         "baseline": "POST /bench/minimal-drf/: a DRF APIView with the default authentication "
-        "(TokenAuthentication, SessionAuthentication) and permission (IsAuthenticated) "
+        "(ShopTokenAuthentication) and permission (ShopTokenRequired) "
         'classes answering {"ok": true}; same server, same run, same clients and body',
         "meets_target": ratio <= TARGET,
         "measured": _measured(infra, sizes, rounds, statuses, queries),

@@ -2,7 +2,7 @@
 
 `/bench/orders-floor/` does only what creating an order at the gateway
 cannot do without, with the project's own tools: DRF's default
-authentication (token), the JSON body parsed, one INSERT of the order,
+authentication (a shop's API token), the JSON body parsed, one INSERT of the order,
 committed before the call (docs/design.md, "Creating an order"), a nonce from the shared
 counter (one UPDATE ... RETURNING: the protocol requires an increasing
 nonce across processes), a signed `merchant/order/create` over this thread's
@@ -35,16 +35,17 @@ class OrdersFloor(APIView):
 
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         given: Any = request.data  # a JSON object: the benchmark's body
-        owner: Any = request.user  # authenticated (IsAuthenticated): a User
+        token: Any = request.auth  # authenticated (ShopTokenRequired): an ApiToken
         currency = given["currency"]
         amount_int = money.to_int(given["amount"], currency)
         order = Order.objects.create(
             reference=given["reference"],
             amount_int=amount_int,
             currency=currency,
-            created_by=owner,
+            shop=token.shop,
+            api_token=token,
         )
-        created = gateway_client().order_create(
+        created = gateway_client(shop=token.shop).order_create(
             currency=currency,
             amount_int=amount_int,
             return_success=public_url(path=reverse("checkout-success", args=[order.id])),

@@ -6,7 +6,7 @@ resolution costs them at least as much as it costs the real views.
 
 - /bench/minimal/      a plain Django function view answering "ok" (text/plain)
 - /bench/minimal-drf/  a DRF APIView with the project's default authentication
-                       and permission classes (token auth) answering {"ok": true}
+                       and permission classes (a shop's API token) answering {"ok": true}
 - /bench/orders-floor/  the floor under POST /api/orders/: auth, insert, one gateway call,
                        store the answer (bench.orders_floor)
 - /bench/ipn-store-only/  the floor under the IPN view: verify, store, commit (bench.ipn_floor)

@@ -72,7 +72,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "payments",
@@ -359,12 +358,11 @@ SECURE_REDIRECT_EXEMPT = [r"^(livez|readyz|healthz)$"]
 CACHES = {"default": env.cache("CACHE_URL", default=f"filecache://{VAR_DIR / 'cache'}")}
 
 # --- REST API -----------------------------------------------------------------
+# A shop's API token (payments.api.authentication): `Token <key>` or `Bearer <key>`. Only
+# tokens: a browser session is a Django user of no shop, so it does not open the API.
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
-    ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["payments.api.authentication.ShopTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["payments.api.authentication.ShopTokenRequired"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 SPECTACULAR_SETTINGS = {

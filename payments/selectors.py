@@ -11,11 +11,14 @@ from uuid import UUID
 from django.conf import settings
 from django.db.models import QuerySet
 
-from payments.models import Order
+from payments.models import Order, Shop
 
 
-def order_list(*, status: str | None = None, reference: str | None = None) -> QuerySet[Order]:
-    orders = Order.objects.prefetch_related("flags", "payments", "resolutions")
+def order_list(
+    *, shop: Shop, status: str | None = None, reference: str | None = None
+) -> QuerySet[Order]:
+    """The shop's orders (never another shop's), with what their output shows."""
+    orders = Order.objects.filter(shop=shop).prefetch_related("flags", "payments", "resolutions")
     if status:
         orders = orders.filter(status=status)
     if reference:
@@ -23,8 +26,11 @@ def order_list(*, status: str | None = None, reference: str | None = None) -> Qu
     return orders
 
 
-def order_get(*, order_id: UUID) -> Order:
-    return Order.objects.prefetch_related("flags", "payments", "resolutions").get(pk=order_id)
+def order_get(*, shop: Shop, order_id: UUID) -> Order:
+    """The shop's order; Order.DoesNotExist for another shop's, as for a missing one."""
+    return Order.objects.prefetch_related("flags", "payments", "resolutions").get(
+        pk=order_id, shop=shop
+    )
 
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -74,17 +80,21 @@ def _port(scheme: str, port: int | None) -> int:
     return DEFAULT_PORTS[scheme] if port is None else port
 
 
-def return_hosts() -> list[ReturnHost]:
-    """The usable PAYMENTS_RETURN_HOSTS entries; a bad one (payments.E008) allows nothing."""
+def return_hosts(*, shop: Shop) -> list[ReturnHost]:
+    """The shop's usable return hosts: its own entries, and PAYMENTS_RETURN_HOSTS for the
+    default shop. A bad entry allows nothing (payments.E008 names a bad setting; a shop's
+    entries are checked when it is made)."""
+    entries = [*shop.return_hosts, *(settings.PAYMENTS_RETURN_HOSTS if shop.is_default else ())]
     usable = []
-    for entry in settings.PAYMENTS_RETURN_HOSTS:
+    for entry in entries:
         with contextlib.suppress(ValueError):
             usable.append(parse_return_host(entry))
     return usable
 
 
-def return_host_allowed(url: str) -> bool:
-    """True when `url` is http(s) on the service's own host or allowed by PAYMENTS_RETURN_HOSTS.
+def return_host_allowed(url: str, *, shop: Shop) -> bool:
+    """True when `url` is http(s) on the service's own host or on one of the shop's return
+    hosts (`return_hosts`: its entries, and PAYMENTS_RETURN_HOSTS for the default shop).
 
     Browsers read a backslash as a slash and drop tabs and newlines, so
     `http://evil.example\\@shop.example/` takes the payer to evil.example while
@@ -103,4 +113,5 @@ def return_host_allowed(url: str) -> bool:
     if parts.hostname == urlsplit(settings.PUBLIC_BASE_URL).hostname:
         return True
     port = _port(parts.scheme, port)
-    return any(entry.allows(parts.hostname, parts.scheme, port) for entry in return_hosts())
+    allowed = return_hosts(shop=shop)
+    return any(entry.allows(parts.hostname, parts.scheme, port) for entry in allowed)

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
+from django.db.models import Count, Q, QuerySet
 
 from payments.exceptions import SecretUnreadable, ShopUnconfigured
-from payments.models import ApiToken, Shop
+from payments.models import ApiToken, Order, Shop
 from payments.models.shops import default_shop_id
 from payments.secret_box import unseal
 
@@ -83,6 +84,76 @@ def api_token_for_key(*, key: str) -> ApiToken | None:
         .filter(key_sha256=api_token_digest(key), revoked_at__isnull=True, shop__active=True)
         .first()
     )
+
+
+def api_token_refusal(*, key: str) -> str:
+    """Why `api_token_for_key` found nothing: `token_revoked`, `shop_disabled` or
+    `invalid_token` (no such key). Asked only after a refusal, so a valid token costs
+    one query."""
+    token = (
+        ApiToken.objects.filter(key_sha256=api_token_digest(key))
+        .values("revoked_at", "shop__active")
+        .first()
+    )
+    if token is None:
+        return "invalid_token"
+    if token["revoked_at"] is not None:
+        return "token_revoked"
+    return "shop_disabled" if not token["shop__active"] else "invalid_token"
+
+
+def shop_for_name(*, name: str) -> Shop | None:
+    return Shop.objects.filter(name=name).first()
+
+
+@dataclass(frozen=True)
+class ShopOverview:
+    """One line of `shop_list`: what tells shops apart, never a secret."""
+
+    shop: Shop
+    gateway_key: str  # the key id (not secret); the default shop's is the environment's
+    secret_source: str  # where the secret is: sealed, or which environment variable
+    live_tokens: int
+    orders: int
+
+
+def shops_overview() -> list[ShopOverview]:
+    """Every shop with its token and order counts (two grouped counts, not one per shop)."""
+    tokens = dict(
+        ApiToken.objects.filter(revoked_at__isnull=True)
+        .values_list("shop")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    orders = dict(Order.objects.values_list("shop").annotate(n=Count("pk")).order_by())
+    return [
+        ShopOverview(
+            shop=shop,
+            gateway_key=settings.GATEWAY_API_KEY if shop.is_default else str(shop.gateway_key),
+            secret_source=_secret_source(shop),
+            live_tokens=tokens.get(shop.pk, 0),
+            orders=orders.get(shop.pk, 0),
+        )
+        for shop in Shop.objects.order_by("name")
+    ]
+
+
+def _secret_source(shop: Shop) -> str:
+    if shop.is_default:
+        return "$GATEWAY_API_SECRET"
+    return f"${shop.gateway_secret_env}" if shop.gateway_secret_env else "sealed"
+
+
+def api_tokens_of(*, shop: Shop) -> QuerySet[ApiToken]:
+    """The shop's tokens, newest first, revoked ones too (their orders still name them)."""
+    return ApiToken.objects.filter(shop=shop).order_by("-created", "-pk")
+
+
+def api_tokens_matching(*, shop: Shop, given: str) -> list[ApiToken]:
+    """The shop's live tokens that `given` names: a whole key, or the prefix lists show."""
+    live = ApiToken.objects.filter(shop=shop, revoked_at__isnull=True)
+    prefix = given.rstrip(".")
+    return list(live.filter(Q(key_sha256=api_token_digest(given)) | Q(prefix=prefix)))
 
 
 def shop_ids_for_user(*, user: AbstractBaseUser | AnonymousUser) -> list[int] | None:

@@ -8,9 +8,13 @@ from typing import Any
 from django.utils import timezone
 
 from payments import money
-from payments.models import Order
+from payments.models import Order, Shop
+from payments.services.shops import api_token_create, shop_create
+from payments.shops import shop_default
 from payments.states import OrderStatus
 from sandbox import currencies
+from sandbox.accounts import account_create
+from sandbox.models import SandboxAccount
 
 
 def accepted_order(**fields: Any) -> Order:
@@ -34,3 +38,30 @@ def accepted_order(**fields: Any) -> Order:
         )
         values.setdefault("quoted_at", timezone.now())
     return Order.objects.create(**values)
+
+
+def api_token_key(*, shop: Shop | None = None, name: str = "test", read_only: bool = False) -> str:
+    """A new API token of `shop` (the default shop when None): the key a client sends."""
+    _, key = api_token_create(shop=shop or shop_default(), name=name, read_only=read_only)
+    return key
+
+
+def shop_with_account(name: str, *, secret_env: str = "", **fields: Any) -> Shop:
+    """A shop with a sandbox merchant account of its own (its own key, secret and nonces).
+
+    Its secret is sealed with this process's secret key, or, with `secret_env`, named
+    by that environment variable (for processes of the service started by the test,
+    which have secret keys of their own): give them `account_secret(shop)` under it.
+    """
+    account = account_create(login=name)
+    if secret_env:
+        fields["gateway_secret_env"] = secret_env
+    else:
+        fields["gateway_secret"] = account.secret
+    return shop_create(name=name, gateway_key=account.api_key, **fields)
+
+
+def account_secret(shop: Shop) -> str:
+    """The gateway secret of a shop made by `shop_with_account`."""
+    assert shop.gateway_key is not None, "the default shop's secret is the environment's"
+    return SandboxAccount.objects.get(api_key=shop.gateway_key).secret

@@ -20,7 +20,7 @@ os.environ.setdefault(
     "dGVzdC1zZWNyZXQtZm9yLXRoZS1tZXJjaGFudC1wYXltZW50cy1zdWl0ZS0wMTIzNDU2Nzg5YWJjZGVmMDEyMw==",
 )
 # No order-creation throttle: its window is in the cache the whole suite shares, where tests
-# that reuse a user id would throttle each other. tests/payments/test_abuse.py turns it on.
+# that reuse a shop id would throttle each other. tests/payments/test_abuse.py turns it on.
 os.environ.setdefault("API_ORDER_CREATE_RATE", "")
 # Tests make the sandbox account themselves (tests/sandbox/test_accounts.py: created or not).
 os.environ.setdefault("SANDBOX_ACCOUNT_ON_MIGRATE", "0")

@@ -30,14 +30,26 @@ class DecimalStringField(serializers.Field):
         return str(value)
 
 
-def validate_return_url(url: str) -> None:
-    if not return_host_allowed(url):
-        raise serializers.ValidationError(
-            "This host is not allowed for return URLs (PAYMENTS_RETURN_HOSTS)."
-        )
+class ReturnUrlAllowed:
+    """A return URL on the service's own host or one of the calling shop's return hosts.
+
+    The shop is the serializer's context["shop"] (the API token's shop).
+    """
+
+    requires_context = True
+
+    def __call__(self, url: str, field: serializers.Field) -> None:
+        shop = field.context["shop"]
+        if not return_host_allowed(url, shop=shop):
+            source = "PAYMENTS_RETURN_HOSTS" if shop.is_default else "the shop's return hosts"
+            raise serializers.ValidationError(
+                f"This host is not allowed for return URLs ({source})."
+            )
 
 
 class OrderCreateInput(serializers.Serializer):
+    """A new order; its context["shop"] is the shop it is for (its return hosts apply)."""
+
     reference = serializers.CharField(max_length=100)
     amount = DecimalStringField(required=False, help_text='Decimal string, e.g. "12.50".')
     amount_int = serializers.IntegerField(
@@ -51,10 +63,10 @@ class OrderCreateInput(serializers.Serializer):
         max_length=1024, required=False, allow_blank=True
     )
     return_success = serializers.URLField(
-        max_length=2000, required=False, validators=[validate_return_url]
+        max_length=2000, required=False, validators=[ReturnUrlAllowed()]
     )
     return_failure = serializers.URLField(
-        max_length=2000, required=False, validators=[validate_return_url]
+        max_length=2000, required=False, validators=[ReturnUrlAllowed()]
     )
     multipay = serializers.BooleanField(default=False)
     instant_only = serializers.BooleanField(default=False)

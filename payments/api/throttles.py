@@ -1,20 +1,26 @@
-"""The order-creation throttle: `API_ORDER_CREATE_RATE` per API token, in the default cache."""
+"""The order-creation throttle: `API_ORDER_CREATE_RATE` per shop, in the default cache."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from django.conf import settings
 from rest_framework import status
 from rest_framework.exceptions import APIException
-from rest_framework.throttling import UserRateThrottle
+from rest_framework.request import Request
+from rest_framework.throttling import SimpleRateThrottle
+
+from payments.models import ApiToken
 
 
-class OrderCreateRateThrottle(UserRateThrottle):
-    """DRF's sliding window per user, and so per token (authtoken gives a user one).
+class OrderCreateRateThrottle(SimpleRateThrottle):
+    """DRF's sliding window per shop: all of a shop's API tokens share one count.
 
-    The window lives in the default cache (`cache_format` keys by scope and user id):
-    every process that shares that cache shares the count.
+    Per shop, not per token: every creation costs a call on the shop's gateway
+    account and an order row, and making more tokens must not raise the limit.
+    The window lives in the default cache (`cache_format` keys by scope and shop
+    id): every process that shares that cache shares the count.
     """
 
     scope = "order_create"
@@ -24,6 +30,12 @@ class OrderCreateRateThrottle(UserRateThrottle):
         # and tests can change it.
         rate: str | None = settings.API_ORDER_CREATE_RATE
         return rate
+
+    def get_cache_key(self, request: Request, view: Any) -> str | None:
+        token = request.auth
+        if not isinstance(token, ApiToken):
+            return None  # not a shop's call (refused before throttling anyway)
+        return self.cache_format % {"scope": self.scope, "ident": f"shop-{token.shop_id}"}
 
 
 class OrderCreateThrottled(APIException):
@@ -38,6 +50,6 @@ class OrderCreateThrottled(APIException):
         super().__init__(
             {
                 "error": "throttled",
-                "detail": f"Too many orders created with this API token: try again {when}.",
+                "detail": f"Too many orders created for this shop: try again {when}.",
             }
         )

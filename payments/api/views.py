@@ -1,8 +1,14 @@
-"""Orders API: one class per operation, thin over services and selectors."""
+"""Orders API: one class per operation, thin over services and selectors.
+
+Every view works for the calling API token's shop (`payments.api.authentication`):
+it lists, reads and creates that shop's orders only, and another shop's order is
+the same 404 as a missing one.
+"""
 
 from __future__ import annotations
 
 import base64
+import logging
 from datetime import UTC
 from typing import Any, NoReturn
 
@@ -15,14 +21,22 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from payments.api.authentication import refused, request_token
 from payments.api.serializers import ErrorOutput, OrderCreateInput, OrderOutput
 from payments.api.throttles import OrderCreateRateThrottle, OrderCreateThrottled
-from payments.exceptions import IdempotencyConflict, OrderCreationFailed
+from payments.exceptions import (
+    IdempotencyConflict,
+    OrderCreationFailed,
+    ShopInactive,
+    ShopUnconfigured,
+)
 from payments.gateway.errors import GatewayRejected, GatewayTimeout, GatewayUnavailable
 from payments.models import Order
 from payments.selectors import order_get, order_list
 from payments.services import order_create
 from payments.states import OrderStatus
+
+logger = logging.getLogger(__name__)
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
@@ -39,6 +53,12 @@ RETRY_AFTER_HEADER = OpenApiParameter(
     description="Seconds to wait before creating another order with this token.",
 )
 MAX_IDEMPOTENCY_KEY = 255
+NO_SUCH_ORDER = {"detail": "No such order."}
+SHOP_UNCONFIGURED = {
+    "error": "shop_unconfigured",
+    "detail": "This shop's gateway credentials cannot be read: no order can be created "
+    "until the service's operator fixes them.",
+}
 INVALID_CURSOR = {
     "error": "invalid_cursor",
     "detail": "The cursor is not one this API gave out: "
@@ -130,7 +150,8 @@ class OrderListCreateApi(APIView):
             201: OrderOutput,
             200: OrderOutput,
             400: None,
-            401: None,
+            401: ErrorOutput,
+            403: ErrorOutput,
             409: ErrorOutput,
             429: ErrorOutput,
             502: ErrorOutput,
@@ -146,17 +167,23 @@ class OrderListCreateApi(APIView):
                 {"error": "invalid_idempotency_key", "detail": "1 to 255 printable characters."},
                 status=status.HTTP_400_BAD_REQUEST,
             )
-        given = OrderCreateInput(data=request.data)
+        token = request_token(request)
+        given = OrderCreateInput(data=request.data, context={"shop": token.shop})
         given.is_valid(raise_exception=True)
         try:
             order, created = order_create(
-                new=given.to_new_order(), created_by=request.user, idempotency_key=key
+                new=given.to_new_order(), shop=token.shop, api_token=token, idempotency_key=key
             )
         except IdempotencyConflict as exc:
             return Response(
                 {"error": "idempotency_conflict", "detail": str(exc)},
                 status=status.HTTP_409_CONFLICT,
             )
+        except ShopInactive as exc:  # disabled since this request was authenticated
+            raise refused("shop_disabled") from exc
+        except ShopUnconfigured:
+            logger.exception("shop %s: order creation refused", token.shop.name)
+            return Response(SHOP_UNCONFIGURED, status=status.HTTP_503_SERVICE_UNAVAILABLE)
         except OrderCreationFailed as failure:
             return gateway_failure_response(failure)
         return Response(
@@ -168,22 +195,27 @@ class OrderListCreateApi(APIView):
         parameters=[FilterInput],
         # 400: a bad filter (field errors), or a cursor that is not one of ours
         # ({"error": "invalid_cursor", "detail": ...}).
-        responses={200: OrderOutput(many=True), 400: None, 401: None},
+        responses={200: OrderOutput(many=True), 400: None, 401: ErrorOutput},
         summary="List orders",
     )
     def get(self, request: Request) -> Response:
         filters = self.FilterInput(data=request.query_params)
         filters.is_valid(raise_exception=True)
         paginator = self.pagination_class()
-        page = paginator.paginate_queryset(order_list(**filters.validated_data), request, view=self)
+        orders = order_list(shop=request_token(request).shop, **filters.validated_data)
+        page = paginator.paginate_queryset(orders, request, view=self)
         return paginator.get_paginated_response(OrderOutput(page, many=True).data)
 
 
 class OrderDetailApi(APIView):
-    @extend_schema(responses={200: OrderOutput, 404: None}, summary="One order")
+    @extend_schema(
+        responses={200: OrderOutput, 401: ErrorOutput, 404: None},
+        summary="One order",
+        description="Another shop's order is the same 404 as a missing one.",
+    )
     def get(self, request: Request, order_id: Any) -> Response:
         try:
-            order = order_get(order_id=order_id)
-        except Order.DoesNotExist:
-            return Response({"detail": "No such order."}, status=status.HTTP_404_NOT_FOUND)
+            order = order_get(shop=request_token(request).shop, order_id=order_id)
+        except Order.DoesNotExist:  # missing, or another shop's: the same answer
+            return Response(NO_SUCH_ORDER, status=status.HTTP_404_NOT_FOUND)
         return Response(OrderOutput(order).data)

@@ -31,7 +31,7 @@ from payments.gateway_factory import gateway_client
 from payments.models import ApiToken, IdempotencyKey, Order, OrderFlag, OrderTransition, Shop
 from payments.services.quotes import quote_fields, quote_read
 from payments.services.shop_events import shop_event_record, shop_events_record_many
-from payments.shops import shop_default
+from payments.shops import shop_default, shop_gateway_credentials
 from payments.states import OrderStatus, can_transition
 
 logger = logging.getLogger(__name__)
@@ -85,12 +85,14 @@ def order_create(
     The order row is committed before the gateway is called, so the call never
     runs inside a transaction (the sandbox may share the database) and a crash
     leaves a visible `created` order rather than nothing. ShopInactive for a
-    disabled shop (nothing is written).
+    disabled shop, ShopUnconfigured for one whose gateway secret cannot be read
+    (nothing is written either way).
     """
     shop = shop or shop_default()
     if not shop.active:
         raise ShopInactive(f"shop {shop.name!r} is disabled: it takes no new orders")
-    quote = None if new.currency == money.BTC else quote_read(currency=new.currency)
+    shop_gateway_credentials(shop=shop)  # ShopUnconfigured now, not after the row is written
+    quote = None if new.currency == money.BTC else quote_read(currency=new.currency, shop=shop)
     ttl = shop.order_ttl_seconds or settings.PAYMENTS_ORDER_TTL
     fields = {
         **asdict(new),

@@ -26,7 +26,7 @@ from payments import money
 from payments.exceptions import AmountError
 from payments.gateway.errors import GatewayError
 from payments.gateway_factory import gateway_client
-from payments.models import Order, Payment
+from payments.models import Order, Payment, Shop
 
 logger = logging.getLogger(__name__)
 
@@ -37,14 +37,17 @@ class Quote:
     quoted_at: datetime
 
 
-def quote_read(*, currency: str) -> Quote | None:
+def quote_read(*, currency: str, shop: Shop | None = None) -> Quote | None:
     """The gateway's price of one BTC in `currency` now; None when it cannot be read.
+
+    Asked with `shop`'s client (the default shop's when None): a public call, but the
+    shop is at hand, so no query finds the default shop.
 
     Never raises for a gateway failure: an order is created without a quote
     (and flagged) rather than refused because the ticker is down.
     """
     try:
-        last = gateway_client().ticker(currency).last
+        last = gateway_client(shop=shop).ticker(currency).last
     except (GatewayError, AmountError) as exc:
         logger.warning("ticker BTC%s could not be read: %s", currency, exc)
         return None

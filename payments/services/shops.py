@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import uuid
 from collections.abc import Sequence
 from decimal import Decimal
 
+from django.conf import settings
 from django.utils import timezone
 
 from payments.gateway.signing import secret_valid
@@ -16,7 +18,11 @@ from payments.selectors import parse_return_host
 from payments.shops import api_token_digest
 
 TOKEN_PREFIX = "mp_"  # noqa: S105  (a marker that makes a leaked token greppable)
-TOKEN_BYTES = 32
+TOKEN_BYTES = 32  # as hex: letters and digits only, so the key is one word to copy or grep
+PREFIX_LENGTH = len(TOKEN_PREFIX) + 6
+# A key given to api_token_create (SHOP_API_TOKEN): long enough not to be guessed.
+MIN_GIVEN_KEY_LENGTH = 20
+MAX_KEY_LENGTH = 128  # as the API's authentication reads at most
 
 
 def shop_create(
@@ -35,14 +41,8 @@ def shop_create(
     """
     if not name.strip():
         raise ValueError("a shop needs a name")
-    if (gateway_secret is None) == (not gateway_secret_env):
-        raise ValueError("give the gateway secret, or the environment variable holding it")
-    if gateway_secret is not None and not secret_valid(gateway_secret):
-        raise ValueError("the gateway secret must be non-empty base64, as the gateway gives it")
-    for entry in return_hosts:
-        parse_return_host(entry)  # ValueError names what is wrong with the entry
-    if underpaid_tolerance is not None and not Decimal(0) <= underpaid_tolerance < 1:
-        raise ValueError("the underpaid tolerance is a fraction in [0, 1)")
+    _check_gateway_account(gateway_key, gateway_secret, gateway_secret_env)
+    _check_order_defaults(return_hosts, order_ttl_seconds, underpaid_tolerance)
     if Shop.objects.filter(name=name).exists():
         raise ValueError(f"a shop named {name!r} exists already")
     if Shop.objects.filter(gateway_key=gateway_key).exists():
@@ -58,17 +58,68 @@ def shop_create(
     )
 
 
-def api_token_create(*, shop: Shop, name: str, read_only: bool = False) -> tuple[ApiToken, str]:
-    """A new token for the shop, and its key: shown this once, only its SHA-256 is kept."""
-    key = TOKEN_PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
+
+
+def _check_gateway_account(key: uuid.UUID, secret: str | None, secret_env: str) -> None:
+    if (secret is None) == (not secret_env):
+        raise ValueError("give the gateway secret, or the environment variable holding it")
+    if secret is not None and not secret_valid(secret):
+        raise ValueError("the gateway secret must be non-empty base64, as the gateway gives it")
+    if secret_env and not _ENV_NAME.fullmatch(secret_env):
+        raise ValueError(f"{secret_env!r} is not an environment variable's name")
+    if _is_default_key(key):
+        raise ValueError("this is the default shop's gateway key (GATEWAY_API_KEY)")
+
+
+def _check_order_defaults(
+    return_hosts: Sequence[str], ttl_seconds: int | None, tolerance: Decimal | None
+) -> None:
+    for entry in return_hosts:
+        try:
+            parse_return_host(entry)
+        except ValueError as exc:
+            raise ValueError(f"return host {entry!r}: {exc}") from exc
+    if ttl_seconds is not None and ttl_seconds < 1:
+        raise ValueError("the order deadline is at least 1 second")
+    if tolerance is not None and not Decimal(0) <= tolerance < 1:
+        raise ValueError("the underpaid tolerance is a fraction in [0, 1)")
+
+
+def _is_default_key(gateway_key: uuid.UUID) -> bool:
+    try:
+        return uuid.UUID(settings.GATEWAY_API_KEY) == gateway_key
+    except (TypeError, ValueError, AttributeError):
+        return False  # no (usable) environment key: nothing to collide with
+
+
+def api_token_create(
+    *, shop: Shop, name: str, read_only: bool = False, key: str | None = None
+) -> tuple[ApiToken, str]:
+    """A new token for the shop, and its key: shown this once, only its SHA-256 is kept.
+
+    The key is generated unless given (`bootstrap`'s SHOP_API_TOKEN); a given key is
+    stored hashed like any other. ValueError for a given key that is too short, not
+    printable ASCII, or already some token's (nothing is written then).
+    """
+    if key is None:
+        key = TOKEN_PREFIX + secrets.token_hex(TOKEN_BYTES)
+    elif not (MIN_GIVEN_KEY_LENGTH <= len(key) <= MAX_KEY_LENGTH and _one_word(key)):
+        raise ValueError(
+            f"an API token is {MIN_GIVEN_KEY_LENGTH} to {MAX_KEY_LENGTH} printable ASCII "
+            "characters, without spaces"
+        )
+    digest = api_token_digest(key)
+    if ApiToken.objects.filter(key_sha256=digest).exists():
+        raise ValueError("this API token exists already")
     token = ApiToken.objects.create(
-        shop=shop,
-        name=name,
-        prefix=key[: len(TOKEN_PREFIX) + 6],
-        key_sha256=api_token_digest(key),
-        read_only=read_only,
+        shop=shop, name=name, prefix=key[:PREFIX_LENGTH], key_sha256=digest, read_only=read_only
     )
     return token, key
+
+
+def _one_word(key: str) -> bool:
+    return key.isascii() and key.isprintable() and not any(char.isspace() for char in key)
 
 
 def api_token_revoke(*, token: ApiToken) -> None:

@@ -21,9 +21,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.db.models import Sum
-from rest_framework.authtoken.models import Token
 
 from payments.models import Notification, Order, OrderFlag, Payment, ShopEvent
 from payments.shop_event_signing import EVENT_ID_HEADER
@@ -32,6 +30,7 @@ from sandbox.accounts import ensure_configured_account
 from sandbox.models import IpnAttempt, IpnDelivery, LedgerEntry, SandboxOrder, SandboxPayment
 from tests.cluster.conftest import CONFIGURATIONS, SUMMARIES, Cluster, Configuration
 from tests.cluster.workload import ORDERS, MixedRun, RunLog
+from tests.factories import api_token_key
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -42,8 +41,7 @@ RANK = {"created": 0, "failed": 1, "awaiting_payment": 1, "confirming": 2, "paid
 
 
 def _api_token() -> str:
-    user = get_user_model().objects.create_user("cluster-shop", password="unused-password-123")
-    return str(Token.objects.create(user=user).key)
+    return api_token_key(name="cluster-shop")
 
 
 def expected_status(sandbox_order: SandboxOrder) -> str:

@@ -19,13 +19,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from payments.models import Order, OrderTransition
+from tests.factories import api_token_key
 from tests.faults.conftest import wait_until
 from tests.faults.fake_gateway import CREATED, FakeGateway, Step
 
@@ -38,8 +37,7 @@ SLOW = Step(created=True, delay=READ_TIMEOUT + 1.2)  # it creates the order, but
 
 @pytest.fixture
 def token(transactional_db: None) -> str:
-    user = get_user_model().objects.create_user("shop", password="unused-password-123")
-    return Token.objects.create(user=user).key
+    return api_token_key(name="shop")
 
 
 def shop_client(token: str) -> APIClient:

@@ -1,8 +1,9 @@
 """The order-creation throttle counts across processes that share the cache.
 
 Two service processes (gunicorn, as the Procfile runs it) with one file cache, as
-`CACHE_URL` gives every process of a machine: a token's creations add up whichever
-process answers them. tests/payments/test_abuse.py covers the answer itself.
+`CACHE_URL` gives every process of a machine: a shop's creations add up whichever
+process answers them, whichever of its tokens asks. tests/payments/test_abuse.py
+covers the answer itself.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ from typing import Any
 
 import pytest
 import requests
-from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
 
 from payments.models import Order
+from tests.factories import account_secret, api_token_key, shop_with_account
 from tests.faults.conftest import ServiceServer
 from tests.faults.fake_gateway import CREATED, FakeGateway
 
@@ -30,11 +30,6 @@ def fake_gateway() -> Iterator[FakeGateway]:
     fake.stop()
 
 
-def token_for(username: str) -> str:
-    user = get_user_model().objects.create_user(username, password="unused-password-123")
-    return Token.objects.create(user=user).key
-
-
 def create(server: ServiceServer, token: str, reference: str) -> requests.Response:
     return requests.post(
         f"{server.url}/api/orders/",
@@ -44,7 +39,7 @@ def create(server: ServiceServer, token: str, reference: str) -> requests.Respon
     )
 
 
-def test_two_processes_share_one_count_per_token(
+def test_two_processes_share_one_count_per_shop(
     service: Callable[..., ServiceServer], fake_gateway: FakeGateway, tmp_path: Path
 ) -> None:
     env: dict[str, Any] = {
@@ -52,12 +47,14 @@ def test_two_processes_share_one_count_per_token(
         "CACHE_URL": f"filecache://{tmp_path / 'shared-cache'}",
         "GATEWAY_API_URL": fake_gateway.url,
     }
+    other = shop_with_account("other-shop", secret_env="OTHER_SHOP_SECRET")
+    env["OTHER_SHOP_SECRET"] = account_secret(other)
     one, two = service(**env), service(**env)
-    shop = token_for("shop")
+    shop, second_token = api_token_key(name="web"), api_token_key(name="worker")
 
     assert create(one, shop, "a").status_code == 201
     assert create(two, shop, "b").status_code == 201
-    refused = [create(one, shop, "c"), create(two, shop, "d")]
+    refused = [create(one, shop, "c"), create(two, second_token, "d")]
 
     assert [r.status_code for r in refused] == [429, 429]
     assert all(
@@ -65,4 +62,4 @@ def test_two_processes_share_one_count_per_token(
     )
     assert sorted(Order.objects.values_list("reference", flat=True)) == ["a", "b"]
     assert len(fake_gateway.requests) == 2
-    assert create(two, token_for("other-shop"), "theirs").status_code == 201
+    assert create(two, api_token_key(shop=other), "theirs").status_code == 201

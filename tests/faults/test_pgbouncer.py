@@ -22,12 +22,11 @@ from typing import Any
 import psycopg
 import pytest
 import requests
-from django.contrib.auth import get_user_model
 from django.db import connection
-from rest_framework.authtoken.models import Token
 
 from payments.models import Notification, Order, Payment
 from payments.testing import post_ipn_http
+from tests.factories import api_token_key
 from tests.faults.conftest import HOST, DbLock, ServiceServer, free_port, require_postgres
 from tests.faults.test_database_faults import assert_paid_once, assert_untouched, paid_body
 
@@ -147,8 +146,7 @@ def test_orders_and_concurrent_duplicate_ipns_through_pgbouncer_apply_once(
     # creation waits for it in one, and the sandbox answering the call needs a third.
     bouncer = pgbouncer(pool_size=3)
     server = pooled_service(service, bouncer)
-    user = get_user_model().objects.create_user("shop", password="unused-password-123")
-    token = Token.objects.create(user=user).key
+    token = api_token_key(name="shop")
     references = [f"pooled-{i}" for i in range(6)]
 
     # Orders created against the sandbox, which the same process serves: both sides pooled.

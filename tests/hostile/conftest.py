@@ -9,11 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.db.models import Sum
-from rest_framework.authtoken.models import Token
 
 from payments.models import Notification, Order, OrderFlag, OrderTransition, Payment
+from tests.factories import api_token_key
 from tests.hostile.fuzzlog import FUZZ_COUNTS
 
 
@@ -45,8 +44,7 @@ def fingerprint() -> dict[str, Any]:
 
 @pytest.fixture
 def api_token(db: None) -> str:
-    user = get_user_model().objects.create_user("hostile-shop", password="unused-password-123")
-    return Token.objects.create(user=user).key
+    return api_token_key(name="hostile")
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ order that passes validation really goes to the sandbox gateway over HTTP
 (a live server: GATEWAY_API_URL points at its /sandbox/api/), so nothing on
 the service's side is mocked.
 
-Authenticated (a DRF token), positive and negative cases per operation:
+Authenticated (a shop's API token), positive and negative cases per operation:
 never a 5xx other than the gateway answers the API documents (502/503/504
 with the ErrorOutput body), responses conform to the schema, and no order
 reaches the gateway unless the API accepted the input: a 4xx leaves

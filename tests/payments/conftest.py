@@ -6,21 +6,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-
-@pytest.fixture
-def shop_user(db: None) -> Any:
-    return get_user_model().objects.create_user("shop", password="unused-password-123")
+from tests.factories import api_token_key
 
 
 @pytest.fixture
-def api_client(shop_user: Any) -> APIClient:
-    token = Token.objects.create(user=shop_user)
+def api_client(db: None) -> APIClient:
+    """A client with an API token of the default shop (as `make run` prints one)."""
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_key()}")
     return client
 
 

@@ -12,11 +12,11 @@ from axes.models import AccessAttempt
 from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from payments.checks import check_abuse_limits
 from payments.models import Order
+from tests.factories import api_token_key, shop_with_account
 from tests.faults.fake_gateway import CREATED, FakeGateway
 
 pytestmark = pytest.mark.django_db
@@ -136,7 +136,7 @@ def test_unusable_limits_are_refused_at_start(
     assert [error.id for error in check_abuse_limits()] == [check_id]
 
 
-# --- POST /api/orders/ per token -------------------------------------------------------
+# --- POST /api/orders/ per shop --------------------------------------------------------
 
 
 @pytest.fixture
@@ -154,10 +154,9 @@ def gateway(settings: Any, tmp_path: Path) -> Iterator[FakeGateway]:
     fake.stop()
 
 
-def token_client(username: str) -> APIClient:
-    user = get_user_model().objects.create_user(username, password="unused-password-123")
+def token_client(key: str) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     return client
 
 
@@ -170,7 +169,7 @@ def test_one_creation_over_the_rate_is_429_and_reaches_nothing(
     gateway: FakeGateway, settings: Any
 ) -> None:
     settings.API_ORDER_CREATE_RATE = f"{LIMIT}/min"
-    shop = token_client("shop")
+    shop = token_client(api_token_key(name="web"))
     assert [create(shop, f"r{n}").status_code for n in range(LIMIT)] == [201] * LIMIT
 
     throttled = create(shop, "one-too-many")
@@ -178,7 +177,7 @@ def test_one_creation_over_the_rate_is_429_and_reaches_nothing(
     assert throttled.status_code == 429
     assert throttled.json() == {
         "error": "throttled",
-        "detail": f"Too many orders created with this API token: "
+        "detail": f"Too many orders created for this shop: "
         f"try again in {throttled['Retry-After']} s.",
     }
     assert 0 < int(throttled["Retry-After"]) <= 60
@@ -186,12 +185,15 @@ def test_one_creation_over_the_rate_is_429_and_reaches_nothing(
     assert Order.objects.count() == LIMIT
     assert len(gateway.requests) == LIMIT  # no order/create for the refused one
     assert shop.get("/api/orders/").status_code == 200  # reads are not throttled
-    assert create(token_client("other-shop"), "theirs").status_code == 201
+    # The count is the shop's: another of its tokens is held too; another shop is not.
+    assert create(token_client(api_token_key(name="second")), "same-shop").status_code == 429
+    other_shop = shop_with_account("other-shop")
+    assert create(token_client(api_token_key(shop=other_shop)), "theirs").status_code == 201
 
 
 def test_no_rate_is_no_limit(gateway: FakeGateway, settings: Any) -> None:
     settings.API_ORDER_CREATE_RATE = None  # API_ORDER_CREATE_RATE empty or 0
-    shop = token_client("shop")
+    shop = token_client(api_token_key())
     assert {create(shop, f"r{n}").status_code for n in range(LIMIT * 2)} == {201}
 
 

@@ -22,7 +22,6 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
 from payments import money
 from payments.gateway_factory import gateway_client
@@ -33,6 +32,7 @@ from sandbox import currencies
 from sandbox.accounts import ensure_configured_account
 from sandbox.models import IpnDelivery, SandboxPayment
 from sandbox.services import ipn_delivery_attempt
+from tests.factories import api_token_key
 from tests.faults.fake_gateway import CREATED, FakeGateway, Step
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -81,8 +81,7 @@ def shop(live_gateway: str, settings: Any) -> Shop:
     """The service and the sandbox on one live server, a shop's token, a 1 % tolerance."""
     settings.PAYMENTS_UNDERPAID_TOLERANCE = Decimal("0.01")
     ensure_configured_account()
-    user = get_user_model().objects.create_user("shop", password="unused-password-123")
-    return Shop(live_gateway, Token.objects.create(user=user).key)
+    return Shop(live_gateway, api_token_key(name="shop"))
 
 
 def order_row(order: dict[str, Any]) -> Order:

@@ -18,6 +18,7 @@ from rest_framework.test import APIClient
 from payments.api.serializers import OrderCreateInput
 from payments.models import IdempotencyKey, Order, OrderFlag
 from payments.services.orders import creation_bound_seconds
+from payments.shops import shop_default
 from sandbox.models import SandboxOrder
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -25,17 +26,19 @@ pytestmark = pytest.mark.django_db(transaction=True)
 BODY: dict[str, Any] = {"reference": "order-7", "amount_int": 25_000_000, "currency": "BTC"}
 
 
-def _interrupted_creation(owner: Any, key: str, age_seconds: float) -> Order:
-    """What a request killed after claiming its key leaves: a `created` order behind the key."""
-    given = OrderCreateInput(data=BODY)
+def _interrupted_creation(key: str, age_seconds: float) -> Order:
+    """What a request killed after claiming its key leaves: a `created` order behind the key
+    (of the default shop, whose token `api_client` holds)."""
+    shop = shop_default()
+    given = OrderCreateInput(data=BODY, context={"shop": shop})
     assert given.is_valid(), given.errors
     created = timezone.now() - timedelta(seconds=age_seconds)
     order = Order.objects.create(
         reference=BODY["reference"], amount_int=BODY["amount_int"], currency="BTC",
-        created_by=owner, created=created,
+        shop=shop, created=created,
     )  # fmt: skip
     IdempotencyKey.objects.create(
-        owner=owner, key=key, fingerprint=given.to_new_order().fingerprint(), order=order
+        shop=shop, key=key, fingerprint=given.to_new_order().fingerprint(), order=order
     )
     return order
 
@@ -45,9 +48,9 @@ def _create(client: APIClient, key: str) -> Any:
 
 
 def test_a_retry_while_the_first_request_may_still_run_is_a_409(
-    api_client: APIClient, shop_user: Any, live_gateway: str
+    api_client: APIClient, live_gateway: str
 ) -> None:
-    order = _interrupted_creation(shop_user, "k-young", creation_bound_seconds() - 5)
+    order = _interrupted_creation("k-young", creation_bound_seconds() - 5)
 
     response = _create(api_client, "k-young")
 
@@ -59,9 +62,9 @@ def test_a_retry_while_the_first_request_may_still_run_is_a_409(
 
 
 def test_a_retry_after_the_first_request_died_fails_it_and_makes_a_new_attempt(
-    api_client: APIClient, shop_user: Any, live_gateway: str
+    api_client: APIClient, live_gateway: str
 ) -> None:
-    abandoned = _interrupted_creation(shop_user, "k-dead", creation_bound_seconds() + 1)
+    abandoned = _interrupted_creation("k-dead", creation_bound_seconds() + 1)
 
     response = _create(api_client, "k-dead")
     again = _create(api_client, "k-dead")

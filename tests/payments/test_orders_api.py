@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 from payments.models import Order
 from sandbox.accounts import ensure_configured_account
 from sandbox.models import SandboxOrder
+from tests.factories import api_token_key, shop_with_account
 from tests.faults.fake_gateway import CREATED, FakeGateway
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -270,19 +271,17 @@ def test_overlong_idempotency_key_is_a_400(api_client: APIClient) -> None:
     assert not Order.objects.exists()
 
 
-def test_keys_belong_to_their_owner(api_client: APIClient, live_gateway: str) -> None:
-    from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
-
-    other = get_user_model().objects.create_user("other-shop")
+def test_keys_belong_to_their_shop(api_client: APIClient, live_gateway: str) -> None:
     other_client = APIClient()
-    other_client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=other).key}")
+    other = shop_with_account("other-shop")
+    other_client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_key(shop=other)}")
 
     mine = create(api_client, VALID, **{"Idempotency-Key": "shared"})
     theirs = create(other_client, VALID, **{"Idempotency-Key": "shared"})
 
     assert mine.status_code == 201 and theirs.status_code == 201
     assert mine.json()["id"] != theirs.json()["id"]
+    assert Order.objects.get(pk=theirs.json()["id"]).shop == other
 
 
 def test_schema_and_docs_are_served(client: Any) -> None:
@@ -392,7 +391,7 @@ def test_the_output_is_drf_s_rendering_of_the_declared_fields(make_order: Any) -
             quote = built["quote"]
             assert serializers.Serializer.to_representation(QuoteOutput(), quote) == quote
 
-    for order in (order_get(order_id=paid.pk), order_get(order_id=failed.pk)):
-        check(order)
+    for made in (paid, failed):
+        check(order_get(shop=made.shop, order_id=made.pk))
     assert generic(paid)["payments"] and generic(paid)["flags"]  # the nested lists are compared
     check(fresh, new=True)

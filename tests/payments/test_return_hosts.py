@@ -1,4 +1,5 @@
-"""PAYMENTS_RETURN_HOSTS: a bare host allows any http(s) URL on it; an origin pins scheme and port.
+"""PAYMENTS_RETURN_HOSTS (the default shop's return hosts): a bare host allows any http(s) URL
+on it; an origin pins scheme and port.
 
 `shop.example` allows http and https on any port (the behaviour before
 origins); `https://shop.example` allows only https on 443, and
@@ -18,10 +19,14 @@ from typing import Any
 import pytest
 
 from payments.checks import check_return_hosts
+from payments.models import Shop
 from payments.selectors import return_host_allowed
 from tests.hostile.test_security import HOSTILE_RETURN_URLS
 
 BASE_DIR = Path(__file__).resolve().parents[2]
+# The default shop allows PAYMENTS_RETURN_HOSTS (other shops: their own return_hosts,
+# tests/payments/test_shop_api.py). Not saved: these tests need no database.
+DEFAULT_SHOP = Shop(name="default", is_default=True)
 
 
 @pytest.fixture(autouse=True)
@@ -59,16 +64,16 @@ CASES = [
 def test_an_entry_allows_what_it_names(settings: Any, entry: str, url: str, allowed: bool) -> None:
     settings.PAYMENTS_RETURN_HOSTS = [entry]
 
-    assert return_host_allowed(url) is allowed
+    assert return_host_allowed(url, shop=DEFAULT_SHOP) is allowed
     assert check_return_hosts() == []
 
 
 def test_several_entries_each_allow_their_own(settings: Any) -> None:
     settings.PAYMENTS_RETURN_HOSTS = ["https://shop.example", "http://shop.example:8080"]
 
-    assert return_host_allowed("https://shop.example/")
-    assert return_host_allowed("http://shop.example:8080/")
-    assert not return_host_allowed("http://shop.example/")
+    assert return_host_allowed("https://shop.example/", shop=DEFAULT_SHOP)
+    assert return_host_allowed("http://shop.example:8080/", shop=DEFAULT_SHOP)
+    assert not return_host_allowed("http://shop.example/", shop=DEFAULT_SHOP)
 
 
 @pytest.mark.parametrize(
@@ -77,7 +82,7 @@ def test_several_entries_each_allow_their_own(settings: Any) -> None:
 def test_the_services_own_host_is_allowed_as_before(settings: Any, url: str) -> None:
     settings.PAYMENTS_RETURN_HOSTS = ["https://shop.example"]
 
-    assert return_host_allowed(url)
+    assert return_host_allowed(url, shop=DEFAULT_SHOP)
 
 
 @pytest.mark.parametrize("entry", ["https://shop.example", "https://shop.example:443"])
@@ -85,7 +90,7 @@ def test_the_services_own_host_is_allowed_as_before(settings: Any, url: str) -> 
 def test_hostile_urls_stay_refused_with_an_origin(settings: Any, entry: str, url: str) -> None:
     settings.PAYMENTS_RETURN_HOSTS = [entry]
 
-    assert not return_host_allowed(url)
+    assert not return_host_allowed(url, shop=DEFAULT_SHOP)
 
 
 BAD_ENTRIES = [
@@ -122,15 +127,15 @@ def test_a_bad_entry_is_a_system_check_error_naming_it(
 def test_a_bad_entry_allows_nothing(settings: Any) -> None:
     settings.PAYMENTS_RETURN_HOSTS = ["shop.example:8443"]
 
-    assert not return_host_allowed("https://shop.example:8443/back")
-    assert not return_host_allowed("https://shop.example/back")
+    assert not return_host_allowed("https://shop.example:8443/back", shop=DEFAULT_SHOP)
+    assert not return_host_allowed("https://shop.example/back", shop=DEFAULT_SHOP)
 
 
 def test_blank_entries_are_ignored(settings: Any) -> None:
     settings.PAYMENTS_RETURN_HOSTS = ["shop.example", "", " "]
 
     assert check_return_hosts() == []
-    assert return_host_allowed("https://shop.example/")
+    assert return_host_allowed("https://shop.example/", shop=DEFAULT_SHOP)
 
 
 def test_manage_py_refuses_to_start_with_a_bad_entry(tmp_path: Path) -> None:

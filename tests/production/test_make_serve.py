@@ -191,17 +191,13 @@ def served(
 
 def _api_token(checkout: Path, env: dict[str, str]) -> str:
     python = str(checkout / ".venv/bin/python")
-    admin = {**env, "DJANGO_SUPERUSER_PASSWORD": secrets.token_urlsafe(16)}
-    subprocess.run(
-        [python, "manage.py", "createsuperuser", "--noinput", "--username", "shop",
-         "--email", "shop@example.invalid"],
-        cwd=checkout, env=admin, check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
     made = subprocess.run(
-        [python, "manage.py", "drf_create_token", "shop"],
+        [python, "manage.py", "shop_token", "default", "--name", "production test"],
         cwd=checkout, env=env, check=True, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    return made.stdout.split()[2]  # "Generated token <key> for user shop"
+    match = re.search(r"^API token: (\w+)$", made.stdout, re.MULTILINE)
+    assert match, made.stdout
+    return match.group(1)
 
 
 def test_make_serve_in_production_takes_a_payment(
@@ -291,7 +287,7 @@ def test_make_run_serves_the_sandbox_from_a_process_of_its_own(
                 timeout=60,
             )
 
-        with ThreadPoolExecutor(16) as pool:  # within the default 60/min per token
+        with ThreadPoolExecutor(16) as pool:  # within the default 60/min per shop
             answers = list(pool.map(create, range(48)))
         assert [a.status_code for a in answers] == [201] * 48, [a.text for a in answers][:3]
         order = answers[0].json()

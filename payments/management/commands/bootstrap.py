@@ -7,8 +7,9 @@ Idempotent: running it again reuses what exists and prints no secret twice.
 - (the sandbox gateway makes the merchant account for the service's credentials
   after migrating: sandbox.accounts.configured_account_on_migrate);
 - an admin user (DJANGO_SUPERUSER_USERNAME / _PASSWORD / _EMAIL, or
-  admin with a generated password) and its API token (SHOP_API_TOKEN, or
-  generated), printed once when created.
+  admin with a generated password), printed once when created;
+- the default shop's first API token (SHOP_API_TOKEN, stored hashed as any
+  token, or generated and printed once), unless the shop has a live one.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.core.management.utils import get_random_secret_key
-from rest_framework.authtoken.models import Token
 
 from payments.gateway.signing import new_secret
+from payments.models import Shop
+from payments.services.shops import api_token_create
+from payments.shops import api_token_for_key, api_token_refusal, shop_default
 
 
 def _read_env_file(path: Path) -> dict[str, str]:
@@ -56,7 +59,10 @@ def ensure_dev_env(path: Path) -> dict[str, str]:
 
 
 class Command(BaseCommand):
-    help = "Prepare what `make run` needs: dev secrets, migrations, the admin user and its token."
+    help = (
+        "Prepare what `make run` needs: dev secrets, migrations, the admin user and the "
+        "default shop's first API token."
+    )
     # The checks would warn about the very credentials this command is about to write.
     requires_system_checks: list[str] = []
 
@@ -78,6 +84,7 @@ class Command(BaseCommand):
         )
         self.stdout.write("Database migrated.")
         self._ensure_admin()
+        self._ensure_api_token()
 
     def _ensure_admin(self) -> None:
         user_model = get_user_model()
@@ -99,16 +106,33 @@ class Command(BaseCommand):
             self.stdout.write("  (the password is shown only this once)")
         else:
             self.stdout.write(f"Admin user exists: {username}")
-        given_token = os.environ.get("SHOP_API_TOKEN")
-        token, created = Token.objects.get_or_create(
-            user=user, defaults={"key": given_token} if given_token else {}
-        )
-        if created and not given_token:
-            self.stdout.write(self.style.SUCCESS(f"API token: {token.key}"))
-            self.stdout.write(
-                "  (shown only this once; `manage.py drf_create_token -r <user>` makes a new one)"
-            )
+
+    def _ensure_api_token(self) -> None:
+        """The default shop's first API token: made once, never shown again."""
+        shop = shop_default()
+        given = os.environ.get("SHOP_API_TOKEN")
+        if given:
+            self._given_token(shop, given)
+        elif shop.api_tokens.filter(revoked_at__isnull=True).exists():
+            self.stdout.write("API token exists")
         else:
+            _, key = api_token_create(shop=shop, name="make run")
+            self.stdout.write(self.style.SUCCESS(f"API token: {key}"))
             self.stdout.write(
-                "API token exists" + (" (from SHOP_API_TOKEN)" if given_token else "")
+                "  (shown only this once; `manage.py shop_token default` makes a new one)"
             )
+
+    def _given_token(self, shop: Shop, given: str) -> None:
+        """SHOP_API_TOKEN: stored (hashed) the first time, as the default shop's token."""
+        if api_token_for_key(key=given) is None:
+            refusal = api_token_refusal(key=given)
+            if refusal != "invalid_token":  # it is a token, but refused: say so, keep going
+                self.stderr.write(
+                    self.style.WARNING(f"SHOP_API_TOKEN is refused by the API ({refusal})")
+                )
+                return
+            try:
+                api_token_create(shop=shop, name="SHOP_API_TOKEN", key=given)
+            except ValueError as exc:
+                raise CommandError(f"SHOP_API_TOKEN: {exc}") from exc
+        self.stdout.write("API token exists (from SHOP_API_TOKEN)")
