@@ -168,3 +168,23 @@ def start_worker(transactional_db: None, tmp_path: Path) -> Iterator[Any]:
 def make_order(db: None) -> Callable[..., Any]:
     """Orders the gateway already accepted: tests.factories.accepted_order."""
     return accepted_order
+
+
+@pytest.fixture
+def live_gateway(live_server: Any, settings: Any, tmp_path: Path) -> str:
+    """The service and the sandbox gateway on one live HTTP server; returns its URL.
+
+    The live server outlives the test (same URL, same cache keys), so each test
+    gets a cache of its own: the configured kind (files), in a fresh folder.
+    """
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(tmp_path / "cache"),
+        }
+    }
+    url = live_server.url
+    settings.PUBLIC_BASE_URL = url
+    settings.GATEWAY_API_URL = f"{url}/sandbox/api/"
+    settings.GATEWAY_PAYMENT_HOST = f"{url}/sandbox"
+    return url
