@@ -11,16 +11,23 @@ INSERT ... SELECT in the server: a payment per paid order, three
 notifications per order (3,000,000 at the large size), open flags on 1% of
 the orders and reviewed ones on another 1%. Both sizes spread over the same
 365 days, so the large one is 100 times denser. VACUUM ANALYZE follows each
-load, as autovacuum would.
+load, as autovacuum would. Two shops share the tables: every tenth block of
+100 orders and every order with an open flag (with their payments,
+notifications and flags: about 11% of the rows) are the shop `bench-shop`'s,
+the rest the default shop's.
 
-Pages, each a GET through Django's test client in this process (logged in
-as a superuser; the same middleware, templates and queries as a server):
-the order changelist unfiltered, filtered by status, filtered by flagged,
-searched by reference; the payment and notification changelists; the
-dashboard (its summary row refreshed first, as the background task keeps
-it). Rounds interleave the pages; each page's time is the median of its
-rounds. The summary refresh (background work, not on the request path) is
-timed and reported too, as are queries per page.
+Pages, each a GET through Django's test client in this process (the same
+middleware, templates and queries as a server). As a superuser: the order
+changelist unfiltered, filtered by status, filtered by flagged, searched by
+reference; the payment and notification changelists; the dashboard of every
+shop and of `bench-shop` alone (`?shop=`). As `bench-shop`'s staff (view
+permissions, a membership of that shop only; `staff_*`): the order changelist
+unfiltered, flagged and searched, the payment and notification changelists
+and the dashboard, all scoped to their shop's rows. The summary
+rows are refreshed first, as the background task keeps them. Rounds
+interleave the pages; each page's time is the median of its rounds. The
+summary refresh (background work, not on the request path) is timed and
+reported too, as are queries per page.
 """
 
 from __future__ import annotations
@@ -70,20 +77,37 @@ CURRENCY_OF = ["BTC"] * 50 + ["USD"] * 30 + ["EUR"] * 20
 AMOUNT_OF = {"BTC": 12_345_678, "USD": 1_250_000, "EUR": 980_000}
 OPEN_FLAG_BUCKET = 7  # i % 100: an open flag (1%)
 REVIEWED_FLAG_BUCKET = 13  # i % 100: a reviewed flag (1%)
+# The second shop: every tenth block of 100 orders, (i // 100) % 10 == OTHER_SHOP_BUCKET,
+# and every order with an open flag, so that its staff's flagged list and queues hold
+# full pages at the small size too (as the superuser's do): like for like.
+OTHER_SHOP = "bench-shop"
+OTHER_SHOP_BUCKET = 3
+
+Page = tuple[str, str, str]  # (name, URL, who: "boss" or "staff")
 
 
-def _pages(search_reference: str) -> list[tuple[str, str]]:
+def _pages(search_reference: str, other_search: str, other_shop: int) -> list[Page]:
     from django.urls import reverse
 
     orders = reverse("admin:payments_order_changelist")
+    payments = reverse("admin:payments_payment_changelist")
+    notifications = reverse("admin:payments_notification_changelist")
+    dashboard = reverse("admin:payments_dashboard")
     return [
-        ("orders", orders),
-        ("orders_by_status", f"{orders}?status__exact={OrderStatus.PAID.value}"),
-        ("orders_flagged", f"{orders}?flagged=yes"),
-        ("orders_search", f"{orders}?q={search_reference}"),
-        ("payments", reverse("admin:payments_payment_changelist")),
-        ("notifications", reverse("admin:payments_notification_changelist")),
-        ("dashboard", reverse("admin:payments_dashboard")),
+        ("orders", orders, "boss"),
+        ("orders_by_status", f"{orders}?status__exact={OrderStatus.PAID.value}", "boss"),
+        ("orders_flagged", f"{orders}?flagged=yes", "boss"),
+        ("orders_search", f"{orders}?q={search_reference}", "boss"),
+        ("payments", payments, "boss"),
+        ("notifications", notifications, "boss"),
+        ("dashboard", dashboard, "boss"),
+        ("dashboard_one_shop", f"{dashboard}?shop={other_shop}", "boss"),
+        ("staff_orders", orders, "staff"),
+        ("staff_orders_flagged", f"{orders}?flagged=yes", "staff"),
+        ("staff_orders_search", f"{orders}?q={other_search}", "staff"),
+        ("staff_payments", payments, "staff"),
+        ("staff_notifications", notifications, "staff"),
+        ("staff_dashboard", dashboard, "staff"),
     ]
 
 
@@ -106,8 +130,9 @@ class _Stamps:
         return f"{text}{hours:02d}:{minutes:02d}:{seconds:02d}+00"
 
 
-def _order_lines(prefix: str, count: int, now: datetime) -> Iterator[str]:
-    """COPY text lines of payments_order, newest first over SPAN (ids: random 128 bits)."""
+def _order_lines(prefix: str, count: int, now: datetime, shops: tuple[int, int]) -> Iterator[str]:
+    """COPY text lines of payments_order, newest first over SPAN (ids: random 128 bits);
+    `shops`: the default shop's id and the other shop's (every tenth order)."""
     stamp = _Stamps()
     newest = int(now.timestamp()) - 60
     span = int(SPAN.total_seconds())
@@ -120,24 +145,27 @@ def _order_lines(prefix: str, count: int, now: datetime) -> Iterator[str]:
             created_text = stamp(created)
             open_flags = 1 if i % 100 == OPEN_FLAG_BUCKET else 0
             order_id, transaction = ids[64 * j : 64 * j + 32], ids[64 * j + 32 : 64 * j + 64]
+            other = (i // 100) % 10 == OTHER_SHOP_BUCKET or i % 100 == OPEN_FLAG_BUCKET
+            shop = shops[1] if other else shops[0]
             yield (
                 f"{order_id}\t{prefix}{i:07d}\t{AMOUNT_OF[currency]}\t{currency}\tBench order"
                 f"\t\t\t\tf\tf\tf\tf\t{transaction}\thttp://127.0.0.1/pay/{i}\t{status}\t\t"
-                f"{stamp(created + 3600)}\t\\N\t{created_text}\t{created_text}\t{open_flags}\n"
+                f"{stamp(created + 3600)}\t\\N\t{created_text}\t{created_text}\t{open_flags}"
+                f"\t{shop}\n"
             )
 
 
 ORDER_COLUMNS = (
     "id, reference, amount_int, currency, description, data, return_success, return_failure, "
     "multipay, instant_only, email, autosell, transaction, payment_url, status, "
-    "failure_reason, deadline, created_by_id, created, updated, open_flags"
+    "failure_reason, deadline, created_by_id, created, updated, open_flags, shop_id"
 )
 
 
 def _copy_orders(conn: Any, prefix: str, count: int, now: datetime) -> None:
     from payments.models import Order
 
-    lines = _order_lines(prefix, count, now)
+    lines = _order_lines(prefix, count, now, _shops())
     with (
         conn.cursor() as cur,
         cur.copy(f"COPY {Order._meta.db_table} ({ORDER_COLUMNS}) FROM STDIN") as copy,
@@ -180,10 +208,10 @@ def _derive_notifications(cur: Any, like: str, notifications_per_order: int) -> 
     outcome = NotificationOutcome
     cur.execute(
         f"""
-        INSERT INTO {Notification._meta.db_table} (body, body_sha256, headers, remote_addr,
-            transaction, payment_id, status, order_id, outcome, detail, needs_review,
-            times_received, received_at, last_received_at, applied_at)
-        SELECT convert_to('id=' || o.transaction || '&payment_id=' || pid.v
+        INSERT INTO {Notification._meta.db_table} (shop_id, body, body_sha256, headers,
+            remote_addr, transaction, payment_id, status, order_id, outcome, detail,
+            needs_review, times_received, received_at, last_received_at, applied_at)
+        SELECT o.shop_id, convert_to('id=' || o.transaction || '&payment_id=' || pid.v
                 || '&status=' || st.v || '&amount=' || o.amount_int || '&currency='
                 || o.currency || '&method=MTGOXBTC&date=2026-01-01+00%%3A00%%3A00'
                 || '&n=' || g.n, 'UTF8'),
@@ -394,17 +422,46 @@ def _table_counts() -> dict[str, int]:
 # --- measuring -------------------------------------------------------------------------
 
 
-def _client() -> Any:
+def _shops() -> tuple[int, int]:
+    """The default shop's id and OTHER_SHOP's (made the first time, with its gateway account)."""
+    import base64
+    import secrets
+
+    from payments.models import Shop
+    from payments.services.shops import shop_create
+    from payments.shops import shop_default
+
+    other = Shop.objects.filter(name=OTHER_SHOP).first() or shop_create(
+        name=OTHER_SHOP,
+        gateway_key=uuid.uuid4(),
+        gateway_secret=base64.b64encode(secrets.token_bytes(64)).decode(),
+    )
+    return shop_default().pk, other.pk
+
+
+def _clients() -> dict[str, Any]:
+    """A superuser's session ("boss") and one of OTHER_SHOP's staff with view permissions."""
     from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
     from django.test import Client
 
+    from payments.models import ShopMembership
+
     users = get_user_model().objects
-    user = users.filter(username="bench-admin").first() or users.create_superuser(
+    boss = users.filter(username="bench-admin").first() or users.create_superuser(
         "bench-admin", password=uuid.uuid4().hex
     )
-    client = Client(HTTP_HOST=HOST)
-    client.force_login(user)
-    return client
+    staff = users.filter(username="bench-staff").first()
+    if staff is None:
+        staff = users.create_user("bench-staff", password=uuid.uuid4().hex, is_staff=True)
+        views = ("view_order", "view_payment", "view_notification", "view_orderflag")
+        staff.user_permissions.add(*Permission.objects.filter(codename__in=views))
+        ShopMembership.objects.create(shop_id=_shops()[1], user=staff)
+    clients = {}
+    for who, user in (("boss", boss), ("staff", staff)):
+        clients[who] = Client(HTTP_HOST=HOST)
+        clients[who].force_login(user)
+    return clients
 
 
 def _get(client: Any, url: str) -> float:
@@ -416,27 +473,27 @@ def _get(client: Any, url: str) -> float:
     return elapsed
 
 
-def _measure(size: str, sizes: Sizes, pages: list[tuple[str, str]]) -> dict[str, Any]:
+def _measure(size: str, sizes: Sizes, pages: list[Page]) -> dict[str, Any]:
     from django.db import connections
 
     from payments.services.dashboard_summary import dashboard_summary_refresh
 
     connections.close_all()  # new connections: no plan cached from the other size
-    client = _client()
+    clients = _clients()
     refresh_began = time.monotonic()
     dashboard_summary_refresh()  # as the background task keeps it
     refresh_ms = 1000 * (time.monotonic() - refresh_began)
     for _ in range(sizes.warmup_rounds):
-        for _, url in pages:
-            _get(client, url)
-    times: dict[str, list[float]] = {name: [] for name, _ in pages}
+        for _, url, who in pages:
+            _get(clients[who], url)
+    times: dict[str, list[float]] = {name: [] for name, _, _ in pages}
     for _ in range(sizes.rounds):
-        for name, url in pages:
-            times[name].append(_get(client, url))
+        for name, url, who in pages:
+            times[name].append(_get(clients[who], url))
     queries = {}
-    for name, url in pages:
+    for name, url, who in pages:
         with counting_queries() as count:
-            _get(client, url)
+            _get(clients[who], url)
         queries[name] = len(count.statements)
     result = {
         name: {
@@ -457,7 +514,7 @@ def _measure(size: str, sizes: Sizes, pages: list[tuple[str, str]]) -> dict[str,
 def _seed_and_measure(
     infra: Infrastructure,
     sizes: Sizes,
-    pages: list[tuple[str, str]],
+    pages: list[Page],
     prefix: str,
     count: int,
     *,
@@ -486,7 +543,9 @@ def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
         raise BenchError(f"{NAME} needs PostgreSQL (COPY, reltuples); got {infra.database}")
     sizes = QUICK if quick else FULL
     _reset(infra)
-    pages = _pages(f"s-{sizes.small // 2:07d}")
+    middle = sizes.small // 2
+    other_search = f"s-{middle - middle % 1000 + 100 * OTHER_SHOP_BUCKET:07d}"  # OTHER_SHOP's
+    pages = _pages(f"s-{middle:07d}", other_search, _shops()[1])
     started = time.monotonic()
 
     small = _seed_and_measure(infra, sizes, pages, "s-", sizes.small, constant=True)
@@ -494,7 +553,7 @@ def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
 
     ratios = {
         name: round(large["pages"][name]["median_ms"] / small["pages"][name]["median_ms"], 3)
-        for name, _ in pages
+        for name, _, _ in pages
     }
     worst = max(ratios, key=lambda name: ratios[name])
     _reset(infra)  # leave the bench database small for whatever runs next
@@ -505,7 +564,8 @@ def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
         "meets_target": all(ratio <= TARGET for ratio in ratios.values()),
         "measured": {
             "what": "median wall time of a GET through Django's test client in this process "
-            f"(DJANGO_DEBUG=0, {infra.database}, superuser session), {sizes.rounds} "
+            f"(DJANGO_DEBUG=0, {infra.database}, a superuser's session and {OTHER_SHOP}'s "
+            f"staff's (staff_*; about 11% of the rows)), {sizes.rounds} "
             f"interleaved rounds after {sizes.warmup_rounds} warm-up rounds; "
             f"ratio = time at {sizes.large:,} orders / time at {sizes.small:,}, "
             "the worst page's",

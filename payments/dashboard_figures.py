@@ -1,22 +1,28 @@
 """The dashboard's figures: reads only, each an index lookup or a bounded number of rows.
 
-The page that shows them is payments.admin.dashboard; the summary row they
-mostly read is written by payments.services.dashboard_summary. So that the
+The page that shows them is payments.admin.dashboard; the summary rows they
+mostly read are written by payments.services.dashboard_summary. So that the
 dashboard costs the same at a million orders as at ten thousand:
 
 - figures that would scan a table (orders per status, revenue, refunds, open
-  flags, late notifications) come from the DashboardSummary row;
-- counts that may be large are capped (payments.counting: "10,000+").
+  flags, late notifications) come from the DashboardSummary rows: the one of
+  every shop together, or the sum of the rows of the shops shown
+  (`dashboard_summary_for`);
+- counts that may be large are capped (payments.counting: "10,000+");
+- the live reads take `shop_ids` (None: every shop) and stay index lookups per
+  shop (notification_shop_received, order_shop_created).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections import Counter
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from datetime import time as clock
+from typing import Any
 
-from django.db.models import Max, Sum
+from django.db.models import Max, OuterRef, Subquery, Sum
 from django.utils import timezone
 
 from payments import money
@@ -29,10 +35,11 @@ from payments.models import (
     OrderFlag,
     ReconciliationRun,
     RejectedNotification,
+    Shop,
 )
+from payments.shops import scope_to_shops
 from payments.states import OrderStatus
 
-SUMMARY_PK = 1  # the one DashboardSummary row
 REVENUE_DAYS = 30
 SWEEP_NAMES = tuple(Sweep)
 FLAG_QUEUE_LENGTH = 20
@@ -52,8 +59,70 @@ def revenue_first_day(now: datetime, days: int = REVENUE_DAYS) -> datetime:
     return timezone.make_aware(datetime.combine(first, clock.min))
 
 
+# Counts in DashboardSummary.figures that add up across shops (the rest: "refunds").
+SUMMED_FIGURES = ("flagged_orders", "notifications_24h", "notifications_late_24h")
+
+
 def dashboard_summary_get() -> DashboardSummary | None:
-    return DashboardSummary.objects.filter(pk=SUMMARY_PK).first()
+    """The summary of every shop together (the newest, should a race have written two)."""
+    return (
+        DashboardSummary.objects.filter(shop__isnull=True).order_by("-computed_at", "-pk").first()
+    )
+
+
+def dashboard_summary_for(shop_ids: list[int] | None) -> DashboardSummary | None:
+    """The summary of these shops (None: every shop): the sum of their rows, stamped as the
+    whole's. None when nothing was ever computed. Two reads, whatever the data's size."""
+    whole = dashboard_summary_get()
+    if whole is None or shop_ids is None:
+        return whole
+    rows = DashboardSummary.objects.filter(shop_id__in=shop_ids)
+    return summaries_merged(rows, base=whole)
+
+
+def summaries_merged(
+    rows: Iterable[DashboardSummary], *, base: DashboardSummary
+) -> DashboardSummary:
+    """One summary adding up `rows` (several shops'), stamped with `base`'s time and window.
+
+    Not saved. With no rows: every count 0 (a shop with nothing counted has no row).
+    """
+    status: Counter[str] = Counter()
+    flags: Counter[str] = Counter()
+    counts: Counter[str] = Counter({name: 0 for name in SUMMED_FIGURES})
+    revenue: Counter[tuple[str, str, str]] = Counter()  # (day, currency, "amount_int"/"payments")
+    refunds: Counter[tuple[str, str]] = Counter()  # (currency, "amount_int"/"refunds")
+    for row in rows:
+        status.update(row.orders_by_status or {})
+        flags.update(row.open_flags_by_kind or {})
+        figures = row.figures or {}
+        counts.update({name: int(figures.get(name) or 0) for name in SUMMED_FIGURES})
+        for r in row.revenue or []:
+            for key in ("amount_int", "payments"):
+                revenue[(r["day"], r["currency"], key)] += int(r[key])
+        for r in figures.get("refunds", []):
+            for key in ("amount_int", "refunds"):
+                refunds[(r["currency"], key)] += int(r[key])
+    return DashboardSummary(
+        computed_at=base.computed_at,
+        duration_ms=base.duration_ms,
+        revenue_days=base.revenue_days,
+        orders_by_status=dict(status),
+        revenue=_rows_of(revenue, ("day", "currency"), ("amount_int", "payments")),
+        open_flags_by_kind=dict(flags),
+        figures={**counts, "refunds": _rows_of(refunds, ("currency",), ("amount_int", "refunds"))},
+    )
+
+
+def _rows_of(
+    sums: Counter[Any], keys: tuple[str, ...], values: tuple[str, str]
+) -> list[dict[str, Any]]:
+    """Counter entries {(*key values, value name): n} as sorted rows {key: .., value: n}."""
+    groups = sorted({entry[:-1] for entry in sums})
+    return [
+        {**dict(zip(keys, group, strict=True)), **{v: sums[(*group, v)] for v in values}}
+        for group in groups
+    ]
 
 
 @dataclass(frozen=True)
@@ -73,13 +142,19 @@ def orders_by_status(summary: DashboardSummary) -> list[StatusCount]:
 
 
 def flag_queue(
-    limit: int = FLAG_QUEUE_LENGTH, *, kinds: Collection[str] | None = None
+    limit: int = FLAG_QUEUE_LENGTH,
+    *,
+    kinds: Collection[str] | None = None,
+    shop_ids: list[int] | None = None,
 ) -> list[OrderFlag]:
-    """The newest open flags (of `kinds`, or all) with their orders.
+    """The newest open flags (of `kinds`, or all) of these shops' orders (None: every shop).
 
-    An index scan: the partial index flag_open_created, or flag_open_kind for some kinds.
+    An index scan: the partial index flag_open_created, or flag_open_kind for some kinds
+    (open flags are few: a shop's are found among them).
     """
-    open_flags = OrderFlag.objects.filter(reviewed_at__isnull=True)
+    open_flags = scope_to_shops(
+        OrderFlag.objects.filter(reviewed_at__isnull=True), shop_ids=shop_ids, path="order__shop"
+    )
     if kinds is not None:
         open_flags = open_flags.filter(kind__in=kinds)
     return list(open_flags.select_related("order").order_by("-created", "-id")[:limit])
@@ -103,7 +178,7 @@ def open_flags_by_kind(summary: DashboardSummary) -> list[tuple[str, int]]:
 @dataclass(frozen=True)
 class NotificationHealth:
     last_received: datetime | None
-    rejected_last_hour: int
+    rejected_last_hour: int | None  # of the whole service: None for one shop's staff
     waiting: Capped  # stored, never applied or failed: the apply_pending sweep's work
     needs_review: Capped
     received_24h: int | None  # from the summary
@@ -111,26 +186,47 @@ class NotificationHealth:
 
 
 def notification_health(
-    summary: DashboardSummary | None, *, now: datetime | None = None
+    summary: DashboardSummary | None,
+    *,
+    now: datetime | None = None,
+    shop_ids: list[int] | None = None,
 ) -> NotificationHealth:
+    """The notifications of these shops (None: every shop, and the rejected requests too)."""
     now = now or timezone.now()
-    last = Notification.objects.aggregate(last=Max("received_at"))["last"]
-    rejected = RejectedNotification.objects.filter(
-        window_start__gte=now - timedelta(hours=1)
-    ).aggregate(n=Sum("count"))["n"]
+    notifications = scope_to_shops(Notification.objects.all(), shop_ids=shop_ids, path="shop")
     figures = summary.figures if summary is not None else {}
     return NotificationHealth(
-        last_received=last,
-        rejected_last_hour=int(rejected or 0),
+        last_received=_last_received(shop_ids),
+        rejected_last_hour=_rejected_last_hour(now) if shop_ids is None else None,
         waiting=count_upto(
-            Notification.objects.filter(
+            notifications.filter(
                 outcome__in=(Notification.Outcome.PENDING, Notification.Outcome.ERROR)
             )
         ),
-        needs_review=count_upto(Notification.objects.filter(needs_review=True)),
+        needs_review=count_upto(notifications.filter(needs_review=True)),
         received_24h=figures.get("notifications_24h"),
         late_24h=figures.get("notifications_late_24h"),
     )
+
+
+def _last_received(shop_ids: list[int] | None) -> datetime | None:
+    """The newest notification's time: one index probe per shop (notification_shop_received)."""
+    if shop_ids is None:
+        return Notification.objects.aggregate(last=Max("received_at"))["last"]
+    newest = Notification.objects.filter(shop=OuterRef("pk")).order_by("-received_at")
+    per_shop = (
+        Shop.objects.filter(pk__in=shop_ids)
+        .annotate(last=Subquery(newest.values("received_at")[:1]))
+        .values_list("last", flat=True)
+    )
+    return max((last for last in per_shop if last is not None), default=None)
+
+
+def _rejected_last_hour(now: datetime) -> int:
+    rejected = RejectedNotification.objects.filter(
+        window_start__gte=now - timedelta(hours=1)
+    ).aggregate(n=Sum("count"))["n"]
+    return int(rejected or 0)
 
 
 def last_runs() -> list[tuple[str, ReconciliationRun | None]]:

@@ -4,6 +4,7 @@ The default shop's gateway account is the environment's (GATEWAY_API_KEY /
 GATEWAY_API_SECRET, read at call time); every other shop's is stored on its row
 (`payments.models.Shop`). Lookups go through unique indexes: finding the shop of
 a Rest-Key or of an API token is one indexed query, however many shops there are.
+`scope_to_shops` limits any queryset to some shops' rows (the admin, the dashboard).
 """
 
 from __future__ import annotations
@@ -13,16 +14,19 @@ import hmac
 import os
 import uuid
 from dataclasses import dataclass
+from typing import TypeVar
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Model, Q, QuerySet
 
 from payments.exceptions import SecretUnreadable, ShopUnconfigured
 from payments.models import ApiToken, Order, Shop
 from payments.models.shops import default_shop_id
 from payments.secret_box import unseal
+
+M = TypeVar("M", bound=Model)
 
 
 @dataclass(frozen=True)
@@ -163,3 +167,21 @@ def shop_ids_for_user(*, user: AbstractBaseUser | AnonymousUser) -> list[int] | 
     if getattr(user, "is_superuser", False):
         return None
     return list(Shop.objects.filter(memberships__user_id=user.pk).values_list("pk", flat=True))
+
+
+def in_shops(path: str, shop_ids: list[int]) -> Q:
+    """`path` (a lookup leading to the shop) is one of `shop_ids`: an equality for one shop,
+    so that indexes that start with the shop serve it."""
+    return Q(**{path: shop_ids[0]}) if len(shop_ids) == 1 else Q(**{f"{path}__in": shop_ids})
+
+
+def scope_to_shops(queryset: QuerySet[M], *, shop_ids: list[int] | None, path: str) -> QuerySet[M]:
+    """The rows of `queryset` whose shop (reached by `path`) is one of `shop_ids`.
+
+    None: every shop (a superuser); []: no row at all (staff of no shop).
+    """
+    if shop_ids is None:
+        return queryset
+    if not shop_ids:
+        return queryset.none()
+    return queryset.filter(in_shops(path, shop_ids))

@@ -101,7 +101,8 @@ def run_sweep(sweep: str, chunk_size: int | None = None) -> dict[str, int]:
 # --- The admin dashboard --------------------------------------------------------
 #
 # Queued by the dashboard when its summary is older than a minute (at most one at
-# a time); the summary is one row, so two refreshes racing only write it twice.
+# a time); two refreshes racing only write the rows twice (per-shop rows are
+# upserted on their shop, the rows of all shops are read newest first).
 
 
 @shared_task(acks_late=True, ignore_result=True)

@@ -3,6 +3,9 @@
 Everything but the accounts is read-only: the sandbox's state changes only
 through its API, its payment page, sandbox_pay and the IPN tasks. An account's
 secret is write-only: shown masked, never in a page's source.
+
+The sandbox plays the gateway of every shop, so all of it is for superusers
+only (a shop's staff see their shop's orders in the payments admin).
 """
 
 from __future__ import annotations
@@ -25,6 +28,29 @@ from sandbox.models import (
     SandboxOrder,
     SandboxPayment,
 )
+
+
+class SuperusersOnlyAdmin(admin.ModelAdmin):
+    """Superusers only, whatever permissions a staff user holds: every shop's gateway side."""
+
+    @staticmethod
+    def _superuser(request: HttpRequest) -> bool:
+        return bool(request.user.is_active and request.user.is_superuser)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self._superuser(request) and super().has_module_permission(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._superuser(request) and super().has_view_permission(request, obj)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return self._superuser(request) and super().has_add_permission(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._superuser(request) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._superuser(request) and super().has_delete_permission(request, obj)
 
 
 class ReadOnlyMixin:
@@ -64,7 +90,7 @@ class SandboxAccountForm(forms.ModelForm):
 
 
 @admin.register(SandboxAccount)
-class SandboxAccountAdmin(admin.ModelAdmin):
+class SandboxAccountAdmin(SuperusersOnlyAdmin):
     form = SandboxAccountForm
     list_display = ["login", "api_key", "last_nonce", "last_login", "created"]
     search_fields = ["login", "api_key"]
@@ -105,7 +131,7 @@ class PaymentInline(ReadOnlyMixin, admin.TabularInline):
 
 
 @admin.register(SandboxOrder)
-class SandboxOrderAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class SandboxOrderAdmin(ReadOnlyMixin, SuperusersOnlyAdmin):
     list_display = ["transaction", "account", "amount", "btc", "status", "created"]
     list_filter = ["status", "currency", "multipay", "instant_only"]
     search_fields = ["transaction", "description", "data"]
@@ -121,14 +147,14 @@ class SandboxOrderAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(SandboxPayment)
-class SandboxPaymentAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class SandboxPaymentAdmin(ReadOnlyMixin, SuperusersOnlyAdmin):
     list_display = ["payment_id", "order", "status", "method", "amount_int", "created"]
     list_filter = ["status", "method"]
     search_fields = ["payment_id", "order__transaction"]
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class LedgerEntryAdmin(ReadOnlyMixin, SuperusersOnlyAdmin):
     list_display = ["account", "currency", "index", "type", "value_int", "balance_int", "date"]
     list_filter = ["currency", "type"]
     search_fields = ["transaction", "payment__payment_id"]
@@ -141,7 +167,7 @@ class AttemptInline(ReadOnlyMixin, admin.TabularInline):
 
 
 @admin.register(IpnDelivery)
-class IpnDeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class IpnDeliveryAdmin(ReadOnlyMixin, SuperusersOnlyAdmin):
     list_display = ["id", "status", "payment", "url", "attempts", "delivered_at", "next_attempt_at"]
     list_filter = ["status", ("delivered_at", admin.EmptyFieldListFilter)]
     search_fields = ["payment__payment_id", "order__transaction", "url"]

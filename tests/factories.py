@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from payments import money
-from payments.models import Order, Shop
+from payments.models import Order, Shop, ShopMembership
 from payments.services.shops import api_token_create, shop_create
 from payments.shops import shop_default
 from payments.states import OrderStatus
@@ -16,9 +19,12 @@ from sandbox import currencies
 from sandbox.accounts import account_create
 from sandbox.models import SandboxAccount
 
+PASSWORD = "a-long-password-1"
 
-def accepted_order(**fields: Any) -> Order:
-    """An order the gateway already accepted (awaiting payment unless told otherwise)."""
+
+def accepted_order(*, shop: Shop | None = None, **fields: Any) -> Order:
+    """An order the gateway already accepted (awaiting payment unless told otherwise),
+    of `shop` (the default shop unless told otherwise)."""
     values: dict[str, Any] = {
         "reference": f"ref-{uuid.uuid4().hex[:8]}",
         "amount_int": 12_345_678,
@@ -27,6 +33,8 @@ def accepted_order(**fields: Any) -> Order:
         "payment_url": "http://127.0.0.1/sandbox/pay/x",
         "status": OrderStatus.AWAITING_PAYMENT,
     }
+    if shop is not None:
+        values["shop"] = shop
     values.update(fields)
     if values["currency"] != money.BTC and "quote_rate_int" not in values:
         # Quoted at the sandbox's rate, as order creation against the sandbox would.
@@ -65,3 +73,15 @@ def account_secret(shop: Shop) -> str:
     """The gateway secret of a shop made by `shop_with_account`."""
     assert shop.gateway_key is not None, "the default shop's secret is the environment's"
     return SandboxAccount.objects.get(api_key=shop.gateway_key).secret
+
+
+def staff_user(
+    username: str, *, groups: Iterable[str] = (), shops: Iterable[Shop] | None = None
+) -> Any:
+    """A staff user (not a superuser) in `groups`, working for `shops` (the default shop
+    unless told otherwise; () for none)."""
+    user = get_user_model().objects.create_user(username, password=PASSWORD, is_staff=True)
+    user.groups.add(*(Group.objects.get(name=name) for name in groups))
+    for shop in [shop_default()] if shops is None else shops:
+        ShopMembership.objects.create(shop=shop, user=user)
+    return user

@@ -14,10 +14,17 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 
-from payments.admin.base import ReadOnlyInline, RefundAmount, ScaleAdmin, as_uuid, order_ids
-from payments.admin.filters import FlagOpenFilter
+from payments.admin.base import (
+    ReadOnlyInline,
+    RefundAmount,
+    ScaleAdmin,
+    ShopScopedAdmin,
+    as_uuid,
+    order_ids,
+)
+from payments.admin.filters import FlagOpenFilter, ShopFilter
 from payments.admin.review import can_review, review_action
-from payments.models import FlagReview, OrderFlag, OrderResolution
+from payments.models import FlagReview, Order, OrderFlag, OrderResolution
 
 
 class FlagReviewInline(ReadOnlyInline):
@@ -28,9 +35,10 @@ class FlagReviewInline(ReadOnlyInline):
 
 
 @admin.register(OrderFlag)
-class OrderFlagAdmin(ScaleAdmin):
+class OrderFlagAdmin(ShopScopedAdmin, ScaleAdmin):
+    shop_path = "order__shop"
     list_display = ("created", "kind", "order", "detail", "reviewed_at", "reviewed_by")
-    list_filter = (FlagOpenFilter, "kind", ("created", admin.DateFieldListFilter))
+    list_filter = (ShopFilter, FlagOpenFilter, "kind", ("created", admin.DateFieldListFilter))
     search_fields = ("=order__reference", "=order__transaction", "=order__id")
     search_help_text = "An exact order reference, transaction or order id."
     sortable_by = ("created",)
@@ -43,12 +51,14 @@ class OrderFlagAdmin(ScaleAdmin):
     inlines = (FlagReviewInline,)
     actions = ("mark_reviewed",)
 
-    def search(self, queryset: QuerySet[OrderFlag], term: str) -> QuerySet[OrderFlag]:
+    def search(
+        self, queryset: QuerySet[OrderFlag], term: str, orders: QuerySet[Order]
+    ) -> QuerySet[OrderFlag]:
         uid = as_uuid(term)
-        orders = order_ids(reference=term)
+        matched = order_ids(orders, reference=term)
         if uid is not None:
-            orders += [*order_ids(transaction=uid), uid]
-        return queryset.filter(order_id__in=orders)
+            matched += [*order_ids(orders, transaction=uid), uid]
+        return queryset.filter(order_id__in=matched)
 
     def has_review_permission(self, request: HttpRequest) -> bool:
         return can_review(request)
@@ -69,9 +79,11 @@ class OrderFlagAdmin(ScaleAdmin):
 
 
 @admin.register(FlagReview)
-class FlagReviewAdmin(ScaleAdmin):
+class FlagReviewAdmin(ShopScopedAdmin, ScaleAdmin):
     """The audit trail of flag reviews: nobody changes or deletes it, superusers included."""
 
+    shop_path = "order__shop"
+    list_filter = (ShopFilter,)
     list_display = ("created", "reviewer_name", "order", "flag", "comment")
     search_fields = ("=order__reference", "=reviewer_name")
     search_help_text = "An exact order reference or reviewer username."
@@ -83,19 +95,24 @@ class FlagReviewAdmin(ScaleAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def search(self, queryset: QuerySet[FlagReview], term: str) -> QuerySet[FlagReview]:
-        return queryset.filter(Q(reviewer_name=term) | Q(order_id__in=order_ids(reference=term)))
+    def search(
+        self, queryset: QuerySet[FlagReview], term: str, orders: QuerySet[Order]
+    ) -> QuerySet[FlagReview]:
+        return queryset.filter(
+            Q(reviewer_name=term) | Q(order_id__in=order_ids(orders, reference=term))
+        )
 
 
 @admin.register(OrderResolution)
-class OrderResolutionAdmin(RefundAmount, ScaleAdmin):
+class OrderResolutionAdmin(RefundAmount, ShopScopedAdmin, ScaleAdmin):
     """The audit trail of staff decisions on orders: written only by the resolve page
     (payments.services.resolutions); nobody adds, changes or deletes one here."""
 
+    shop_path = "order__shop"
     list_display = (
         "created", "action", "order", "refund_amount", "reference", "user_name", "reason",
     )  # fmt: skip
-    list_filter = ("action", ("created", admin.DateFieldListFilter))
+    list_filter = (ShopFilter, "action", ("created", admin.DateFieldListFilter))
     search_fields = ("=order__reference", "=user_name", "=reference")
     search_help_text = "An exact order reference, username or refund reference."
     sortable_by = ("created",)
@@ -110,7 +127,11 @@ class OrderResolutionAdmin(RefundAmount, ScaleAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def search(self, queryset: QuerySet[OrderResolution], term: str) -> QuerySet[OrderResolution]:
+    def search(
+        self, queryset: QuerySet[OrderResolution], term: str, orders: QuerySet[Order]
+    ) -> QuerySet[OrderResolution]:
         return queryset.filter(
-            Q(user_name=term) | Q(reference=term) | Q(order_id__in=order_ids(reference=term))
+            Q(user_name=term)
+            | Q(reference=term)
+            | Q(order_id__in=order_ids(orders, reference=term))
         )

@@ -1,6 +1,8 @@
 """Notifications (the gateway's IPN) as stored, and the log of rejected ones.
 
 Replaying a notification applies money to orders again: superusers only.
+A shop's staff see the notifications its gateway key signed (`Notification.shop`);
+rejected requests are signed by no shop's key, so only superusers see them.
 """
 
 from __future__ import annotations
@@ -11,20 +13,30 @@ from django.http import HttpRequest, HttpResponseBase
 from django.utils.html import format_html
 
 from payments.admin.actions import describe_replay, run_on_selected
-from payments.admin.base import ReadOnlyAdmin, ScaleAdmin, as_uuid, order_ids
+from payments.admin.base import (
+    ReadOnlyAdmin,
+    ScaleAdmin,
+    ShopScopedAdmin,
+    SuperuserOnlyAdmin,
+    as_uuid,
+    order_ids,
+)
 from payments.admin.csv import NOTIFICATION_CSV, csv_response, notification_csv_row
-from payments.admin.filters import NotificationStatusFilter, RejectionReasonFilter
+from payments.admin.filters import NotificationStatusFilter, RejectionReasonFilter, ShopFilter
 from payments.admin.pagination import EstimatedCountPaginator
-from payments.models import Notification, RejectedNotification
+from payments.models import Notification, Order, RejectedNotification
 from payments.services.review import notifications_replay
 
 
 @admin.register(Notification)
-class NotificationAdmin(ScaleAdmin):
+class NotificationAdmin(ShopScopedAdmin, ScaleAdmin):
+    shop_path = "shop"
+    shop_column = True
     list_display = (
         "received_at", "status", "transaction", "outcome", "needs_review", "times_received",
     )  # fmt: skip
     list_filter = (
+        ShopFilter,
         "outcome",
         "needs_review",
         NotificationStatusFilter,
@@ -34,7 +46,7 @@ class NotificationAdmin(ScaleAdmin):
     search_help_text = "An exact transaction, payment id, order id or order reference."
     sortable_by = ("received_at",)
     readonly_fields = (
-        "received_at", "last_received_at", "times_received", "remote_addr", "verified",
+        "shop", "received_at", "last_received_at", "times_received", "remote_addr", "verified",
         "status", "transaction", "payment_id", "order", "outcome", "detail", "needs_review",
         "applied_at", "raw_body", "headers",
     )  # fmt: skip
@@ -49,10 +61,12 @@ class NotificationAdmin(ScaleAdmin):
     def raw_body(self, notification: Notification) -> str:
         return format_html("<pre style='white-space:pre-wrap'>{}</pre>", notification.body_text)
 
-    def search(self, queryset: QuerySet[Notification], term: str) -> QuerySet[Notification]:
+    def search(
+        self, queryset: QuerySet[Notification], term: str, orders: QuerySet[Order]
+    ) -> QuerySet[Notification]:
         uid = as_uuid(term)
         if uid is None:
-            return queryset.filter(order_id__in=order_ids(reference=term))
+            return queryset.filter(order_id__in=order_ids(orders, reference=term))
         return queryset.filter(Q(transaction=uid) | Q(payment_id=uid) | Q(order_id=uid))
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Notification]:
@@ -89,7 +103,9 @@ class NotificationAdmin(ScaleAdmin):
 
 
 @admin.register(RejectedNotification)
-class RejectedNotificationAdmin(ReadOnlyAdmin):
+class RejectedNotificationAdmin(SuperuserOnlyAdmin, ReadOnlyAdmin):
+    """Requests no shop's key signed: of the whole service, for superusers only."""
+
     list_display = ("window_start", "reason", "remote_addr", "count", "last_seen")
     list_filter = (RejectionReasonFilter,)
     readonly_fields = ("window_start", "reason", "remote_addr", "count", "last_seen", "sample")

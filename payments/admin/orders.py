@@ -24,6 +24,7 @@ from payments.admin.base import (
     ReadOnlyInline,
     RefundAmount,
     ScaleAdmin,
+    ShopScopedAdmin,
     as_uuid,
     order_ids,
 )
@@ -35,7 +36,12 @@ from payments.admin.csv import (
     payment_csv_row,
 )
 from payments.admin.dashboard import dashboard_view
-from payments.admin.filters import CurrencyFilter, OrderFlaggedFilter, PaymentOrderFlaggedFilter
+from payments.admin.filters import (
+    CurrencyFilter,
+    OrderFlaggedFilter,
+    PaymentOrderFlaggedFilter,
+    ShopFilter,
+)
 from payments.admin.resolve import order_resolve_view, quote_text, refunded_text
 from payments.admin.review import can_review, order_review_view, review_action
 from payments.models import (
@@ -84,9 +90,12 @@ class NotificationInline(ReadOnlyInline):
 
 
 @admin.register(Order)
-class OrderAdmin(ScaleAdmin):
+class OrderAdmin(ShopScopedAdmin, ScaleAdmin):
+    shop_path = "shop"
+    shop_column = True
     list_display = ("reference", "amount", "status", "flagged", "transaction", "created")
     list_filter = (
+        ShopFilter,
         "status",
         OrderFlaggedFilter,
         CurrencyFilter,
@@ -96,7 +105,7 @@ class OrderAdmin(ScaleAdmin):
     search_help_text = "An exact reference, transaction, order id or payment id."
     sortable_by = ("reference", "created")
     readonly_fields = (
-        "id", "reference", "amount", "amount_int", "currency", "quote", "transaction",
+        "id", "shop", "reference", "amount", "amount_int", "currency", "quote", "transaction",
         "payment_url", "status", "refunded", "open_flags", "failure_reason", "deadline",
         "multipay", "instant_only",
         "email", "autosell", "data", "description", "return_success", "return_failure",
@@ -122,8 +131,10 @@ class OrderAdmin(ScaleAdmin):
     def flagged(self, order: Order) -> str:
         return format_html("<strong>{}</strong>", order.open_flags) if order.open_flags else "-"
 
-    def search(self, queryset: QuerySet[Order], term: str) -> QuerySet[Order]:
-        """ORed as a list of ids (a bitmap OR)."""
+    def search(
+        self, queryset: QuerySet[Order], term: str, orders: QuerySet[Order]
+    ) -> QuerySet[Order]:
+        """ORed as a list of ids (a bitmap OR); `queryset` is the user's orders already."""
         match = Q(reference=term)
         uid = as_uuid(term)
         if uid is not None:
@@ -209,9 +220,11 @@ class OrderAdmin(ScaleAdmin):
 
 
 @admin.register(Payment)
-class PaymentAdmin(PaymentAmounts, ScaleAdmin):
+class PaymentAdmin(PaymentAmounts, ShopScopedAdmin, ScaleAdmin):
+    shop_path = "order__shop"
     list_display = ("payment_id", "order", "status", "paid", "source", "paid_at", "created")
     list_filter = (
+        ShopFilter,
         "status",
         "source",
         PaymentOrderFlaggedFilter,
@@ -226,12 +239,14 @@ class PaymentAdmin(PaymentAmounts, ScaleAdmin):
     readonly_fields = (*(f.name for f in Payment._meta.fields), "paid", "confirmed")
     actions = ("export_csv",)
 
-    def search(self, queryset: QuerySet[Payment], term: str) -> QuerySet[Payment]:
+    def search(
+        self, queryset: QuerySet[Payment], term: str, orders: QuerySet[Order]
+    ) -> QuerySet[Payment]:
         uid = as_uuid(term)
         if uid is None:
-            return queryset.filter(order_id__in=order_ids(reference=term))
-        orders = [*order_ids(transaction=uid), uid]
-        return queryset.filter(Q(payment_id=uid) | Q(order_id__in=orders))
+            return queryset.filter(order_id__in=order_ids(orders, reference=term))
+        matched = [*order_ids(orders, transaction=uid), uid]
+        return queryset.filter(Q(payment_id=uid) | Q(order_id__in=matched))
 
     @admin.action(description="Export selected payments as CSV", permissions=["view"])
     def export_csv(self, request: HttpRequest, queryset: QuerySet[Payment]) -> HttpResponseBase:

@@ -14,7 +14,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -149,12 +149,15 @@ def order_resolve_view(
 ) -> HttpResponse:
     """/admin/payments/order/<id>/resolve/: one decision on an order, with its reason.
 
-    Reviewers only (403 for anyone else, GET or POST). A decision that is
-    refused, or a form with an error, is shown again with status 400 and
+    Reviewers only (403 for anyone else, GET or POST); another shop's order is
+    a 404, as one that does not exist (OrderAdmin.get_object). A decision that
+    is refused, or a form with an error, is shown again with status 400 and
     nothing written; a decision made redirects to the order's page.
     """
     order = model_admin.get_object(request, object_id)
-    if order is None or not model_admin.has_view_permission(request, order):
+    if order is None:
+        raise Http404("No order with this id.")
+    if not model_admin.has_view_permission(request, order):
         raise PermissionDenied
     if not can_review(request):
         raise PermissionDenied

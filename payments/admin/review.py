@@ -15,7 +15,7 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
@@ -116,9 +116,14 @@ def _mark_reviewed(
 def order_review_view(
     model_admin: admin.ModelAdmin[Any], request: HttpRequest, object_id: str
 ) -> HttpResponse:
-    """/admin/payments/order/<id>/review/: review the open flags of one order."""
+    """/admin/payments/order/<id>/review/: review the open flags of one order.
+
+    Another shop's order is a 404, as one that does not exist (OrderAdmin.get_object).
+    """
     order = model_admin.get_object(request, object_id)
-    if order is None or not model_admin.has_view_permission(request, order):
+    if order is None:
+        raise Http404("No order with this id.")
+    if not model_admin.has_view_permission(request, order):
         raise PermissionDenied
     change_url = reverse("admin:payments_order_change", args=[order.pk])
     response = review_flags(

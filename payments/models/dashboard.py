@@ -5,10 +5,12 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
+from payments.models.shops import Shop
+
 
 class DashboardSummary(models.Model):
-    """One row (pk 1): what dashboard_summary_refresh (payments.services.dashboard_summary)
-    last found.
+    """What dashboard_summary_refresh (payments.services.dashboard_summary) last found:
+    one row for every shop together (`shop` empty) and one per shop with anything to count.
 
     Orders per status, revenue per day and currency, flag and notification
     counts cost time proportional to the tables (a million orders, millions of
@@ -23,8 +25,15 @@ class DashboardSummary(models.Model):
     - `figures`: other counts ({"flagged_orders": ..., "notifications_24h": ...,
       "notifications_late_24h": ..., "refunds": refunds recorded per currency over
       `revenue_days` days})
+
+    A shop's staff see the sum of their shops' rows; a shop without a row had
+    nothing to count when the figures were computed.
     """
 
+    # None: every shop together (superusers' dashboard, the metrics endpoint).
+    shop = models.OneToOneField(
+        Shop, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
     computed_at = models.DateTimeField(default=timezone.now)
     duration_ms = models.PositiveIntegerField(default=0)
     revenue_days = models.PositiveSmallIntegerField(default=30)
@@ -38,4 +47,5 @@ class DashboardSummary(models.Model):
         verbose_name_plural = "dashboard summary"
 
     def __str__(self) -> str:
-        return f"dashboard summary of {self.computed_at:%Y-%m-%d %H:%M:%S}"
+        of = self.shop or "every shop"
+        return f"dashboard summary of {of} at {self.computed_at:%Y-%m-%d %H:%M:%S}"

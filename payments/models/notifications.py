@@ -46,6 +46,16 @@ class Notification(models.Model):
 
     class Meta:
         ordering = ("-received_at", "-id")
+        indexes = [
+            # A shop's notifications, newest first: its staff's list and dashboard.
+            models.Index(fields=["shop", "received_at"], name="notification_shop_received"),
+            # A shop's notifications to review (few): its dashboard's count.
+            models.Index(
+                fields=["shop", "received_at"],
+                name="notification_shop_review",
+                condition=models.Q(needs_review=True),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.status or '?'} {self.transaction or '-'} ({self.outcome})"

@@ -86,6 +86,12 @@ class Order(models.Model):
                 name="order_flagged_created",
                 condition=models.Q(open_flags__gt=0),
             ),
+            # A shop's flagged orders (its staff's "flagged" filter and dashboard tile).
+            models.Index(
+                fields=["shop", "created", "id"],
+                name="order_shop_flagged_created",
+                condition=models.Q(open_flags__gt=0),
+            ),
         ]
         constraints = [
             models.CheckConstraint(

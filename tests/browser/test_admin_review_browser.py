@@ -13,8 +13,6 @@ from io import StringIO
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
@@ -24,6 +22,7 @@ from payments.services import order_flag
 from payments.states import OrderStatus
 from payments.testing import ipn_body, post_ipn
 from tests.browser.conftest import screenshot
+from tests.factories import staff_user
 
 PASSWORD = "a-long-password-1"
 
@@ -45,8 +44,7 @@ def make_order(**fields: Any) -> Order:
 def shop(transactional_db: None) -> dict[str, Any]:
     """Orders in several states, payments over the last days, one flagged order."""
     call_command("create_review_roles", stdout=StringIO())
-    reviewer = get_user_model().objects.create_user("rita", password=PASSWORD, is_staff=True)
-    reviewer.groups.add(Group.objects.get(name="Payments reviewers"))
+    reviewer = staff_user("rita", groups=["Payments reviewers"])  # of the default shop
     now = timezone.now()
     ipn = Client()
     for i in range(12):

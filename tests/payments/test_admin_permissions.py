@@ -1,8 +1,10 @@
 """Who may do what in the review admin: one test class per role.
 
 Roles come from `manage.py create_review_roles`: "Payments viewers" see
-everything and change nothing; "Payments reviewers" also mark flags
-reviewed; only superusers replay notifications.
+everything of their shops and change nothing; "Payments reviewers" also mark
+flags reviewed; only superusers replay notifications and see the records of
+the whole service. The staff users here work for the default shop, which owns
+every order (what crosses between shops: test_admin_shops.py).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from django.utils import timezone
 from payments.models import FlagReview, Notification, Order, OrderFlag
 from payments.services import order_flag
 from payments.testing import ipn_body
+from tests.factories import staff_user
 
 pytestmark = pytest.mark.django_db
 
@@ -29,16 +32,23 @@ ORDERS = "/admin/payments/order/"
 NOTIFICATIONS = "/admin/payments/notification/"
 FLAGS = "/admin/payments/orderflag/"
 DASHBOARD = "/admin/payments/order/dashboard/"
-LISTS = [
+SHOP_LISTS = [
     ORDERS,
     NOTIFICATIONS,
     FLAGS,
     "/admin/payments/payment/",
     "/admin/payments/flagreview/",
+    "/admin/payments/orderresolution/",
+    "/admin/payments/shop/",
+    "/admin/payments/apitoken/",
+]
+SERVICE_LISTS = [  # of the whole service: superusers only
     "/admin/payments/reconciliationrun/",
     "/admin/payments/rejectednotification/",
     "/admin/payments/ledgercheckpoint/",
+    "/admin/payments/shopmembership/",
 ]
+LISTS = SHOP_LISTS + SERVICE_LISTS
 
 
 @pytest.fixture
@@ -63,10 +73,12 @@ def client_for(
     users = get_user_model().objects
     if superuser:
         user = users.create_superuser(name, password="a-long-password-1")
+    elif staff:
+        user = staff_user(name, groups=[group] if group else [])  # of the default shop
     else:
-        user = users.create_user(name, password="a-long-password-1", is_staff=staff)
-    if group:
-        user.groups.add(Group.objects.get(name=group))
+        user = users.create_user(name, password="a-long-password-1", is_staff=False)
+        if group:
+            user.groups.add(Group.objects.get(name=group))
     client = Client()
     client.force_login(user)
     return client
@@ -155,8 +167,10 @@ class TestViewer:
     def test_sees_every_list_every_page_and_the_dashboard(
         self, viewer: Client, world: dict[str, Any]
     ) -> None:
-        for url in LISTS:
+        for url in SHOP_LISTS:
             assert viewer.get(url).status_code == 200, url
+        for url in SERVICE_LISTS:
+            assert viewer.get(url).status_code == 403, url
         dashboard = viewer.get(DASHBOARD)
         assert dashboard.status_code == 200 and "flagged-order" in dashboard.content.decode()
         page = viewer.get(f"{ORDERS}{world['flagged'].pk}/change/")

@@ -27,6 +27,7 @@ from payments.services.dashboard_summary import dashboard_summary_refresh
 from payments.services.resolutions import refundable
 from payments.states import OrderStatus
 from payments.testing import ipn_body, post_ipn
+from tests.factories import staff_user
 
 pytestmark = pytest.mark.django_db
 
@@ -60,10 +61,8 @@ def shop_events(settings: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 def login(name: str, *, group: str | None = None, superuser: bool = False) -> Client:
     users = get_user_model().objects
-    if superuser:
-        user = users.create_superuser(name, password=PASSWORD)
-    else:
-        user = users.create_user(name, password=PASSWORD, is_staff=True)
+    # Staff work for the default shop, which owns every order here.
+    user = users.create_superuser(name, password=PASSWORD) if superuser else staff_user(name)
     if group:
         user.groups.add(Group.objects.get(name=group))
     client = Client()

@@ -25,7 +25,15 @@ from django.utils import timezone
 
 from payments import money
 from payments.gateway_factory import gateway_client
-from payments.models import Notification, Order, OrderFlag, OrderResolution, Payment, ShopEvent
+from payments.models import (
+    Notification,
+    Order,
+    OrderFlag,
+    OrderResolution,
+    Payment,
+    ShopEvent,
+    ShopMembership,
+)
 from payments.services.reconciliation import ledger_reconcile
 from payments.testing import ipn_body, post_ipn_http
 from sandbox import currencies
@@ -384,11 +392,13 @@ def test_bitcoins_confirmed_short_and_the_rest_paid_by_account_pay_the_order(sho
 # --- a person resolves it: the admin over HTTP -------------------------------------------------
 
 
-def staff_session(base_url: str, name: str, group: str) -> requests.Session:
-    """A staff member of `group`, logged in through the admin's own login form."""
+def staff_session(base_url: str, name: str, group: str, shop_id: int) -> requests.Session:
+    """A staff member of `group` working for the shop, logged in through the admin's own
+    login form."""
     call_command("create_review_roles", stdout=StringIO())
     user = get_user_model().objects.create_user(name, password="staff-password-123", is_staff=True)
     user.groups.add(Group.objects.get(name=group))
+    ShopMembership.objects.create(shop_id=shop_id, user=user)
     session = requests.Session()
     login = f"{base_url}/admin/login/"
     fields = {"username": name, "password": "staff-password-123", "next": "/admin/"}
@@ -406,11 +416,11 @@ def test_a_reviewer_accepts_an_underpaid_order_with_a_reason_over_http(
     resolve = f"{shop.base_url}/admin/payments/order/{order['id']}/resolve/"
     decision = {"action": "accept_paid", "reason": "the payer sent the rest by bank transfer"}
 
-    viewer = staff_session(shop.base_url, "victor", "Payments viewers")
+    viewer = staff_session(shop.base_url, "victor", "Payments viewers", order_row(order).shop.pk)
     assert viewer.post(resolve, data=decision, timeout=30).status_code == 403
     assert order_row(order).status == "awaiting_payment"
 
-    reviewer = staff_session(shop.base_url, "rita", "Payments reviewers")
+    reviewer = staff_session(shop.base_url, "rita", "Payments reviewers", order_row(order).shop.pk)
     assert submit(reviewer, resolve, resolve, decision).status_code == 302
 
     assert order_row(order).status == "paid"

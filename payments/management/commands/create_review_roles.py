@@ -1,16 +1,23 @@
-"""`python manage.py create_review_roles`: the admin's two staff roles, as groups.
+"""`python manage.py create_review_roles`: the admin's staff roles, as groups.
 
 - "Payments viewers": view permission on every model of the payments app.
   They see every list, every page and the dashboard, and may export CSV;
   they change nothing.
 - "Payments reviewers": the same, plus changing flags: they mark flags
-  reviewed (with a comment kept in the audit trail). Nothing else: they
-  neither reconcile orders nor replay notifications.
+  reviewed (with a comment kept in the audit trail) and resolve orders.
+  Nothing else: they neither reconcile orders nor replay notifications.
+- "Shop token managers": their shops' API tokens: see them, make one (its
+  key shown once), revoke some. Nothing else (combine with a group above).
 
-Reconciling orders needs the change permission on orders; replaying a
-notification is for superusers only. Idempotent: running it again resets
-each group's permissions to exactly these. Put a user in a group and tick
-"staff status" (the admin is for staff only).
+A role says what a user may do; a shop membership (ShopMembership, superusers
+add them in the admin) says on which shops' orders: a staff user with none
+sees no order. Superusers see every shop; the records of the whole service
+(rejected requests, reconciliation runs, the ledger's checkpoints,
+memberships) are theirs only, as are adding or changing a shop. Reconciling
+orders needs the change permission on orders; replaying a notification is for
+superusers only. Idempotent: running it again resets each group's permissions
+to exactly these. Put a user in a group, give them a shop and tick "staff
+status" (the admin is for staff only).
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ from django.db import transaction
 
 VIEWERS = "Payments viewers"
 REVIEWERS = "Payments reviewers"
+TOKEN_MANAGERS = "Shop token managers"  # noqa: S105  (a group's name)
 REVIEWER_EXTRA = ("change_orderflag",)
+TOKEN_MANAGER_PERMISSIONS = ("view_shop", "view_apitoken", "add_apitoken", "change_apitoken")
 
 
 def review_roles() -> dict[str, list[Permission]]:
@@ -37,11 +46,15 @@ def review_roles() -> dict[str, list[Permission]]:
     payments_perms = Permission.objects.filter(content_type__in=list(types))
     view = list(payments_perms.filter(codename__startswith="view_"))
     extra = list(payments_perms.filter(codename__in=REVIEWER_EXTRA))
-    return {VIEWERS: view, REVIEWERS: view + extra}
+    tokens = list(payments_perms.filter(codename__in=TOKEN_MANAGER_PERMISSIONS))
+    return {VIEWERS: view, REVIEWERS: view + extra, TOKEN_MANAGERS: tokens}
 
 
 class Command(BaseCommand):
-    help = 'Create the groups "Payments viewers" (view only) and "Payments reviewers" (+ flags).'
+    help = (
+        'Create the groups "Payments viewers" (view only), "Payments reviewers" (+ flags) '
+        'and "Shop token managers" (API tokens).'
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
         with transaction.atomic():
