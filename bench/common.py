@@ -25,6 +25,7 @@ def payments_tables() -> tuple[str, ...]:
         m.Notification,
         m.Payment,
         m.ShopEventAttempt,
+        m.ShopEventDelivery,
         m.ShopEvent,
         m.IdempotencyKey,
         m.Order,

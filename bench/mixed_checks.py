@@ -37,6 +37,7 @@ from payments.models import (
     RejectedNotification,
     ShopEvent,
     ShopEventAttempt,
+    ShopEventDelivery,
 )
 from payments.states import OrderStatus
 
@@ -387,15 +388,15 @@ def check_shop_events(order_ids: list[Any], related: Related, problems: Problems
     if events != changes:
         extra, lost = events - changes, changes - events
         problems.add(f"shop events: {sum(lost.values())} missing, {sum(extra.values())} extra")
-    undelivered = ShopEvent.objects.filter(
-        order_id__in=order_ids, delivered_at__isnull=True
+    undelivered = ShopEventDelivery.objects.filter(
+        event__order_id__in=order_ids, delivered_at__isnull=True
     ).count()
     if undelivered:
-        problems.add(f"{undelivered} shop events not delivered")
-    attempts = ShopEventAttempt.objects.filter(event__order_id__in=order_ids)
+        problems.add(f"{undelivered} shop event deliveries not delivered")
+    attempts = ShopEventAttempt.objects.filter(delivery__event__order_id__in=order_ids)
     ok_attempts = Counter(
         attempts.filter(ok=True)
-        .values("event_id")
+        .values("delivery_id")
         .annotate(n=Count("id"))
         .values_list("n", flat=True)
     )

@@ -162,13 +162,13 @@ def _api_token() -> str:
 
 def _drain(order_reference_prefix: str, seconds: float) -> dict[str, Any]:
     """Wait (bounded) until the workers delivered every shop event of the scenario's orders."""
-    from payments.models import Notification, ShopEvent
+    from payments.models import Notification, ShopEventDelivery
 
     started = time.monotonic()
     pending = waiting = -1
     while time.monotonic() - started < seconds:
-        pending = ShopEvent.objects.filter(
-            order__reference__startswith=order_reference_prefix,
+        pending = ShopEventDelivery.objects.filter(
+            event__order__reference__startswith=order_reference_prefix,
             delivered_at__isnull=True,
             given_up_at__isnull=True,
         ).count()

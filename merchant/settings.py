@@ -306,10 +306,14 @@ if SANDBOX_ENABLED:
     }
 
 # --- Shop webhooks --------------------------------------------------------------
-# When set, every order change is POSTed there as signed JSON (README: Shop webhooks).
+# Each shop's webhook endpoints are rows (admin, `manage.py shop_webhook_add`). These two
+# are the default shop's first endpoint, kept in step with them (README: Shop webhooks):
+# when set, every order change of the default shop is POSTed there as signed JSON.
 SHOP_WEBHOOK_URL = env.str("SHOP_WEBHOOK_URL", default="")
 # HMAC-SHA256 key of the Merchant-Signature header; required when the URL is set.
 SHOP_WEBHOOK_SECRET = env.str("SHOP_WEBHOOK_SECRET", default="")
+# After a secret's rotation the former one keeps signing too, for this long.
+SHOP_WEBHOOK_ROTATION_HOURS = env.float("SHOP_WEBHOOK_ROTATION_HOURS", default=24.0)
 # Seconds to wait for the shop's answer (connect and read, each).
 SHOP_WEBHOOK_TIMEOUT = env.float("SHOP_WEBHOOK_TIMEOUT", default=10.0)
 # Failed deliveries are retried with exponential backoff for this long, then given up.

@@ -71,16 +71,30 @@ def check_secrets(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
 
 @checks.register(checks.Tags.security, deploy=False)
 def check_shop_events(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """Shop events are never sent unsigned: a URL without a secret is an error in any mode."""
+    """The default shop's endpoint from the settings is never unsigned; rotation has a window.
+
+    SHOP_WEBHOOK_URL / _SECRET define the default shop's first webhook endpoint
+    (payments.services.webhook_endpoints); the endpoints made in the admin or by
+    `shop_webhook_add` get a generated secret, so only this one can lack one.
+    """
+    found: list[checks.CheckMessage] = []
+    if not settings.SHOP_WEBHOOK_ROTATION_HOURS >= 0:
+        found.append(
+            checks.Error(
+                "SHOP_WEBHOOK_ROTATION_HOURS must be 0 or more.",
+                hint="Set it to how long a webhook endpoint's former secret keeps signing "
+                "after a rotation, e.g. 24.",
+                id="payments.E009",
+            )
+        )
     url = settings.SHOP_WEBHOOK_URL
     if not url:
-        return []
-    found: list[checks.CheckMessage] = []
+        return found
     if not url.lower().startswith(("http://", "https://")):
         found.append(
             checks.Error(
                 "SHOP_WEBHOOK_URL is not an http(s) URL.",
-                hint="Set SHOP_WEBHOOK_URL to the shop's endpoint, e.g. "
+                hint="Set SHOP_WEBHOOK_URL to the default shop's endpoint, e.g. "
                 "https://shop.example/payments/events, or leave it empty.",
                 id="payments.E005",
             )
@@ -89,8 +103,9 @@ def check_shop_events(app_configs: Any = None, **kwargs: Any) -> list[checks.Che
         found.append(
             checks.Error(
                 "SHOP_WEBHOOK_URL is set but SHOP_WEBHOOK_SECRET is empty.",
-                hint="Shop webhooks are signed with SHOP_WEBHOOK_SECRET; set it to a long "
-                "random value that the shop also knows, or unset SHOP_WEBHOOK_URL.",
+                hint="The default shop's endpoint from SHOP_WEBHOOK_URL is signed with "
+                "SHOP_WEBHOOK_SECRET; set it to a long random value that the shop also knows, "
+                "or unset SHOP_WEBHOOK_URL.",
                 id="payments.E004",
             )
         )

@@ -57,3 +57,21 @@ class NotificationOutcome(models.TextChoices):
     UNKNOWN_TRANSACTION = "unknown_transaction", "unknown transaction"
     INVALID = "invalid", "invalid fields"
     ERROR = "error", "error while applying"
+
+
+# The types of shop events, as a webhook endpoint's filter names them: one per order
+# status an order can move to, and a flag, a resolution, a refund. A `ping` (a test) is
+# not one: it goes to the endpoint pinged whatever its filter.
+SHOP_EVENT_TYPES: tuple[str, ...] = (
+    "order.awaiting_payment",
+    "order.confirming",
+    "order.paid",
+    "order.cancelled",
+    "order.expired",
+    "order.failed",
+    "order.invalid",
+    "order.flagged",
+    "order.resolved",
+    "order.refunded",
+)
+SHOP_EVENT_PING = "ping"

@@ -20,7 +20,12 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from payments.dashboard_figures import dashboard_summary_get
-from payments.models import Notification, ReconciliationRun, ShopEvent
+from payments.models import (
+    Notification,
+    ReconciliationRun,
+    ShopEventDelivery,
+    WebhookEndpoint,
+)
 from payments.services.dashboard_summary import (
     SUMMARY_MAX_AGE_SECONDS,
     dashboard_summary_request_refresh,
@@ -59,14 +64,16 @@ def _orders() -> Iterator[GaugeMetricFamily]:
 
 
 def _shop_events() -> Iterator[GaugeMetricFamily]:
-    # Both read the index shop_event_due (delivered_at, given_up_at, next_attempt_at).
-    undelivered = ShopEvent.objects.filter(delivered_at__isnull=True).order_by()
-    pending = undelivered.filter(given_up_at__isnull=True).aggregate(
+    # Both read the index shop_event_delivery_due (delivered_at, given_up_at,
+    # next_attempt_at). The deliveries of a disabled endpoint wait on purpose: not a backlog.
+    undelivered = ShopEventDelivery.objects.filter(delivered_at__isnull=True).order_by()
+    enabled = WebhookEndpoint.objects.filter(enabled=True).values("pk")
+    pending = undelivered.filter(given_up_at__isnull=True, endpoint__in=enabled).aggregate(
         n=Count("pk"), oldest_due=Min("next_attempt_at")
     )
     yield GaugeMetricFamily(
         "merchant_shop_events_backlog",
-        "Shop events not delivered yet and still retried",
+        "Shop event deliveries to enabled endpoints not delivered yet and still retried",
         value=pending["n"],
     )
     overdue = 0.0
@@ -74,12 +81,12 @@ def _shop_events() -> Iterator[GaugeMetricFamily]:
         overdue = max(0.0, (timezone.now() - pending["oldest_due"]).total_seconds())
     yield GaugeMetricFamily(
         "merchant_shop_events_overdue_seconds",
-        "How long the most overdue pending shop event has been due (0: none)",
+        "How long the most overdue pending shop event delivery has been due (0: none)",
         value=overdue,
     )
     yield GaugeMetricFamily(
         "merchant_shop_events_given_up",
-        "Shop events given up after the retry window (until sent again from the admin)",
+        "Shop event deliveries given up after the retry window (until sent again from the admin)",
         value=undelivered.filter(given_up_at__isnull=False).count(),
     )
 

@@ -6,8 +6,10 @@ carries
     Merchant-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>
 
 The timestamp is signed with the body, so an old request replayed later is
-refused by its age; the event's id (`Merchant-Event-Id`, also `id` in the
-body) lets the shop drop an event it has already handled.
+refused by its age. While the endpoint's secret is being rotated the header
+carries one `v1=` per secret (the new one first): a shop verifies with either.
+The event's id (`Merchant-Event-Id`, also `id` in the body) lets the shop
+drop an event it has already handled.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections.abc import Sequence
 
 SIGNATURE_HEADER = "Merchant-Signature"
 EVENT_ID_HEADER = "Merchant-Event-Id"
@@ -28,12 +31,20 @@ def _mac(body: bytes, timestamp: int, secret: str) -> str:
     return hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).hexdigest()
 
 
-def sign_shop_event(body: bytes, secret: str, *, timestamp: int | None = None) -> str:
-    """The value of the Merchant-Signature header for `body`, signed now (or at `timestamp`)."""
-    if not secret:
+def sign_shop_event(
+    body: bytes, secret: str | Sequence[str], *, timestamp: int | None = None
+) -> str:
+    """The value of the Merchant-Signature header for `body`, signed now (or at `timestamp`).
+
+    Several secrets (an endpoint's new and former one during a rotation) give
+    one `v1=` per secret, in that order, under the one timestamp.
+    """
+    secrets = [secret] if isinstance(secret, str) else list(secret)
+    if not secrets or not all(secrets):
         raise ValueError("refusing to sign with an empty secret")
     moment = int(time.time()) if timestamp is None else int(timestamp)
-    return f"t={moment},{SCHEME}={_mac(body, moment, secret)}"
+    macs = ",".join(f"{SCHEME}={_mac(body, moment, each)}" for each in secrets)
+    return f"t={moment},{macs}"
 
 
 def verify_shop_signature(

@@ -22,19 +22,22 @@ from payments.services.runs import reconciliation_run
 
 # --- Shop events --------------------------------------------------------------
 #
-# Design: the first attempt is enqueued after the commit that recorded the
-# event. A failed attempt whose next one is due within
+# Design: each event has a delivery per endpoint (ShopEventDelivery), and each
+# delivery is a task of its own: an endpoint that fails never holds up another.
+# The first attempt is enqueued after the commit that recorded the event. A
+# failed attempt whose next one is due within
 # CELERY_MAX_COUNTDOWN_SECONDS re-enqueues the same task with `self.retry(
 # countdown=...)`; a later one is only kept in the database (next_attempt_at),
 # never held by the broker, which would keep an unacknowledged message past
 # RabbitMQ's consumer timeout or Redis's visibility timeout. The database, not
 # the broker, is the truth: `redeliver_shop_events` (beat, every 60 s)
-# enqueues events overdue by more than a minute, which covers those long
+# enqueues deliveries overdue by more than a minute, which covers those long
 # retries, a lost first enqueue (broker down), a retry lost with a worker, a
 # retry whose publish failed and an attempt killed at its time limit. A
 # duplicate task is harmless: the attempt's conditional UPDATE (claim) lets one
-# through and skips an event that is delivered, given up or not due, so
-# acks_late is safe.
+# through and skips a delivery that is delivered, given up, not due or to a
+# disabled endpoint, so acks_late is safe. Deliveries migrated from before
+# endpoints (0007) kept their event's id, so a task queued then still finds its row.
 
 _ATTEMPT_SOFT_LIMIT, _ATTEMPT_HARD_LIMIT = shop_events.attempt_time_limits()
 # A sweep's chunk (at most 100 rows, then a publish each) takes well under a second.
@@ -49,9 +52,10 @@ _SWEEP_SOFT_LIMIT, _SWEEP_HARD_LIMIT = 60, 90
     soft_time_limit=_ATTEMPT_SOFT_LIMIT,
     time_limit=_ATTEMPT_HARD_LIMIT,
 )
-def deliver_shop_event(self: Any, event_id: str) -> str:
-    """One delivery attempt of a shop event; on failure, again when the backoff says."""
-    outcome = shop_events.shop_event_deliver(event_id=event_id)
+def deliver_shop_event(self: Any, delivery_id: str) -> str:
+    """One attempt of a shop event's delivery to one endpoint; on failure, again when the
+    backoff says."""
+    outcome = shop_events.shop_event_deliver(delivery_id=delivery_id)
     retry_if_soon(self, outcome.retry_in)
     return outcome.result  # a later retry waits in the database for the sweep
 
@@ -63,7 +67,7 @@ def deliver_shop_event(self: Any, event_id: str) -> str:
     time_limit=_SWEEP_HARD_LIMIT,
 )
 def redeliver_shop_events(grace_seconds: float | None = None) -> int:
-    """Sweep: enqueue undelivered shop events overdue by the grace (0: all those due now)."""
+    """Sweep: enqueue undelivered deliveries overdue by the grace (0: all those due now)."""
     if grace_seconds is None:
         return len(shop_events.shop_events_redeliver_due())
     return len(shop_events.shop_events_redeliver_due(grace_seconds=grace_seconds))

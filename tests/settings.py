@@ -19,6 +19,12 @@ os.environ.setdefault(
     # base64 of 64 bytes, as the gateway issues them; a test value, not a secret.
     "dGVzdC1zZWNyZXQtZm9yLXRoZS1tZXJjaGFudC1wYXltZW50cy1zdWl0ZS0wMTIzNDU2Nzg5YWJjZGVmMDEyMw==",
 )
+# One secret key for the test process and every process it starts (workers, servers):
+# secrets sealed in the database (payments.secret_box: webhook endpoints, shops) are
+# opened by another process than the one that sealed them, as in production.
+os.environ.setdefault(
+    "DJANGO_SECRET_KEY", "test-only-secret-key-shared-by-every-test-process-0123456789abcdef"
+)
 # No order-creation throttle: its window is in the cache the whole suite shares, where tests
 # that reuse a shop id would throttle each other. tests/payments/test_abuse.py turns it on.
 os.environ.setdefault("API_ORDER_CREATE_RATE", "")

@@ -15,8 +15,9 @@ from payments.models.orders import (
 from payments.models.payments import Payment
 from payments.models.reconciliation import LedgerCheckpoint, ReconciliationRun
 from payments.models.resolutions import OrderResolution
-from payments.models.shop_events import ShopEvent, ShopEventAttempt
+from payments.models.shop_events import ShopEvent, ShopEventAttempt, ShopEventDelivery
 from payments.models.shops import ApiToken, Shop, ShopMembership
+from payments.models.webhook_endpoints import WebhookEndpoint
 
 __all__ = (
     "ApiToken",
@@ -37,6 +38,8 @@ __all__ = (
     "Shop",
     "ShopEvent",
     "ShopEventAttempt",
+    "ShopEventDelivery",
     "ShopMembership",
+    "WebhookEndpoint",
     "WorkerHeartbeat",
 )

@@ -1,18 +1,25 @@
-"""Shop events: every order change is recorded as an event and POSTed to the shop, signed.
+"""Shop events: every order change is recorded as an event and POSTed, signed, to the shop's
+webhook endpoints (payments.models.WebhookEndpoint).
 
 The transactional outbox: `shop_event_record` writes the event in the
-caller's transaction (the event exists if and only if the change committed)
-and enqueues its delivery after the commit. Enqueueing never fails the
-change: with the broker down the event simply waits for the sweep,
-`shop_events_redeliver_due`, which beat runs every minute.
+caller's transaction (the event exists if and only if the change committed),
+with a delivery (ShopEventDelivery) for each enabled endpoint of the order's
+shop whose filter takes the event's type, and enqueues each delivery after
+the commit. The event's id and body bytes are the same for every endpoint.
+Enqueueing never fails the change: with the broker down a delivery simply
+waits for the sweep, `shop_events_redeliver_due`, which beat runs every
+minute.
 
-`shop_event_deliver` makes one attempt with the delivery engine
-(merchant.delivery: the claim, the bounded POST, the attempt recorded): it
-POSTs the stored body signed with a fresh timestamp
-(payments.shop_event_signing); any 2xx delivers the event. A failure
-schedules the next attempt with exponential backoff and jitter until the
-retry window (SHOP_WEBHOOK_RETRY_HOURS) is over; then the event is given
-up and stays visible in the admin.
+`shop_event_deliver` makes one attempt of one delivery with the delivery
+engine (merchant.delivery: the claim, the bounded POST, the attempt
+recorded): it POSTs the event's stored body to the endpoint, signed with a
+fresh timestamp by the endpoint's secret (and its former one while a
+rotation runs; payments.shop_event_signing); any 2xx delivers it. A failure
+schedules that delivery's next attempt with exponential backoff and jitter
+until the retry window (SHOP_WEBHOOK_RETRY_HOURS) is over; then it is given
+up and stays visible in the admin. Each endpoint's deliveries go on their
+own: one that fails does not hold up another. `shop_event_ping` sends a
+`ping` to one endpoint now and returns its answer.
 
 Nothing here imports payments.services.orders (it imports this module).
 """
@@ -31,19 +38,30 @@ from uuid import UUID, uuid4
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from merchant import delivery
 from merchant.chunks import locked_chunks
+from payments.choices import SHOP_EVENT_PING
+from payments.exceptions import SecretUnreadable
 from payments.metrics import SHOP_EVENT_DELIVERIES
-from payments.models import Order, ShopEvent, ShopEventAttempt
+from payments.models import (
+    Order,
+    ShopEvent,
+    ShopEventAttempt,
+    ShopEventDelivery,
+    WebhookEndpoint,
+)
 from payments.order_json import order_summary
+from payments.services.webhook_endpoints import webhook_endpoint_settings_in_step
 from payments.shop_event_signing import (
     EVENT_ID_HEADER,
     EVENT_TYPE_HEADER,
     SIGNATURE_HEADER,
     sign_shop_event,
 )
+from payments.webhook_endpoints import webhook_endpoint_secrets, webhook_endpoints_taking
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +70,7 @@ USER_AGENT = "merchant-payments-webhooks/0.1"
 BACKOFF_BASE_SECONDS = 30.0
 BACKOFF_CAP_SECONDS = 3600.0
 BACKOFF_JITTER = 0.2
-# The sweep takes events overdue by this much: a retry already waiting in the
+# The sweep takes deliveries overdue by this much: a retry already waiting in the
 # broker for its time is not enqueued a second time.
 SWEEP_GRACE_SECONDS = 60.0
 SWEEP_CHUNK = 100
@@ -114,6 +132,17 @@ def order_payload(*, order: Order) -> dict[str, Any]:
     }
 
 
+def _serialized(payload: dict[str, Any]) -> str:
+    """Serialized once: every endpoint and every attempt gets exactly these bytes (ASCII)."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=True, default=str)
+
+
+def _shop_id(order: Order) -> int:
+    shop_id = order.shop_id
+    assert shop_id is not None  # every order has a shop (the default one unless told)
+    return shop_id
+
+
 def _build_event(
     order: Order, event_type: str, extra: Mapping[str, Any] | None, now: datetime
 ) -> ShopEvent:
@@ -128,67 +157,98 @@ def _build_event(
         if key in RESERVED_KEYS:
             raise ValueError(f"extra may not replace the event's {key!r}")
         payload[key] = value
-    # Serialized once: every attempt sends exactly these bytes (ASCII, compact).
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=True, default=str)
+    body = _serialized(payload)
     return ShopEvent(
         id=event_id,
+        shop_id=_shop_id(order),
         order=order,
         type=event_type,
         payload=json.loads(body),
         body=body,
         created=now,
-        next_attempt_at=now,
-        gives_up_at=now + _retry_window(),
     )
 
 
-def shop_event_record(
-    *, order: Order, event_type: str, extra: Mapping[str, Any] | None = None
-) -> ShopEvent | None:
-    """Record an event of `order` (in its current state) for the shop; None when not configured.
-
-    Call it inside the transaction that changes the order: a rollback
-    removes the event too. Its delivery is enqueued after the commit.
-    `extra` adds top-level keys to the payload (e.g. {"flag": {...}}).
-    """
-    if not settings.SHOP_WEBHOOK_URL:
-        return None
-    event = _build_event(order, str(event_type), extra, timezone.now())
-    event.save(force_insert=True)
-    transaction.on_commit(partial(_enqueue_many, [event.pk]), robust=True)
-    return event
+def _delivery(
+    event: ShopEvent, endpoint: WebhookEndpoint, now: datetime, window: timedelta
+) -> ShopEventDelivery:
+    return ShopEventDelivery(
+        event=event, endpoint=endpoint, created=now, next_attempt_at=now, gives_up_at=now + window
+    )
 
 
-def shop_events_record_many(*, order_ids: Iterable[UUID], event_type: str) -> list[UUID]:
-    """`shop_event_record` for many orders at once (bulk transitions of the sweeps)."""
-    if not settings.SHOP_WEBHOOK_URL:
-        return []
-    now = timezone.now()
-    events = [
-        _build_event(order, str(event_type), None, now)
-        for order in Order.objects.filter(pk__in=list(order_ids)).order_by("pk")
+def _record(events: list[ShopEvent], endpoints: Mapping[int, list[WebhookEndpoint]]) -> list[UUID]:
+    """Write the events with a delivery per endpoint; enqueue the deliveries after the commit."""
+    window = _retry_window()
+    deliveries = [
+        _delivery(event, endpoint, event.created, window)
+        for event in events
+        for endpoint in endpoints[event.shop_id]
     ]
     ShopEvent.objects.bulk_create(events, batch_size=500)
-    ids = [event.pk for event in events]
+    ShopEventDelivery.objects.bulk_create(deliveries, batch_size=500)
+    ids = [row.pk for row in deliveries]
     if ids:
         transaction.on_commit(partial(_enqueue_many, ids), robust=True)
     return ids
 
 
-def _enqueue_many(event_ids: list[UUID]) -> int:
-    """Publish a delivery task per event; stop at the first failure (the sweep catches up)."""
+def shop_event_record(
+    *, order: Order, event_type: str, extra: Mapping[str, Any] | None = None
+) -> ShopEvent | None:
+    """Record an event of `order` (in its current state) for its shop's endpoints.
+
+    None when no enabled endpoint of the shop takes this type. Call it inside
+    the transaction that changes the order: a rollback removes the event and
+    its deliveries too. The deliveries are enqueued after the commit. `extra`
+    adds top-level keys to the payload (e.g. {"flag": {...}}).
+    """
+    webhook_endpoint_settings_in_step()
+    event_type = str(event_type)
+    endpoints = webhook_endpoints_taking(shop_ids=[_shop_id(order)], event_type=event_type)
+    if not endpoints:
+        return None
+    event = _build_event(order, event_type, extra, timezone.now())
+    _record([event], endpoints)
+    return event
+
+
+def shop_events_record_many(*, order_ids: Iterable[UUID], event_type: str) -> list[UUID]:
+    """`shop_event_record` for many orders at once (bulk transitions of the sweeps).
+
+    Returns the ids of the events recorded (orders whose shop has no endpoint
+    taking the type get none).
+    """
+    webhook_endpoint_settings_in_step()
+    event_type = str(event_type)
+    orders = list(Order.objects.filter(pk__in=list(order_ids)).order_by("pk"))
+    endpoints = webhook_endpoints_taking(
+        shop_ids={_shop_id(order) for order in orders}, event_type=event_type
+    )
+    if not endpoints:
+        return []
+    now = timezone.now()
+    events = [
+        _build_event(order, event_type, None, now) for order in orders if order.shop_id in endpoints
+    ]
+    _record(events, endpoints)
+    return [event.pk for event in events]
+
+
+def _enqueue_many(delivery_ids: list[UUID]) -> int:
+    """Publish a task per delivery; stop at the first failure (the sweep catches up)."""
     from payments.tasks import deliver_shop_event
 
     sent = 0
-    for event_id in event_ids:
+    for delivery_id in delivery_ids:
         try:
             deliver_shop_event.apply_async(
-                args=[str(event_id)], retry=True, retry_policy=_ENQUEUE_RETRY_POLICY
+                args=[str(delivery_id)], retry=True, retry_policy=_ENQUEUE_RETRY_POLICY
             )
         except Exception as exc:  # the broker is down: never fail the change that committed
             logger.warning(
-                "shop event %s not enqueued (%s); the sweep will deliver it",
-                event_id,
+                "shop event delivery %s not enqueued (%s); the sweep will deliver it",
+                delivery_id,
                 type(exc).__name__,
             )
             break
@@ -207,22 +267,37 @@ class DeliveryOutcome:
     retry_in: float | None = None
 
 
-def _send(event: ShopEvent) -> delivery.Reply:
-    """POST the event's stored body, signed now; not sent without a URL and a secret."""
-    url, secret = settings.SHOP_WEBHOOK_URL, settings.SHOP_WEBHOOK_SECRET
-    if not url:
-        return delivery.Reply(error="not sent: SHOP_WEBHOOK_URL is not set")
-    if not secret:
-        return delivery.Reply(error="not sent: SHOP_WEBHOOK_SECRET is not set")
+def _signature(row: ShopEventDelivery, body: bytes) -> str | delivery.Reply:
+    """The Merchant-Signature header by the endpoint's secrets, or why it cannot be signed."""
+    endpoint = row.endpoint
+    try:
+        secrets = webhook_endpoint_secrets(endpoint=endpoint)
+    except SecretUnreadable:
+        return delivery.Reply(
+            error="not sent: the endpoint's secret cannot be opened with DJANGO_SECRET_KEY "
+            "or its fallbacks"
+        )
+    if not secrets:
+        why = " (SHOP_WEBHOOK_SECRET is empty)" if endpoint.from_settings else ""
+        return delivery.Reply(error=f"not sent: the endpoint has no secret{why}")
+    return sign_shop_event(body, secrets)
+
+
+def _send(row: ShopEventDelivery) -> delivery.Reply:
+    """POST the event's stored body to the endpoint, signed now; never unsigned."""
+    event = row.event
     body = event.body.encode("utf-8")
+    signature = _signature(row, body)
+    if isinstance(signature, delivery.Reply):
+        return signature
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         EVENT_ID_HEADER: str(event.pk),
         EVENT_TYPE_HEADER: event.type,
-        SIGNATURE_HEADER: sign_shop_event(body, secret),
+        SIGNATURE_HEADER: signature,
     }
-    return delivery.post(url, body=body, headers=headers, timeout=_timeout())
+    return delivery.post(row.endpoint.url, body=body, headers=headers, timeout=_timeout())
 
 
 def _delivered(reply: delivery.Reply) -> bool:
@@ -231,39 +306,38 @@ def _delivered(reply: delivery.Reply) -> bool:
 
 
 def _settle(
-    event: ShopEvent, reply: delivery.Reply, started: datetime, finished: datetime
+    row: ShopEventDelivery, reply: delivery.Reply, started: datetime, finished: datetime
 ) -> DeliveryOutcome:
-    """Record the attempt; deliver the event, give it up, or schedule it with the backoff."""
+    """Record the attempt; deliver, give up, or schedule the next attempt with the backoff."""
     ok = _delivered(reply)
     fields = delivery.attempt_fields(reply, ok=ok)
     ShopEventAttempt.objects.create(
-        event=event, at=started, duration_ms=reply.duration_ms, **fields
+        delivery=row, at=started, duration_ms=reply.duration_ms, **fields
     )
-    pending = ShopEvent.objects.filter(pk=event.pk, delivered_at__isnull=True)
+    pending = ShopEventDelivery.objects.filter(pk=row.pk, delivered_at__isnull=True)
     if ok:
         pending.update(delivered_at=finished, next_attempt_at=None, last_error="")
         return DeliveryOutcome("delivered")
     last_error = reply.summary[: delivery.ERROR_LENGTH]
-    if finished >= event.gives_up_at:
+    if finished >= row.gives_up_at:
         pending.update(given_up_at=finished, next_attempt_at=None, last_error=last_error)
         return DeliveryOutcome("given_up")
     next_at = min(
-        finished + timedelta(seconds=backoff_seconds(attempt=event.attempts)), event.gives_up_at
+        finished + timedelta(seconds=backoff_seconds(attempt=row.attempts)), row.gives_up_at
     )
     pending.update(next_attempt_at=next_at, last_error=last_error)
     return DeliveryOutcome("failed", retry_in=(next_at - finished).total_seconds())
 
 
-def shop_event_deliver(*, event_id: UUID | str) -> DeliveryOutcome:
-    """POST one event once, unless it is delivered, given up or not due (then "skipped").
+def _enabled_endpoints() -> QuerySet[WebhookEndpoint, Any]:
+    # A subquery, not a join: the claim's UPDATE and the sweep's FOR UPDATE touch
+    # only the deliveries' rows, never lock an endpoint.
+    return WebhookEndpoint.objects.filter(enabled=True).values("pk")
 
-    The claim pushes next_attempt_at forward by a lease, so a duplicate task
-    finds nothing to do. Every POST is recorded as a ShopEventAttempt. A
-    2xx answer delivers the event; anything else schedules the next attempt,
-    or gives up once the window is over.
-    """
+
+def _attempt(due: QuerySet[ShopEventDelivery]) -> DeliveryOutcome:
     outcome = delivery.attempt_once(
-        due=ShopEvent.objects.filter(pk=event_id, given_up_at__isnull=True),
+        due=due.select_related("event", "endpoint"),
         lease=_lease(),
         send=_send,
         settle=_settle,
@@ -272,28 +346,77 @@ def shop_event_deliver(*, event_id: UUID | str) -> DeliveryOutcome:
     return outcome or DeliveryOutcome("skipped")
 
 
-def _report(event: ShopEvent, reply: delivery.Reply, outcome: DeliveryOutcome) -> None:
+def shop_event_deliver(*, delivery_id: UUID | str) -> DeliveryOutcome:
+    """POST one delivery once, unless it is delivered, given up, not due or its endpoint is
+    disabled (then "skipped").
+
+    The claim pushes next_attempt_at forward by a lease, so a duplicate task
+    finds nothing to do. Every POST is recorded as a ShopEventAttempt. A
+    2xx answer delivers it; anything else schedules the next attempt, or
+    gives up once the window is over.
+    """
+    return _attempt(
+        ShopEventDelivery.objects.filter(
+            pk=delivery_id, given_up_at__isnull=True, endpoint__in=_enabled_endpoints()
+        )
+    )
+
+
+def _report(row: ShopEventDelivery, reply: delivery.Reply, outcome: DeliveryOutcome) -> None:
     """The metric and the log line of one attempt (never the URL, the secret or the signature)."""
     SHOP_EVENT_DELIVERIES.labels(result=outcome.result).inc()
+    event = row.event
     ok = outcome.result == "delivered"
     log = logger.info if ok else logger.warning
     log(
-        "shop event %s (%s) attempt %s: %s",
+        "shop event %s (%s) to endpoint %s, attempt %s: %s",
         event.pk,
         event.type,
-        event.attempts,
+        row.endpoint_id,
+        row.attempts,
         "delivered" if ok else f"{reply.summary}; {outcome.result}",
         extra={
             "event_id": str(event.pk),
             "event_type": event.type,
+            "delivery_id": str(row.pk),
+            "endpoint_id": row.endpoint_id,
+            "shop_id": event.shop_id,
             "order_id": str(event.order_id) if event.order_id else None,
-            "transaction": event.payload.get("order", {}).get("transaction") or None,
-            "attempt": event.attempts,
+            "transaction": (event.payload.get("order") or {}).get("transaction") or None,
+            "attempt": row.attempts,
             "http_status": reply.http_status,
             "duration_ms": reply.duration_ms,
             "result": outcome.result,
         },
     )
+
+
+# --- A test: a ping to one endpoint, now -----------------------------------------
+
+
+def shop_event_ping(*, endpoint: WebhookEndpoint) -> ShopEventAttempt | None:
+    """Send a `ping` event (no order) to `endpoint` now, enabled or not; its one attempt.
+
+    Recorded like any event (its delivery shows among the endpoint's), but
+    never retried: its window closes at once. The attempt holds the answer
+    (status, the start of the body, the error, the time it took).
+    """
+    now = timezone.now()
+    event_id = uuid4()
+    body = _serialized({"id": str(event_id), "type": SHOP_EVENT_PING, "created": now.isoformat()})
+    with transaction.atomic():
+        event = ShopEvent.objects.create(
+            id=event_id,
+            shop_id=endpoint.shop_id,
+            type=SHOP_EVENT_PING,
+            payload=json.loads(body),
+            body=body,
+            created=now,
+        )
+        row = _delivery(event, endpoint, now, timedelta(0))
+        row.save(force_insert=True)
+    _attempt(ShopEventDelivery.objects.filter(pk=row.pk))
+    return ShopEventAttempt.objects.filter(delivery=row).last()
 
 
 # --- The sweep and the admin's "send again" ------------------------------------
@@ -302,38 +425,46 @@ def _report(event: ShopEvent, reply: delivery.Reply, outcome: DeliveryOutcome) -
 def shop_events_redeliver_due(
     *, limit: int = 500, grace_seconds: float = SWEEP_GRACE_SECONDS
 ) -> list[UUID]:
-    """Enqueue events not delivered, not given up, and overdue by `grace_seconds`.
+    """Enqueue deliveries not delivered, not given up, to an enabled endpoint, and overdue by
+    `grace_seconds`; returns their ids.
 
-    Covers the retries lost with a broker or a worker and the events whose
-    first enqueue failed (they are due from their creation). Each chunk is
-    locked (merchant.chunks.locked_chunks: concurrent sweeps split the work)
-    and re-armed as due now: neither this sweep nor another
-    picks it again before `grace_seconds`, and if this enqueue is lost too,
-    a later sweep does. Duplicates are harmless: the attempt's claim lets
-    one through.
+    Covers the retries lost with a broker or a worker, the deliveries whose
+    first enqueue failed (they are due from their creation) and those of an
+    endpoint enabled again. Each chunk is locked
+    (merchant.chunks.locked_chunks: concurrent sweeps split the work) and
+    re-armed as due now: neither this sweep nor another picks it again
+    before `grace_seconds`, and if this enqueue is lost too, a later sweep
+    does. Duplicates are harmless: the attempt's claim lets one through.
     """
     now = timezone.now()
     cutoff = now - timedelta(seconds=grace_seconds)
-    due = ShopEvent.objects.filter(
-        delivered_at__isnull=True, given_up_at__isnull=True, next_attempt_at__lt=cutoff
+    due = ShopEventDelivery.objects.filter(
+        delivered_at__isnull=True,
+        given_up_at__isnull=True,
+        next_attempt_at__lt=cutoff,
+        endpoint__in=_enabled_endpoints(),
     ).only("pk", "next_attempt_at")
     picked: list[UUID] = []
     for chunk in locked_chunks(due, size=SWEEP_CHUNK, order=("next_attempt_at", "pk"), limit=limit):
-        ids = [event.pk for event in chunk]
-        ShopEvent.objects.filter(pk__in=ids, delivered_at__isnull=True).update(next_attempt_at=now)
+        ids = [row.pk for row in chunk]
+        ShopEventDelivery.objects.filter(pk__in=ids, delivered_at__isnull=True).update(
+            next_attempt_at=now
+        )
         transaction.on_commit(partial(_enqueue_many, ids), robust=True)
         picked.extend(ids)
     if picked:
-        logger.info("shop events: %s overdue re-enqueued", len(picked))
+        logger.info("shop events: %s overdue deliveries re-enqueued", len(picked))
     return picked
 
 
-def shop_event_redeliver(*, event_id: UUID | str) -> bool:
-    """Make an undelivered event (also one given up) due now with a new retry window; enqueue it."""
+def shop_event_deliveries_redeliver(*, deliveries: QuerySet[ShopEventDelivery]) -> int:
+    """Make the undelivered ones of `deliveries` (also those given up) due now, with a new
+    retry window, and enqueue them; returns how many."""
     now = timezone.now()
-    updated = ShopEvent.objects.filter(pk=event_id, delivered_at__isnull=True).update(
+    ids = list(deliveries.filter(delivered_at__isnull=True).values_list("pk", flat=True))
+    ShopEventDelivery.objects.filter(pk__in=ids, delivered_at__isnull=True).update(
         next_attempt_at=now, given_up_at=None, gives_up_at=now + _retry_window()
     )
-    if updated:
-        transaction.on_commit(partial(_enqueue_many, [UUID(str(event_id))]), robust=True)
-    return bool(updated)
+    if ids:
+        transaction.on_commit(partial(_enqueue_many, ids), robust=True)
+    return len(ids)

@@ -24,7 +24,7 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from payments.models import Order, ShopEvent, ShopEventAttempt
+from payments.models import Order, ShopEvent, ShopEventAttempt, ShopEventDelivery
 from payments.tasks import redeliver_shop_events
 from payments.testing import ipn_body, post_ipn_http
 from tests.faults.conftest import ServiceServer, wait_until
@@ -43,6 +43,11 @@ def paid_body(order: Order) -> bytes:
 
 def event_of(order: Order) -> ShopEvent:
     return ShopEvent.objects.get(order=order, type="order.paid")
+
+
+def delivery_of(order: Order) -> ShopEventDelivery:
+    """The paid event's one delivery (to the endpoint of SHOP_WEBHOOK_URL)."""
+    return ShopEventDelivery.objects.get(event__order=order, event__type="order.paid")
 
 
 def test_redis_stopped_ipns_are_applied_and_the_sweep_delivers_later(
@@ -76,7 +81,7 @@ def test_redis_stopped_ipns_are_applied_and_the_sweep_delivers_later(
         during.refresh_from_db()
         assert during.status == "paid"
         assert server.log_text().count(NOT_ENQUEUED) == 1
-        missed = event_of(during)
+        missed = delivery_of(during)
         assert (missed.attempts, missed.delivered_at) == (0, None)
 
         proxy.restore()
@@ -85,7 +90,7 @@ def test_redis_stopped_ipns_are_applied_and_the_sweep_delivers_later(
         assert server.log_text().count(NOT_ENQUEUED) == 1
         start_worker("faults-broker", **shop_event_settings)
         wait_until(
-            lambda: all(event_of(o).delivered_at for o in (before, after)),
+            lambda: all(delivery_of(o).delivered_at for o in (before, after)),
             30,
             "the events that were enqueued to be delivered",
         )
@@ -94,12 +99,12 @@ def test_redis_stopped_ipns_are_applied_and_the_sweep_delivers_later(
 
         # A minute later (beat's grace for an enqueue still on its way), beat's sweep runs.
         a_minute_ago = timezone.now() - timedelta(seconds=61)
-        ShopEvent.objects.filter(pk=missed.pk).update(next_attempt_at=a_minute_ago)
+        ShopEventDelivery.objects.filter(pk=missed.pk).update(next_attempt_at=a_minute_ago)
         redeliver_shop_events.delay()
-        wait_until(lambda: event_of(during).delivered_at is not None, 30, "the sweep's delivery")
+        wait_until(lambda: delivery_of(during).delivered_at is not None, 30, "the sweep's delivery")
 
         ids = [r.headers["Merchant-Event-Id"] for r in shop.received]
         assert sorted(ids) == sorted(str(event_of(o).pk) for o in (before, during, after))
-        assert ShopEventAttempt.objects.filter(event=missed).count() == 1
+        assert ShopEventAttempt.objects.filter(delivery=missed).count() == 1
     finally:
         shop.stop()

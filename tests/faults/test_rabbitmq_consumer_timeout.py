@@ -30,7 +30,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from payments import tasks
-from payments.models import Order, ShopEvent
+from payments.models import Order, ShopEventDelivery
 from payments.services import shop_events
 from tests.conftest import celery_app_on
 from tests.faults.conftest import free_port, wait_until
@@ -108,14 +108,15 @@ def failing_once_shop() -> Iterator[ScriptedReceiver]:
     shop.stop()
 
 
-def _event_not_enqueued(order: Order, monkeypatch: pytest.MonkeyPatch) -> ShopEvent:
-    """A committed event whose first enqueue is left out (the test publishes to its node)."""
+def _event_not_enqueued(order: Order, monkeypatch: pytest.MonkeyPatch) -> ShopEventDelivery:
+    """A committed event's one delivery, whose first enqueue is left out (the test publishes
+    to its node)."""
     monkeypatch.setattr(tasks.deliver_shop_event, "apply_async", lambda *a, **kw: None)
     with transaction.atomic():
         event = shop_events.shop_event_record(order=order, event_type="order.paid")
     monkeypatch.undo()
     assert event is not None
-    return event
+    return ShopEventDelivery.objects.get(event=event)
 
 
 def _start(start_worker: Callable[..., Any], url: str, shop: str, **env: str) -> Any:
@@ -143,16 +144,18 @@ def test_a_retry_longer_than_the_consumer_timeout_waits_in_the_database(
         start_worker, rabbitmq_url, failing_once_shop.url, CELERY_MAX_COUNTDOWN_SECONDS="5"
     )
     broker = celery_app_on(rabbitmq_url)
-    event = _event_not_enqueued(make_order(), monkeypatch)
+    delivery = _event_not_enqueued(make_order(), monkeypatch)
 
-    broker.send_task(DELIVER, args=[str(event.pk)])
+    broker.send_task(DELIVER, args=[str(delivery.pk)])
     wait_until(lambda: len(failing_once_shop.received) == 1, 30, "the first attempt")
-    wait_until(lambda: ShopEvent.objects.get(pk=event.pk).last_error != "", 10, "its record")
-    due = ShopEvent.objects.get(pk=event.pk).next_attempt_at
+    wait_until(
+        lambda: ShopEventDelivery.objects.get(pk=delivery.pk).last_error != "", 10, "its record"
+    )
+    due = ShopEventDelivery.objects.get(pk=delivery.pk).next_attempt_at
     assert due is not None and (due - timezone.now()).total_seconds() > 15
     # Beat's sweep, every second (grace 0: whatever is due): nothing is sent before it is due.
     deadline = due + timedelta(seconds=30)
-    while ShopEvent.objects.get(pk=event.pk).delivered_at is None:
+    while ShopEventDelivery.objects.get(pk=delivery.pk).delivered_at is None:
         assert timezone.now() < deadline, "the due retry was not delivered"
         if timezone.now() < due:
             assert len(failing_once_shop.received) == 1, "retried before it was due"
@@ -162,7 +165,7 @@ def test_a_retry_longer_than_the_consumer_timeout_waits_in_the_database(
         broker.send_task(SWEEP, kwargs={"grace_seconds": 0})
     time.sleep(3)
 
-    delivered = ShopEvent.objects.get(pk=event.pk)
+    delivered = ShopEventDelivery.objects.get(pk=delivery.pk)
     assert delivered.delivered_at is not None and delivered.delivered_at >= due
     assert delivered.attempts == 2 and len(failing_once_shop.received) == 2
     log = Path(worker.log_path).read_text()
@@ -181,10 +184,10 @@ def test_a_countdown_held_past_the_consumer_timeout_closes_the_channel(
     """The trap the other test avoids is real on this node: it would catch a regression."""
     settings.SHOP_WEBHOOK_URL, settings.SHOP_WEBHOOK_SECRET = failing_once_shop.url, SECRET
     worker = _start(start_worker, rabbitmq_url, failing_once_shop.url)
-    event = _event_not_enqueued(make_order(), monkeypatch)
+    delivery = _event_not_enqueued(make_order(), monkeypatch)
 
     # What a countdown retry is: a message the worker holds, unacknowledged, until its time.
-    celery_app_on(rabbitmq_url).send_task(DELIVER, args=[str(event.pk)], countdown=20)
+    celery_app_on(rabbitmq_url).send_task(DELIVER, args=[str(delivery.pk)], countdown=20)
     wait_until(
         lambda: CHANNEL_CLOSED in Path(worker.log_path).read_text(),
         20,

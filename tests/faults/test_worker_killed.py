@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from payments.models import Order, ShopEvent, ShopEventAttempt
+from payments.models import Order, ShopEvent, ShopEventAttempt, ShopEventDelivery
 from payments.services import order_transition
 from payments.services.shop_events import shop_events_redeliver_due
 from payments.shop_event_signing import verify_shop_signature
@@ -52,9 +52,10 @@ def test_a_worker_killed_mid_delivery_delivers_the_event_once(
 
         order_transition(order_id=order.pk, to=OrderStatus.PAID, reason="test")  # enqueues
         event = ShopEvent.objects.get(order=order)
+        delivery = ShopEventDelivery.objects.get(event=event)
         wait_until(lambda: len(shop.received) == 1, 30, "the worker's POST to reach the shop")
-        event.refresh_from_db()
-        assert (event.attempts, event.delivered_at) == (1, None)
+        delivery.refresh_from_db()
+        assert (delivery.attempts, delivery.delivered_at) == (1, None)
 
         for pid in doomed.pool_pids():
             os.kill(pid, signal.SIGKILL)  # dies while the shop holds its POST
@@ -67,9 +68,9 @@ def test_a_worker_killed_mid_delivery_delivers_the_event_once(
         )
         doomed.stop()
         assert len(shop.received) == 1
-        event.refresh_from_db()
-        assert (event.attempts, event.delivered_at) == (1, None)
-        assert not ShopEventAttempt.objects.filter(event=event).exists()  # died unrecorded
+        delivery.refresh_from_db()
+        assert (delivery.attempts, delivery.delivered_at) == (1, None)
+        assert not ShopEventAttempt.objects.filter(delivery=delivery).exists()  # died unrecorded
 
         # Not yet: the lease keeps the sweep off the attempt in progress.
         assert shop_events_redeliver_due() == []
@@ -78,17 +79,17 @@ def test_a_worker_killed_mid_delivery_delivers_the_event_once(
             "replacement", concurrency=1, SHOP_WEBHOOK_TIMEOUT=str(TIMEOUT), **shop_event_settings
         )
         past = timezone.now() - timedelta(seconds=61)
-        ShopEvent.objects.filter(pk=event.pk).update(next_attempt_at=past)
+        ShopEventDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=past)
         redeliver_shop_events.delay()
         wait_until(
-            lambda: ShopEvent.objects.get(pk=event.pk).delivered_at is not None,
+            lambda: ShopEventDelivery.objects.get(pk=delivery.pk).delivered_at is not None,
             30,
             "the sweep to deliver the event",
         )
 
-        event.refresh_from_db()
-        assert event.attempts == 2
-        attempts = list(ShopEventAttempt.objects.filter(event=event))
+        delivery.refresh_from_db()
+        assert delivery.attempts == 2
+        attempts = list(ShopEventAttempt.objects.filter(delivery=delivery))
         assert [(a.ok, a.http_status) for a in attempts] == [(True, 204)]
         assert len(shop.received) == 2
         for received in shop.received:  # the same event, byte for byte: the shop dedupes by id
@@ -98,7 +99,7 @@ def test_a_worker_killed_mid_delivery_delivers_the_event_once(
                 received.body, received.headers["Merchant-Signature"], SECRET
             )
         # Delivered is final: the sweep never picks it again.
-        ShopEvent.objects.filter(pk=event.pk).update(created=past)
+        ShopEventDelivery.objects.filter(pk=delivery.pk).update(created=past)
         assert shop_events_redeliver_due(grace_seconds=0) == []
         assert len(shop.received) == 2
     finally:

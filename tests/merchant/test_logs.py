@@ -127,7 +127,7 @@ def test_a_task_logs_with_the_id_of_the_request_that_enqueued_it_and_no_line_twi
     order = accepted_order()
     answer = paid_ipn(Client(), order, request_id)
     assert answer.content == b"[OK]"
-    wait_for(lambda: ShopEventAttempt.objects.filter(event__order=order).exists())
+    wait_for(lambda: ShopEventAttempt.objects.filter(delivery__event__order=order).exists())
     worker.stop()  # flushes its output
     text = Path(worker.log_path).read_text()
 

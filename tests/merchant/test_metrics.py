@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from payments.gateway.errors import GatewayUnavailable
 from payments.gateway_factory import gateway_client
-from payments.models import ShopEvent
+from payments.models import ShopEventDelivery
 from payments.services.dashboard_summary import dashboard_summary_refresh
 from payments.services.runs import reconciliation_run
 from payments.testing import ipn_body, post_ipn
@@ -126,7 +126,7 @@ def test_events_are_counted_and_state_is_read_from_the_database(settings: Any) -
 
     assert value(after, "merchant_orders", status="paid") == 1
     assert 0 <= value(after, "merchant_orders_age_seconds") < 60
-    pending = ShopEvent.objects.filter(delivered_at__isnull=True, given_up_at__isnull=True)
+    pending = ShopEventDelivery.objects.filter(delivered_at__isnull=True, given_up_at__isnull=True)
     assert value(after, "merchant_shop_events_backlog") == pending.count() > 0
     assert value(after, "merchant_notifications_unapplied", outcome="pending") == 0
     last_expire = [key for key in after if key[0] == "merchant_sweep_last_run_timestamp_seconds"]

@@ -24,7 +24,7 @@ from django.utils import timezone
 from merchant import queues
 from merchant.celery import app
 from payments import tasks
-from payments.models import Order, ShopEvent
+from payments.models import Order, ShopEventDelivery
 from payments.services import order_transition
 from payments.services import shop_events as service
 from payments.states import OrderStatus
@@ -115,10 +115,11 @@ def _retry_recorder(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     return retries
 
 
-def _recorded_event(order: Order, monkeypatch: pytest.MonkeyPatch) -> ShopEvent:
+def _recorded_delivery(order: Order, monkeypatch: pytest.MonkeyPatch) -> ShopEventDelivery:
+    """The one delivery of the order's event (to the endpoint of SHOP_WEBHOOK_URL)."""
     monkeypatch.setattr(tasks.deliver_shop_event, "apply_async", lambda *a, **kw: None)
     order_transition(order_id=order.pk, to=OrderStatus.PAID, reason="test")
-    return ShopEvent.objects.get(order=order)
+    return ShopEventDelivery.objects.get(event__order=order)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -129,11 +130,11 @@ def test_a_short_shop_event_retry_is_a_countdown(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     settings.CELERY_MAX_COUNTDOWN_SECONDS = 300  # the first backoff is 30 s +-20 %
-    event = _recorded_event(make_order(), monkeypatch)
+    delivery = _recorded_delivery(make_order(), monkeypatch)
     retries = _retry_recorder(monkeypatch)
 
     with pytest.raises(Retried):
-        tasks.deliver_shop_event(str(event.pk))
+        tasks.deliver_shop_event(str(delivery.pk))
 
     assert len(retries) == 1 and 23 <= retries[0]["countdown"] <= 37
 
@@ -146,24 +147,24 @@ def test_a_long_shop_event_retry_waits_in_the_database_for_the_sweep(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     settings.CELERY_MAX_COUNTDOWN_SECONDS = 10
-    event = _recorded_event(make_order(), monkeypatch)
+    delivery = _recorded_delivery(make_order(), monkeypatch)
     retries = _retry_recorder(monkeypatch)
 
-    assert tasks.deliver_shop_event(str(event.pk)) == "failed"
+    assert tasks.deliver_shop_event(str(delivery.pk)) == "failed"
 
     assert retries == []  # nothing waits in the broker
-    due = ShopEvent.objects.get(pk=event.pk).next_attempt_at
+    due = ShopEventDelivery.objects.get(pk=delivery.pk).next_attempt_at
     assert due is not None and due > timezone.now() + timedelta(seconds=20)
     assert service.shop_events_redeliver_due(grace_seconds=0) == []  # not due yet
-    ShopEvent.objects.filter(pk=event.pk).update(next_attempt_at=timezone.now())
+    ShopEventDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
     swept: list[str] = []
     monkeypatch.setattr(
         tasks.deliver_shop_event, "apply_async", lambda args, **kw: swept.append(args[0])
     )
     assert tasks.redeliver_shop_events(grace_seconds=0) == 1
-    assert swept == [str(event.pk)]
-    assert tasks.deliver_shop_event(str(event.pk)) == "delivered"
-    assert tasks.deliver_shop_event(str(event.pk)) == "skipped"  # a duplicate sends nothing
+    assert swept == [str(delivery.pk)]
+    assert tasks.deliver_shop_event(str(delivery.pk)) == "delivered"
+    assert tasks.deliver_shop_event(str(delivery.pk)) == "skipped"  # a duplicate sends nothing
     assert len(failing_shop.received) == 2
 
 
@@ -241,31 +242,31 @@ def test_an_attempt_over_its_time_limit_is_stopped_and_the_sweep_sends_it_again(
         )
         order = make_order()
         order_transition(order_id=order.pk, to=OrderStatus.PAID, reason="test")  # enqueued
-        event = ShopEvent.objects.get(order=order)
+        delivery = ShopEventDelivery.objects.get(event__order=order)
 
         def recorded() -> bool:
-            return event.attempt_log.exists()
+            return delivery.attempt_log.exists()
 
         deadline = time.monotonic() + 40
         while not recorded():
             assert time.monotonic() < deadline, "the hung attempt was never stopped"
             time.sleep(0.2)
-        event.refresh_from_db()
-        attempt = event.attempt_log.get()
+        delivery.refresh_from_db()
+        attempt = delivery.attempt_log.get()
         assert not attempt.ok and "time limit" in attempt.error, attempt.error
-        assert event.delivered_at is None and event.next_attempt_at is not None
+        assert delivery.delivered_at is None and delivery.next_attempt_at is not None
         assert attempt.duration_ms >= 15_000  # it hung until the soft limit, not a read timeout
 
         # Time passes: the retry is overdue; beat's sweep sends it again.
-        ShopEvent.objects.filter(pk=event.pk).update(
+        ShopEventDelivery.objects.filter(pk=delivery.pk).update(
             next_attempt_at=timezone.now() - timedelta(minutes=2)
         )
         tasks.redeliver_shop_events.delay()
         deadline = time.monotonic() + 30
-        while ShopEvent.objects.get(pk=event.pk).delivered_at is None:
+        while ShopEventDelivery.objects.get(pk=delivery.pk).delivered_at is None:
             assert time.monotonic() < deadline, "the sweep did not deliver it"
             time.sleep(0.2)
-        event.refresh_from_db()
-        assert event.attempts == 2 and shop.connections == 2
+        delivery.refresh_from_db()
+        assert delivery.attempts == 2 and shop.connections == 2
     finally:
         shop.stop()

@@ -1,8 +1,10 @@
 """Shop events: an outbox event with every order change, signed POSTs, backoff, give-up.
 
-The shop is a real HTTP server in a thread on 127.0.0.1. Most tests call the
-delivery service (one attempt per call) and move `next_attempt_at` to now
-to stand for the time that passes between attempts; the broker-down test
+The shop is a real HTTP server in a thread on 127.0.0.1, configured as
+SHOP_WEBHOOK_URL: the default shop's endpoint from the settings (several
+endpoints per shop: test_webhook_endpoints.py). Most tests call the delivery
+service (one attempt per call) and move the delivery's `next_attempt_at` to
+now to stand for the time that passes between attempts; the broker-down test
 runs the service in a subprocess with an unreachable broker, and the last
 test runs a real worker process.
 """
@@ -28,7 +30,14 @@ from django.utils import timezone
 
 from payments import tasks
 from payments.checks import check_shop_events
-from payments.models import Order, OrderFlag, ShopEvent, ShopEventAttempt
+from payments.models import (
+    Order,
+    OrderFlag,
+    ShopEvent,
+    ShopEventAttempt,
+    ShopEventDelivery,
+    WebhookEndpoint,
+)
 from payments.services import order_flag, order_transition
 from payments.services import shop_events as service
 from payments.shop_event_signing import sign_shop_event, verify_shop_signature
@@ -88,9 +97,19 @@ def paid(order: Order) -> ShopEvent:
     return ShopEvent.objects.get(order=order, type="order.paid")
 
 
+def delivery_of(event: ShopEvent) -> ShopEventDelivery:
+    """The event's one delivery: to the settings' endpoint."""
+    return ShopEventDelivery.objects.get(event=event)
+
+
+def deliver(event: ShopEvent) -> service.DeliveryOutcome:
+    """One attempt of the event's delivery."""
+    return service.shop_event_deliver(delivery_id=delivery_of(event).pk)
+
+
 def make_due(event: ShopEvent) -> None:
     """Stand for the time that passes until the scheduled attempt."""
-    ShopEvent.objects.filter(pk=event.pk).update(next_attempt_at=timezone.now())
+    ShopEventDelivery.objects.filter(event=event).update(next_attempt_at=timezone.now())
 
 
 def assert_signed(received: Received, event: ShopEvent) -> None:
@@ -113,6 +132,7 @@ def test_a_transition_records_its_event_in_the_same_transaction(
     make_order: Callable[..., Order],
     shop: Callable[..., Shop],
     django_capture_on_commit_callbacks: Any,
+    settings: Any,
 ) -> None:
     shop(OK)
     order = make_order(amount_int=1_250_000, currency="USD", data="cart-7")
@@ -136,9 +156,13 @@ def test_a_transition_records_its_event_in_the_same_transaction(
             "data": "cart-7",
         },
     }
-    assert event.attempts == 0 and event.delivered_at is None
-    assert event.next_attempt_at == event.created
-    assert event.gives_up_at == event.created + timedelta(hours=24)
+    assert event.shop_id == order.shop_id
+    # One delivery, to the default shop's endpoint from SHOP_WEBHOOK_URL.
+    delivery = delivery_of(event)
+    assert delivery.endpoint.from_settings and delivery.endpoint.url == settings.SHOP_WEBHOOK_URL
+    assert delivery.attempts == 0 and delivery.delivered_at is None
+    assert delivery.next_attempt_at == event.created
+    assert delivery.gives_up_at == event.created + timedelta(hours=24)
     # The delivery is enqueued after the commit, not before.
     assert any(getattr(c, "func", None) is service._enqueue_many for c in callbacks)
 
@@ -161,10 +185,13 @@ def test_a_rolled_back_transition_leaves_no_event_and_enqueues_nothing(
         assert ShopEvent.objects.filter(order=order).count() == 1
         raise RuntimeError("the change fails after the event was written")
 
-    assert not ShopEvent.objects.exists()
+    assert not ShopEvent.objects.exists() and not ShopEventDelivery.objects.exists()
     order.refresh_from_db()
     assert order.status == OrderStatus.AWAITING_PAYMENT
     assert callbacks == []
+    # The settings' endpoint made in that transaction went with it, and is made again.
+    assert not WebhookEndpoint.objects.exists()
+    assert paid(order).deliveries.get().endpoint.from_settings
 
 
 @pytest.mark.django_db
@@ -178,6 +205,7 @@ def test_no_event_when_no_url_is_configured(
     order_flag(order_id=order.pk, kind=OrderFlag.Kind.LATE, detail="x")
 
     assert not ShopEvent.objects.exists()
+    assert not WebhookEndpoint.objects.filter(enabled=True).exists()
 
 
 @pytest.mark.django_db
@@ -210,19 +238,25 @@ def test_every_state_change_and_a_flag_are_events(
 
 @pytest.mark.django_db
 def test_the_bulk_recorder_makes_one_event_per_order(
-    make_order: Callable[..., Order], shop: Callable[..., Shop], enqueued: list[str]
+    make_order: Callable[..., Order],
+    shop: Callable[..., Shop],
+    enqueued: list[str],
+    django_capture_on_commit_callbacks: Any,
 ) -> None:
     shop(OK)
     orders = [make_order(status=OrderStatus.EXPIRED) for _ in range(3)]
 
-    ids = service.shop_events_record_many(
-        order_ids=[o.pk for o in orders], event_type="order.expired"
-    )
+    with django_capture_on_commit_callbacks(execute=True):
+        ids = service.shop_events_record_many(
+            order_ids=[o.pk for o in orders], event_type="order.expired"
+        )
 
     assert len(ids) == 3
     events = ShopEvent.objects.filter(pk__in=ids)
     assert {e.order_id for e in events} == {o.pk for o in orders}
     assert all(e.payload["order"]["status"] == "expired" for e in events)
+    deliveries = ShopEventDelivery.objects.filter(event__in=ids)
+    assert sorted(enqueued) == sorted(str(d.pk) for d in deliveries) and len(enqueued) == 3
 
 
 # --- Delivery -------------------------------------------------------------------------------
@@ -235,21 +269,21 @@ def test_delivered_to_a_real_shop_signed_and_never_sent_again(
     receiver = shop(OK)
     event = paid(make_order())
 
-    outcome = service.shop_event_deliver(event_id=event.pk)
+    outcome = deliver(event)
 
     assert outcome == service.DeliveryOutcome("delivered")
     assert len(receiver.received) == 1
     assert receiver.received[0].path == "/shop/events?token=s3cr3t-in-url"
     assert_signed(receiver.received[0], event)
-    event.refresh_from_db()
-    assert event.delivered_at is not None and event.next_attempt_at is None
-    assert event.attempts == 1 and event.state == ShopEvent.State.DELIVERED
-    (attempt,) = ShopEventAttempt.objects.filter(event=event)
+    delivery = delivery_of(event)
+    assert delivery.delivered_at is not None and delivery.next_attempt_at is None
+    assert delivery.attempts == 1 and delivery.state == ShopEventDelivery.State.DELIVERED
+    (attempt,) = ShopEventAttempt.objects.filter(delivery=delivery)
     assert (attempt.ok, attempt.http_status, attempt.error) == (True, 204, "")
     assert attempt.duration_ms >= 0
 
     make_due(event)  # even made due again, a delivered event is not sent
-    assert service.shop_event_deliver(event_id=event.pk).result == "skipped"
+    assert deliver(event).result == "skipped"
     assert len(receiver.received) == 1
 
 
@@ -264,16 +298,18 @@ def test_failures_are_recorded_backed_off_exponentially_then_delivered_once(
     receiver = shop((500, b"boom: database down"), (200, b"late", 3.0), OK)
     event = paid(make_order())
 
-    first = service.shop_event_deliver(event_id=event.pk)  # HTTP 500
+    endpoint = WebhookEndpoint.objects.filter(pk=delivery_of(event).endpoint_id)
+
+    first = deliver(event)  # HTTP 500
     make_due(event)
-    second = service.shop_event_deliver(event_id=event.pk)  # no answer within 1 s
-    settings.SHOP_WEBHOOK_URL = closed_port_url()
+    second = deliver(event)  # no answer within 1 s
+    endpoint.update(url=closed_port_url())
     make_due(event)
-    third = service.shop_event_deliver(event_id=event.pk)  # connection refused
-    settings.SHOP_WEBHOOK_URL = receiver.url
-    not_due = service.shop_event_deliver(event_id=event.pk)  # the backoff is not over
+    third = deliver(event)  # connection refused
+    endpoint.update(url=receiver.url)
+    not_due = deliver(event)  # the backoff is not over
     make_due(event)
-    fourth = service.shop_event_deliver(event_id=event.pk)  # the shop recovered
+    fourth = deliver(event)  # the shop recovered
 
     assert [first.result, second.result, third.result] == ["failed"] * 3
     assert not_due.result == "skipped"
@@ -282,7 +318,7 @@ def test_failures_are_recorded_backed_off_exponentially_then_delivered_once(
     for outcome, base in ((first, 30), (second, 60), (third, 120)):
         assert outcome.retry_in is not None
         assert base * 0.8 - 1 <= outcome.retry_in <= base * 1.2 + 1, (base, outcome)
-    attempts = list(ShopEventAttempt.objects.filter(event=event).order_by("id"))
+    attempts = list(ShopEventAttempt.objects.filter(delivery__event=event).order_by("id"))
     assert [a.ok for a in attempts] == [False, False, False, True]
     assert attempts[0].http_status == 500 and attempts[0].reply == "boom: database down"
     assert attempts[1].http_status is None and "ReadTimeout" in attempts[1].error
@@ -292,11 +328,12 @@ def test_failures_are_recorded_backed_off_exponentially_then_delivered_once(
     assert len(receiver.received) == 3  # 500, timeout, ok: the refused one never arrived
     for received in receiver.received:
         assert_signed(received, event)
-    event.refresh_from_db()
-    assert event.attempts == 4 and event.delivered_at is not None and event.last_error == ""
+    delivery = delivery_of(event)
+    assert delivery.attempts == 4 and delivery.delivered_at is not None
+    assert delivery.last_error == ""
 
     make_due(event)
-    assert service.shop_event_deliver(event_id=event.pk).result == "skipped"
+    assert deliver(event).result == "skipped"
     assert len(receiver.received) == 3
     # No secret, signature or URL token in the attempts or the log.
     signatures = [r.headers["Merchant-Signature"] for r in receiver.received]
@@ -313,14 +350,14 @@ def test_concurrent_tasks_for_one_event_send_it_once(
     from django.db import connection
 
     receiver = shop((200, b"slow", 0.5))
-    event = paid(make_order())
+    delivery = delivery_of(paid(make_order()))
     results: list[str] = []
     barrier = threading.Barrier(4)
 
     def deliver() -> None:
         try:
             barrier.wait()
-            results.append(service.shop_event_deliver(event_id=event.pk).result)
+            results.append(service.shop_event_deliver(delivery_id=delivery.pk).result)
         finally:
             connection.close()
 
@@ -332,8 +369,8 @@ def test_concurrent_tasks_for_one_event_send_it_once(
 
     assert sorted(results) == ["delivered", "skipped", "skipped", "skipped"]
     assert len(receiver.received) == 1
-    event.refresh_from_db()
-    assert event.attempts == 1 and event.attempt_log.count() == 1
+    delivery.refresh_from_db()
+    assert delivery.attempts == 1 and delivery.attempt_log.count() == 1
 
 
 def test_backoff_doubles_from_30_seconds_up_to_an_hour_within_the_jitter() -> None:
@@ -353,28 +390,28 @@ def test_the_last_retry_is_at_the_end_of_the_window_and_then_it_gives_up(
     settings.SHOP_WEBHOOK_RETRY_HOURS = 10 / 3600  # a 10 s window
     event = paid(make_order())
 
-    first = service.shop_event_deliver(event_id=event.pk)
+    first = deliver(event)
 
     assert first.result == "failed"
     assert first.retry_in is not None and first.retry_in <= 10  # not 30 s: capped at the window
-    event.refresh_from_db()
-    assert event.next_attempt_at == event.gives_up_at
+    delivery = delivery_of(event)
+    assert delivery.next_attempt_at == delivery.gives_up_at
 
     # The window is over by the time of the next attempt.
-    ShopEvent.objects.filter(pk=event.pk).update(
+    ShopEventDelivery.objects.filter(pk=delivery.pk).update(
         gives_up_at=timezone.now() - timedelta(seconds=1), next_attempt_at=timezone.now()
     )
-    last = service.shop_event_deliver(event_id=event.pk)
+    last = deliver(event)
 
     assert last == service.DeliveryOutcome("given_up")
-    event.refresh_from_db()
-    assert event.state == ShopEvent.State.GIVEN_UP
-    assert event.given_up_at is not None and event.next_attempt_at is None
-    assert event.last_error == "HTTP 503"
-    assert event.attempts == 2 and len(receiver.received) == 2
+    delivery.refresh_from_db()
+    assert delivery.state == ShopEventDelivery.State.GIVEN_UP
+    assert delivery.given_up_at is not None and delivery.next_attempt_at is None
+    assert delivery.last_error == "HTTP 503"
+    assert delivery.attempts == 2 and len(receiver.received) == 2
     # Kept, and left alone by the sweep and by tasks.
     assert service.shop_events_redeliver_due(grace_seconds=0) == []
-    assert service.shop_event_deliver(event_id=event.pk).result == "skipped"
+    assert deliver(event).result == "skipped"
     assert len(receiver.received) == 2
 
 
@@ -386,7 +423,7 @@ def test_a_zero_window_gives_up_after_the_first_failed_attempt(
     settings.SHOP_WEBHOOK_RETRY_HOURS = 0
     event = paid(make_order())
 
-    assert service.shop_event_deliver(event_id=event.pk).result == "given_up"
+    assert deliver(event).result == "given_up"
 
 
 @pytest.mark.django_db
@@ -394,13 +431,29 @@ def test_an_event_is_not_sent_without_a_secret(
     make_order: Callable[..., Order], shop: Callable[..., Shop], settings: Any
 ) -> None:
     receiver = shop(OK)
+    settings.SHOP_WEBHOOK_SECRET = ""  # refused at start by payments.E004; here, not sent
     event = paid(make_order())
-    settings.SHOP_WEBHOOK_SECRET = ""
 
-    outcome = service.shop_event_deliver(event_id=event.pk)
+    outcome = deliver(event)
 
     assert outcome.result == "failed" and receiver.received == []
-    assert "SHOP_WEBHOOK_SECRET" in ShopEventAttempt.objects.get(event=event).error
+    error = ShopEventAttempt.objects.get(delivery__event=event).error
+    assert "no secret" in error and "SHOP_WEBHOOK_SECRET" in error
+
+
+@pytest.mark.django_db
+def test_an_event_is_not_sent_when_its_secret_cannot_be_opened(
+    make_order: Callable[..., Order], shop: Callable[..., Shop], settings: Any
+) -> None:
+    receiver = shop(OK)
+    event = paid(make_order())
+    settings.SECRET_KEY = "another key, without the former one as a fallback"
+
+    outcome = deliver(event)
+
+    assert outcome.result == "failed" and receiver.received == []
+    error = ShopEventAttempt.objects.get(delivery__event=event).error
+    assert "cannot be opened" in error and "DJANGO_SECRET_KEY" in error
 
 
 # --- The signature, as a shop checks it ----------------------------------------------------
@@ -463,9 +516,10 @@ def test_the_sweep_takes_overdue_events_in_chunks_once(
     fresh = paid(make_order())
     enqueued.clear()  # the events' own first enqueue is not what this test is about
     two_minutes_ago = timezone.now() - timedelta(minutes=2)
-    ShopEvent.objects.filter(pk__in=[e.pk for e in events]).update(
+    ShopEventDelivery.objects.filter(event__in=[e.pk for e in events]).update(
         created=two_minutes_ago, next_attempt_at=two_minutes_ago
     )
+    deliveries = {delivery_of(e).pk for e in events}
 
     with django_capture_on_commit_callbacks(execute=True):
         first = service.shop_events_redeliver_due(limit=2)
@@ -475,9 +529,9 @@ def test_the_sweep_takes_overdue_events_in_chunks_once(
         third = service.shop_events_redeliver_due(limit=2)
 
     assert len(first) == 2 and len(second) == 1 and third == []
-    assert set(first + second) == {e.pk for e in events}  # not the fresh one: not overdue
+    assert set(first + second) == deliveries  # not the fresh one: not overdue
     assert enqueued == [str(pk) for pk in first + second]
-    assert ShopEvent.objects.get(pk=fresh.pk).next_attempt_at == fresh.next_attempt_at
+    assert delivery_of(fresh).next_attempt_at == fresh.created
 
 
 @pytest.mark.django_db
@@ -485,10 +539,10 @@ def test_the_task_delivers_and_a_vanished_event_is_skipped(
     make_order: Callable[..., Order], shop: Callable[..., Shop]
 ) -> None:
     receiver = shop(OK)
-    event = paid(make_order())
+    delivery = delivery_of(paid(make_order()))
 
-    assert tasks.deliver_shop_event.apply(args=[str(event.pk)]).result == "delivered"
-    assert tasks.deliver_shop_event.apply(args=[str(event.pk)]).result == "skipped"
+    assert tasks.deliver_shop_event.apply(args=[str(delivery.pk)]).result == "delivered"
+    assert tasks.deliver_shop_event.apply(args=[str(delivery.pk)]).result == "skipped"
     assert len(receiver.received) == 1
     missing = "00000000-0000-4000-8000-000000000000"
     assert tasks.deliver_shop_event.apply(args=[missing]).result == "skipped"
@@ -509,6 +563,8 @@ def test_a_shop_event_url_without_a_secret_is_an_error_in_any_mode(settings: Any
     settings.SHOP_WEBHOOK_URL = ""
     settings.SHOP_WEBHOOK_SECRET = ""
     assert check_shop_events() == []
+    settings.SHOP_WEBHOOK_ROTATION_HOURS = -1
+    assert [m.id for m in check_shop_events()] == ["payments.E009"]
 
 
 @pytest.mark.django_db
@@ -525,17 +581,23 @@ def test_staff_see_events_with_their_attempts_and_can_send_one_again(
     receiver = shop((500, b"shop says no"))
     settings.SHOP_WEBHOOK_RETRY_HOURS = 0
     event = paid(make_order(reference="admin-shown"))
-    assert service.shop_event_deliver(event_id=event.pk).result == "given_up"
+    delivery = delivery_of(event)
+    assert deliver(event).result == "given_up"
     client.force_login(get_user_model().objects.create_superuser("boss", password="x-long-pw-1"))
 
-    listing = client.get("/admin/payments/shopevent/?state=given_up")
+    events = client.get("/admin/payments/shopevent/")
     page = client.get(f"/admin/payments/shopevent/{event.pk}/change/")
+    listing = client.get("/admin/payments/shopeventdelivery/?state=given_up")
+    delivery_page = client.get(f"/admin/payments/shopeventdelivery/{delivery.pk}/change/")
 
-    assert listing.status_code == 200 and "order.paid" in listing.content.decode()
+    assert events.status_code == 200 and "order.paid" in events.content.decode()
     assert page.status_code == 200
     html = page.content.decode()
-    assert "shop says no" in html and "given up" in html and "admin-shown" in html
+    assert "HTTP 500" in html and "given up" in html and "admin-shown" in html
+    assert listing.status_code == 200 and "order.paid" in listing.content.decode()
+    assert "shop says no" in delivery_page.content.decode()  # its attempts
     assert client.get("/admin/payments/shopevent/add/").status_code == 403
+    assert client.get("/admin/payments/shopeventdelivery/add/").status_code == 403
 
     settings.SHOP_WEBHOOK_RETRY_HOURS = 24
     with django_capture_on_commit_callbacks(execute=True):
@@ -543,11 +605,12 @@ def test_staff_see_events_with_their_attempts_and_can_send_one_again(
             "/admin/payments/shopevent/",
             {"action": "deliver_again", "_selected_action": [str(event.pk)]},
         )
-    assert enqueued == [str(event.pk)]
-    event.refresh_from_db()
-    assert event.state == ShopEvent.State.PENDING and event.gives_up_at > timezone.now()
+    assert enqueued == [str(delivery.pk)]
+    delivery.refresh_from_db()
+    assert delivery.state == ShopEventDelivery.State.PENDING
+    assert delivery.gives_up_at > timezone.now()
     receiver.replies[:] = [(200, b"", 0.0)]
-    assert service.shop_event_deliver(event_id=event.pk).result == "delivered"
+    assert deliver(event).result == "delivered"
 
 
 # --- With the broker down; with a real worker ------------------------------------------------
@@ -597,16 +660,20 @@ def test_with_the_broker_down_the_ipn_is_applied_and_the_sweep_delivers_later(
     order.refresh_from_db()
     assert order.status == OrderStatus.PAID
     event = ShopEvent.objects.get(order=order, type="order.paid")
-    assert (event.attempts, event.delivered_at) == (0, None)
+    delivery = delivery_of(event)  # to the endpoint the subprocess made from its settings
+    assert delivery.endpoint.url == receiver.url
+    assert (delivery.attempts, delivery.delivered_at) == (0, None)
     assert receiver.received == []
 
     # Not yet overdue: a first enqueue may still be on its way.
     assert service.shop_events_redeliver_due() == []
     # A minute later the sweep (with a working broker) enqueues it, and it is delivered.
     a_minute_ago = timezone.now() - timedelta(seconds=61)
-    ShopEvent.objects.filter(pk=event.pk).update(created=a_minute_ago, next_attempt_at=a_minute_ago)
+    ShopEventDelivery.objects.filter(pk=delivery.pk).update(
+        created=a_minute_ago, next_attempt_at=a_minute_ago
+    )
     assert tasks.redeliver_shop_events.apply().result == 1
-    assert enqueued == [str(event.pk)]
+    assert enqueued == [str(delivery.pk)]
     assert tasks.deliver_shop_event.apply(args=enqueued).result == "delivered"
     assert len(receiver.received) == 1
     assert_signed(receiver.received[0], event)
@@ -623,13 +690,14 @@ def test_a_real_worker_delivers_a_transition_to_the_shop(
     order_transition(order_id=order.pk, to=OrderStatus.PAID, reason="test")  # committed
 
     event = ShopEvent.objects.get(order=order)
+    delivery = delivery_of(event)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        event.refresh_from_db()
-        if event.delivered_at is not None:
+        delivery.refresh_from_db()
+        if delivery.delivered_at is not None:
             break
         time.sleep(0.2)
-    assert event.delivered_at is not None, [str(a) for a in event.attempt_log.all()]
-    assert event.attempts == 1
+    assert delivery.delivered_at is not None, [str(a) for a in delivery.attempt_log.all()]
+    assert delivery.attempts == 1
     assert len(receiver.received) == 1
     assert_signed(receiver.received[0], event)
