@@ -7,7 +7,7 @@
 - Events and deliveries are read-only, with one action: deliver again.
 
 Every list, page and action sees only the user's shops
-(payments.shops.shop_ids_for_user; superusers: every shop, with a shop filter):
+(payments.admin.base.ShopScopedAdmin; superusers: every shop, with a shop filter):
 another shop's row is a 404, never a page that confirms it exists.
 """
 
@@ -19,18 +19,17 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html, format_html_join
 
 from payments.admin.actions import selected_or_refuse
-from payments.admin.base import ReadOnlyAdmin, ReadOnlyInline
-from payments.admin.filters import ShopEventStateFilter
+from payments.admin.base import ReadOnlyAdmin, ReadOnlyInline, ShopScopedAdmin, visible_shops
+from payments.admin.filters import ShopEventStateFilter, ShopFilter
 from payments.choices import SHOP_EVENT_TYPES
 from payments.models import (
-    Shop,
     ShopEvent,
     ShopEventAttempt,
     ShopEventDelivery,
@@ -42,34 +41,10 @@ from payments.services.webhook_endpoints import (
     webhook_endpoint_rotate,
     webhook_endpoint_set_enabled,
 )
-from payments.shops import shop_ids_for_user
 
 RECENT_DELIVERIES = 20  # shown on an endpoint's page; the rest are one link away
 # A ping waits for the shop's answer (up to SHOP_WEBHOOK_TIMEOUT) within the admin's request.
 PINGS_AT_ONCE = 5
-
-
-class ShopScoped:
-    """Only rows of the user's shops (`shop_path` leads to the shop); another's is a 404."""
-
-    shop_path = "shop"
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        queryset: QuerySet[Any] = super().get_queryset(request)  # type: ignore[misc]
-        ids = shop_ids_for_user(user=request.user)
-        return queryset if ids is None else queryset.filter(**{f"{self.shop_path}__in": ids})
-
-    def get_object(self, request: HttpRequest, object_id: str, from_field: Any = None) -> Any:
-        found = super().get_object(request, object_id, from_field)  # type: ignore[misc]
-        if found is None:
-            raise Http404("no such object")  # the same for another shop's and a missing one
-        return found
-
-    def get_list_filter(self, request: HttpRequest) -> Any:
-        chosen = tuple(super().get_list_filter(request))  # type: ignore[misc]
-        if getattr(request.user, "is_superuser", False):
-            return (*chosen, self.shop_path)
-        return chosen
 
 
 def _redeliver(
@@ -107,9 +82,9 @@ class ShopEventDeliveryInline(ReadOnlyInline):
 
 
 @admin.register(ShopEvent)
-class ShopEventAdmin(ShopScoped, ReadOnlyAdmin):
+class ShopEventAdmin(ShopScopedAdmin, ReadOnlyAdmin):
     list_display = ("created", "type", "order", "shop", "undelivered")
-    list_filter = ("type",)
+    list_filter = (ShopFilter, "type")
     search_fields = ("=id", "=order__reference", "=order__id")
     list_select_related = ("order", "shop")
     readonly_fields = ("id", "type", "shop", "order", "created", "sent_body")
@@ -156,10 +131,7 @@ class EndpointFilter(admin.SimpleListFilter):
     parameter_name = "endpoint"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        endpoints = WebhookEndpoint.objects.all()
-        ids = shop_ids_for_user(user=request.user)
-        if ids is not None:
-            endpoints = endpoints.filter(shop_id__in=ids)
+        endpoints = WebhookEndpoint.objects.filter(shop__in=visible_shops(request))
         return [(str(e.pk), str(e)) for e in endpoints.only("pk", "url")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
@@ -170,11 +142,11 @@ class EndpointFilter(admin.SimpleListFilter):
 
 
 @admin.register(ShopEventDelivery)
-class ShopEventDeliveryAdmin(ShopScoped, ReadOnlyAdmin):
+class ShopEventDeliveryAdmin(ShopScopedAdmin, ReadOnlyAdmin):
     shop_path = "endpoint__shop"
     list_display = ("created", "event_type", "event", "endpoint", "state", "attempts",
                     "next_attempt_at", "last_error")  # fmt: skip
-    list_filter = (ShopEventStateFilter, EndpointFilter)
+    list_filter = (ShopFilter, ShopEventStateFilter, EndpointFilter)
     search_fields = ("=event__id", "=event__order__reference")
     list_select_related = ("event", "endpoint")
     readonly_fields = (
@@ -244,12 +216,12 @@ def _secret_page(
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(ShopScoped, admin.ModelAdmin):
+class WebhookEndpointAdmin(ShopScopedAdmin):
     form = WebhookEndpointForm
     list_display = ("id", "shop", "url", "description", "enabled", "takes", "secret",
                     "created")  # fmt: skip
     list_display_links = ("id", "url")
-    list_filter = ("enabled",)
+    list_filter = (ShopFilter, "enabled")
     list_select_related = ("shop",)
     search_fields = ("url", "description")
     actions = ("rotate_secret", "ping", "enable", "disable")
@@ -263,13 +235,6 @@ class WebhookEndpointAdmin(ShopScoped, admin.ModelAdmin):
             return ()
         fixed = ["shop", "secret", "from_settings", "deliveries"]
         return [*fixed, "url", "enabled"] if obj.from_settings else fixed
-
-    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
-        ids = shop_ids_for_user(user=request.user)
-        if db_field.name == "shop" and ids is not None and field is not None:
-            field.queryset = Shop.objects.filter(pk__in=ids)
-        return field
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return not (obj and obj.from_settings) and super().has_delete_permission(request, obj)

@@ -40,8 +40,6 @@ from payments.models import (
     OrderResolution,
     Payment,
     Shop,
-    ShopEvent,
-    ShopEventAttempt,
 )
 from payments.secret_box import unseal
 from payments.services import order_flag
@@ -490,21 +488,11 @@ def test_service_wide_records_are_the_superusers_only(world: dict[str, Any]) -> 
 
 # Every model admin of the payments app keeps to the user's shops or is the superusers'.
 REGISTERED = [model for model in admin.site._registry if model._meta.app_label == "payments"]
-NOT_MINE = {ShopEvent, ShopEventAttempt}  # payments/admin/shop_events.py: the webhooks' helper
 
 
 @pytest.mark.parametrize(
     "model",
-    [
-        pytest.param(
-            model,
-            marks=[pytest.mark.xfail(strict=True, reason="shop_events.py scopes its admins")]
-            if model in NOT_MINE
-            else [],
-            id=model._meta.model_name,
-        )
-        for model in REGISTERED
-    ],
+    [pytest.param(model, id=model._meta.model_name) for model in REGISTERED],
 )
 def test_every_payments_admin_is_scoped_to_shops_or_the_superusers(model: Any) -> None:
     model_admin = admin.site._registry[model]
