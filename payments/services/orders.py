@@ -25,6 +25,7 @@ from payments.exceptions import (
     OrderCreationFailed,
     ShopInactive,
 )
+from payments.gateway.client import GatewayClient
 from payments.gateway.errors import GatewayError, GatewayRejected, GatewayTimeout
 from payments.gateway.results import OrderCreated
 from payments.gateway_factory import gateway_client
@@ -85,12 +86,14 @@ def order_create(
     The order row is committed before the gateway is called, so the call never
     runs inside a transaction (the sandbox may share the database) and a crash
     leaves a visible `created` order rather than nothing. ShopInactive for a
-    disabled shop (nothing is written).
+    disabled shop, ShopUnconfigured for one whose gateway secret cannot be
+    read (nothing is written).
     """
     shop = shop or shop_default()
     if not shop.active:
         raise ShopInactive(f"shop {shop.name!r} is disabled: it takes no new orders")
-    quote = None if new.currency == money.BTC else quote_read(currency=new.currency)
+    client = gateway_client(shop=shop)  # ShopUnconfigured now, before anything is written
+    quote = None if new.currency == money.BTC else quote_read(currency=new.currency, client=client)
     ttl = shop.order_ttl_seconds or settings.PAYMENTS_ORDER_TTL
     fields = {
         **asdict(new),
@@ -102,7 +105,7 @@ def order_create(
     }
     order, is_new = _order_claim(fields=fields, fingerprint=new.fingerprint(), key=idempotency_key)
     if is_new:
-        _order_submit(order)
+        _order_submit(order, client)
         if order.quote_missing:
             order_flag(
                 order_id=order.id,
@@ -198,9 +201,10 @@ def _order_failed(order: Order, *, reason: str, uncertain: bool) -> Order:
     return order
 
 
-def _gateway_order_create(order: Order) -> OrderCreated:
-    """merchant/order/create for `order`, with the URLs the gateway sends the payer back to."""
-    return gateway_client(shop=order.shop).order_create(
+def _gateway_order_create(order: Order, client: GatewayClient) -> OrderCreated:
+    """merchant/order/create for `order` with its shop's `client`, with the URLs the gateway
+    sends the payer back to."""
+    return client.order_create(
         currency=order.currency,
         amount_int=order.amount_int,
         return_success=public_url(path=reverse("checkout-success", args=[order.id])),
@@ -215,10 +219,10 @@ def _gateway_order_create(order: Order) -> OrderCreated:
     )
 
 
-def _order_submit(order: Order) -> None:
+def _order_submit(order: Order, client: GatewayClient) -> None:
     """Call merchant/order/create and move the order to awaiting_payment or failed."""
     try:
-        created = _gateway_order_create(order)
+        created = _gateway_order_create(order, client)
     except GatewayError as exc:
         reason = _failure_reason(exc)
         logger.warning(
