@@ -29,6 +29,7 @@ BENCHMARKS = {
     "admin_scale": "bench.admin_scale",
     "mixed_load": "bench.mixed_load",
     "health": "bench.health",
+    "shops_scale": "bench.shops_scale",
 }
 
 

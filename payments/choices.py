@@ -33,6 +33,8 @@ class RejectionReason(models.TextChoices):
     UNKNOWN_KEY = "unknown_key", "unknown key"
     MISSING_SIGNATURE = "missing_signature", "missing signature"
     BAD_SIGNATURE = "bad_signature", "bad signature"
+    # Signed with one shop's key, byte for byte a notification stored for another shop.
+    ANOTHER_SHOP = "another_shop", "another shop's notification"
     # Refused before its key is read: counted, never recorded as a RejectedNotification.
     TOO_LARGE = "too_large", "too large"
     LENGTH_REQUIRED = "length_required", "length required"
@@ -43,6 +45,7 @@ RECORDED_REJECTIONS = (
     RejectionReason.UNKNOWN_KEY,
     RejectionReason.MISSING_SIGNATURE,
     RejectionReason.BAD_SIGNATURE,
+    RejectionReason.ANOTHER_SHOP,
 )
 
 

@@ -42,6 +42,13 @@ class BodyTooLarge(Exception):
         self.limit = limit
 
 
+class NotificationOfAnotherShop(Exception):
+    """A body already stored for another shop, now signed with this shop's key.
+
+    One shop's key can never touch another shop's notification: the request is refused.
+    """
+
+
 class LengthRequired(Exception):
     """A chunked body that this server hands over undecoded."""
 

@@ -12,12 +12,16 @@ from payments.gateway.client import GatewayClient, GatewayConfig
 from payments.gateway.sessions import thread_session
 from payments.models import Shop
 from payments.nonces import nonce_call_lock, nonce_next
-from payments.shops import shop_default, shop_gateway_credentials
+from payments.shops import default_gateway_credentials, shop_gateway_credentials
 
 
 def gateway_config(*, shop: Shop | None = None) -> GatewayConfig:
-    """The client's settings, with `shop`'s gateway account (the default shop's when None)."""
-    credentials = shop_gateway_credentials(shop=shop or shop_default())
+    """The client's settings, with `shop`'s gateway account (the default shop's when None:
+    the environment's, so that building it never waits for the database)."""
+    if shop is None:
+        credentials = default_gateway_credentials()
+    else:
+        credentials = shop_gateway_credentials(shop=shop)
     return GatewayConfig(
         api_url=settings.GATEWAY_API_URL,
         api_key=credentials.api_key,

@@ -2,7 +2,9 @@
 
 Verify before parsing (size, key, signature on the raw bytes, which may come
 with a Content-Length or chunked: payments.http_body), store and apply in one
-transaction, and answer `[OK]` only after the commit. The
+transaction, and answer `[OK]` only after the commit. The Rest-Key names the
+shop: its secret verifies the signature, and the notification may touch
+that shop's orders only. The
 gateway re-sends anything not answered `[OK]` every 30 minutes, so an
 authentic notification that cannot be applied is still acknowledged once
 stored, and a database failure is answered 503 so that it comes back.
@@ -10,23 +12,28 @@ stored, and a database failure is answered 503 so that it comes back.
 
 from __future__ import annotations
 
-import hmac
 import logging
 
-from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from payments.choices import RejectionReason
-from payments.exceptions import BodyTooLarge, InvalidNotification, LengthRequired
+from payments.exceptions import (
+    BodyTooLarge,
+    InvalidNotification,
+    LengthRequired,
+    NotificationOfAnotherShop,
+    ShopUnconfigured,
+)
 from payments.gateway.signing import verify
 from payments.http_body import read_body
 from payments.metrics import IPN_NOTIFICATIONS, IPN_REJECTED
-from payments.models import Notification
+from payments.models import Notification, Shop
 from payments.notification_message import parse_notification
 from payments.services import notification_receive, notification_reject_record
+from payments.shops import shop_for_gateway_key, shop_gateway_credentials
 
 logger = logging.getLogger(__name__)
 
@@ -38,17 +45,23 @@ def _plain(status: int, text: str) -> HttpResponse:
     return HttpResponse(text, status=status, content_type="text/plain; charset=utf-8")
 
 
-def _rejection_reason(request: HttpRequest) -> str | None:
-    """Why this request is not an authentic notification, or None."""
+def _verified_shop(request: HttpRequest, body: bytes) -> tuple[Shop | None, str | None]:
+    """The shop whose gateway key signed the request, or why it is not authentic.
+
+    The shop is found by its Rest-Key (one indexed lookup, however many shops:
+    payments.shops.shop_for_gateway_key) and the raw body verified with that
+    shop's secret, in constant time. ShopUnconfigured when its secret cannot be read.
+    """
     key = request.headers.get("Rest-Key", "")
-    expected_key = settings.GATEWAY_API_KEY
-    if not key or not hmac.compare_digest(key.encode(), expected_key.encode()):
-        return RejectionReason.UNKNOWN_KEY
-    if not request.headers.get("Rest-Sign"):
-        return RejectionReason.MISSING_SIGNATURE
-    if not verify(request.body, request.headers["Rest-Sign"], settings.GATEWAY_API_SECRET):
-        return RejectionReason.BAD_SIGNATURE
-    return None
+    shop = shop_for_gateway_key(rest_key=key) if key else None
+    if shop is None:
+        return None, RejectionReason.UNKNOWN_KEY
+    signature = request.headers.get("Rest-Sign")
+    if not signature:
+        return None, RejectionReason.MISSING_SIGNATURE
+    if not verify(body, signature, shop_gateway_credentials(shop=shop).api_secret):
+        return None, RejectionReason.BAD_SIGNATURE
+    return shop, None
 
 
 def _reject(request: HttpRequest, reason: str, body: bytes = b"") -> HttpResponse:
@@ -78,15 +91,23 @@ def receive(request: HttpRequest) -> HttpResponse:
     except LengthRequired:
         IPN_REJECTED.labels(reason=RejectionReason.LENGTH_REQUIRED).inc()
         return _plain(411, "Length Required: send the body with a Content-Length.\n")
-    reason = _rejection_reason(request)
-    if reason is not None:
-        return _reject(request, reason, body)
     try:
+        shop, reason = _verified_shop(request, body)
+        if shop is None:
+            assert reason is not None
+            return _reject(request, reason, body)
         notification = notification_receive(
+            shop=shop,
             body=body,
             headers=dict(request.headers),
             remote_addr=request.META.get("REMOTE_ADDR"),
         )
+    except NotificationOfAnotherShop:
+        return _reject(request, RejectionReason.ANOTHER_SHOP, body)
+    except ShopUnconfigured as exc:
+        # Authentic or not, it cannot be told: the gateway re-sends it once the secret is back.
+        logger.error("IPN for a shop whose gateway secret cannot be read: %s", exc)
+        return _plain(503, "Temporarily unable to verify the notification; retry later.\n")
     except DatabaseError:
         logger.exception("IPN could not be stored; answering 503 so the gateway retries")
         return _plain(503, "Temporarily unable to store the notification; retry later.\n")

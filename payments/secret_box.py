@@ -9,6 +9,7 @@ in turn). A sealed value is never shown: the admin and the commands show only wh
 from __future__ import annotations
 
 import base64
+from functools import lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
@@ -28,8 +29,13 @@ def _fernet(secret_key: str) -> Fernet:
 
 
 def _box() -> MultiFernet:
-    keys = [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]
-    return MultiFernet([_fernet(key) for key in keys if key])
+    return _box_of(settings.SECRET_KEY, tuple(settings.SECRET_KEY_FALLBACKS))
+
+
+@lru_cache(maxsize=8)
+def _box_of(secret_key: str, fallbacks: tuple[str, ...]) -> MultiFernet:
+    """Derived once per set of keys: an IPN of a shop unseals its secret on every request."""
+    return MultiFernet([_fernet(key) for key in (secret_key, *fallbacks) if key])
 
 
 def seal(secret: str) -> str:

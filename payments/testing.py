@@ -3,19 +3,23 @@
     from payments.testing import ipn_body, post_ipn
 
     body = ipn_body(transaction=order.transaction, status="paid", amount_int=order.amount_int)
-    response = post_ipn(client, body)          # Django test client, signed with settings
+    response = post_ipn(client, body, shop=order.shop)  # Django test client
     assert response.content == b"[OK]"
 
-`post_ipn_http` does the same over real HTTP (a live server). Bodies are
-built in the gateway's field order and signed byte for byte, like the
-protocol's signing vectors (tests/data/signing-vectors.json).
+A notification is signed with a shop's gateway account, as the gateway signs
+it with the account that created the order: `shop=` (its key and secret),
+or `api_key=` and `api_secret=` given outright; neither: the default shop's
+(the settings' GATEWAY_API_KEY / GATEWAY_API_SECRET). `post_ipn_http` does
+the same over real HTTP (a live server). Bodies are built in the gateway's
+field order and signed byte for byte, like the protocol's signing vectors
+(tests/data/signing-vectors.json).
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import requests
@@ -24,6 +28,9 @@ from django.conf import settings
 from payments.choices import IpnStatus
 from payments.gateway.signing import sign
 from payments.notification_message import DATE_FORMAT
+
+if TYPE_CHECKING:  # imported when called: this module is imported before Django is set up
+    from payments.models import Shop
 
 IPN_PATH = "/payments/ipn/"
 FORM = "application/x-www-form-urlencoded"
@@ -74,9 +81,20 @@ def ipn_body(
 
 
 def signed_headers(
-    body: bytes, *, api_key: str | None = None, api_secret: str | None = None
+    body: bytes,
+    *,
+    shop: Shop | None = None,
+    api_key: str | None = None,
+    api_secret: str | None = None,
 ) -> dict[str, str]:
-    """Rest-Key and Rest-Sign for `body` (the service's own credentials by default)."""
+    """Rest-Key and Rest-Sign for `body`: with `shop`'s gateway account, or the key and
+    secret given (either overrides the shop's), else the default shop's (the settings')."""
+    if shop is not None:
+        from payments.shops import shop_gateway_credentials
+
+        credentials = shop_gateway_credentials(shop=shop)
+        api_key = api_key or credentials.api_key
+        api_secret = api_secret or credentials.api_secret
     return {
         "Rest-Key": api_key or settings.GATEWAY_API_KEY,
         "Rest-Sign": sign(body, api_secret or settings.GATEWAY_API_SECRET),
@@ -85,8 +103,8 @@ def signed_headers(
     }
 
 
-def post_ipn(client: Any, body: bytes, *, path: str = IPN_PATH, **credentials: str) -> Any:
-    """POST a signed notification with a Django test client."""
+def post_ipn(client: Any, body: bytes, *, path: str = IPN_PATH, **credentials: Any) -> Any:
+    """POST a signed notification with a Django test client (`credentials`: signed_headers')."""
     headers = signed_headers(body, **credentials)
     return client.post(
         path,
@@ -97,7 +115,7 @@ def post_ipn(client: Any, body: bytes, *, path: str = IPN_PATH, **credentials: s
 
 
 def post_ipn_http(
-    base_url: str, body: bytes, *, timeout: float = 10.0, **credentials: str
+    base_url: str, body: bytes, *, timeout: float = 10.0, **credentials: Any
 ) -> requests.Response:
     """POST a signed notification over HTTP to a running service (`base_url` without path)."""
     return requests.post(

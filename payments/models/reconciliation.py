@@ -5,17 +5,28 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
+from payments.models.shops import Shop, default_shop_id
+
 
 class LedgerCheckpoint(models.Model):
-    """The last wallet-history entry reconciled, per currency: the next run starts after it."""
+    """The last wallet-history entry reconciled, per shop and currency: the next run of
+    that shop's ledger (its own gateway account's) starts after it."""
 
-    currency = models.CharField(max_length=3, unique=True)
+    shop = models.ForeignKey(
+        Shop, on_delete=models.CASCADE, related_name="ledger_checkpoints", default=default_shop_id
+    )
+    currency = models.CharField(max_length=3)
     last_index = models.BigIntegerField(default=0)
     last_date = models.DateTimeField(null=True, blank=True)
     updated = models.DateTimeField(auto_now=True)
 
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["shop", "currency"], name="ledger_checkpoint_per_shop")
+        ]
+
     def __str__(self) -> str:
-        return f"{self.currency} after #{self.last_index}"
+        return f"{self.shop} {self.currency} after #{self.last_index}"
 
 
 class ReconciliationRun(models.Model):

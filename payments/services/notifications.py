@@ -6,6 +6,10 @@ with outcome `error`, in a new one (the `apply_pending` sweep applies it later).
 `notification_apply_safely` (sweeps, replays) relies on a savepoint instead.
 `notification_apply` is also what sweeps and replays call: applying the same
 notification again changes nothing.
+
+A notification belongs to the shop whose gateway key signed it, and applying
+it touches that shop's orders and payments only: a transaction of another
+shop's order is flagged on the notification (with no order), never applied.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ from django.utils import timezone
 
 from payments import money
 from payments.choices import IpnStatus
-from payments.exceptions import InvalidNotification
-from payments.models import Notification, Order, OrderFlag, Payment, RejectedNotification
+from payments.exceptions import InvalidNotification, NotificationOfAnotherShop
+from payments.models import Notification, Order, OrderFlag, Payment, RejectedNotification, Shop
 from payments.notification_message import NotificationMessage, parse_notification
 from payments.services.inserts import insert_on_conflict
 from payments.services.orders import order_flag, order_transition
@@ -43,9 +47,10 @@ REJECTED_SAMPLE_CHARS = 512
 
 
 def notification_receive(
-    *, body: bytes, headers: dict[str, str], remote_addr: str | None
+    *, shop: Shop, body: bytes, headers: dict[str, str], remote_addr: str | None
 ) -> Notification:
-    """Store a verified notification and apply it, all committed before returning.
+    """Store a notification verified with `shop`'s key and apply it, all committed before
+    returning.
 
     The same body again only counts up `times_received` (and is applied if
     an earlier try did not get to it). Raises DatabaseError when nothing
@@ -53,16 +58,18 @@ def notification_receive(
     (down, locked): nothing is then written and the caller must not
     acknowledge. A failure to apply (a bug) rolls back what applying did
     and stores the notification with outcome `error` for a sweep to retry.
+    NotificationOfAnotherShop when the same body is stored for another shop
+    (nothing is written).
     """
-    received = _Received(body, headers, remote_addr)
+    received = _Received(shop, body, headers, remote_addr)
     try:
         with transaction.atomic():
             notification = _notification_store(received)
             if notification.outcome in (Outcome.PENDING, Outcome.ERROR):
                 _apply(notification)
             return notification
-    except (OperationalError, InterfaceError):
-        raise  # transient: nothing was written, the gateway's retry will bring it back
+    except (OperationalError, InterfaceError, NotificationOfAnotherShop):
+        raise  # nothing was written (transient: the gateway's retry will bring it back)
     except Exception as exc:  # the notification must be kept whatever applying did
         logger.exception("applying a notification failed; storing it for a sweep")
         with transaction.atomic():
@@ -75,7 +82,10 @@ def notification_receive(
 class _Received:
     """One verified request, as it is stored."""
 
-    def __init__(self, body: bytes, headers: dict[str, str], remote_addr: str | None) -> None:
+    def __init__(
+        self, shop: Shop, body: bytes, headers: dict[str, str], remote_addr: str | None
+    ) -> None:
+        self.shop = shop
         self.body = body
         self.digest = hashlib.sha256(body).hexdigest()
         self.headers = {k: v for k, v in headers.items() if k.lower() not in UNSTORED_HEADERS}
@@ -86,10 +96,12 @@ def _notification_store(received: _Received) -> Notification:
     """Insert the notification, or count another receipt of it: one statement, row locked.
 
     A concurrent receipt of the same body waits on the row until the first
-    commits, then sees its outcome, so one notification is applied once.
+    commits, then sees its outcome, so one notification is applied once. The
+    same body stored for another shop is left alone: NotificationOfAnotherShop.
     """
     now = timezone.now()
     notification = Notification(
+        shop=received.shop,  # kept on the instance: applying reads it without a query
         body=received.body,
         body_sha256=received.digest,
         headers=received.headers,
@@ -103,11 +115,15 @@ def _notification_store(received: _Received) -> Notification:
         unique_field="body_sha256",
         on_conflict=(
             f"DO UPDATE SET times_received = {table}.times_received + 1, "
-            "last_received_at = EXCLUDED.last_received_at"
+            "last_received_at = EXCLUDED.last_received_at "
+            f"WHERE {table}.shop_id = EXCLUDED.shop_id"
         ),
         returning=("id", "outcome", "times_received"),
     )
-    assert row is not None  # DO UPDATE always returns the row
+    if row is None:  # the row is another shop's: the WHERE of DO UPDATE left it alone
+        raise NotificationOfAnotherShop(
+            f"shop {received.shop.name!r} sent a notification stored for another shop"
+        )
     notification.pk, notification.outcome, notification.times_received = row
     return notification
 
@@ -157,10 +173,16 @@ def _apply(notification: Notification) -> Notification:
     notification.transaction = message.transaction
     notification.payment_id = message.payment_id
     notification.status = message.status
+    shop = notification.shop  # cached by the IPN path; one query in a sweep
     order = order_locked(
-        transaction=message.transaction, currency=message.currency, payment_id=message.payment_id
+        shop=shop,
+        transaction=message.transaction,
+        currency=message.currency,
+        payment_id=message.payment_id,
     )
     if order is None:
+        if Order.objects.filter(transaction=message.transaction).exists():
+            return _another_shops(notification, shop)
         return _finish(notification, Outcome.UNKNOWN_TRANSACTION, "no order has this id")
     notification.order = order
     if (message.data or "") != order.data:
@@ -172,9 +194,32 @@ def _apply(notification: Notification) -> Notification:
     return _finish(notification, outcome, detail)
 
 
-def order_locked(*, transaction: UUID, currency: str | None, payment_id: UUID) -> Order | None:
-    """The order of `transaction`, locked, with `paid_before`: what its payments other than
-    `payment_id` brought in `currency` (the rule of quotes.received_int).
+def _another_shops(notification: Notification, shop: Shop) -> Notification:
+    """A transaction of another shop's order: nothing applied, flagged on `shop`'s side only.
+
+    No order is linked, so `shop`'s staff never see the other shop's order.
+    """
+    logger.warning(
+        "IPN signed by shop %s for a transaction of another shop: flagged, not applied",
+        shop.name,
+        extra={"notification_id": notification.pk, "transaction": str(notification.transaction)},
+    )
+    return _finish(
+        notification,
+        Outcome.FLAGGED,
+        "the transaction belongs to another shop: this shop's key cannot change it",
+    )
+
+
+def order_locked(
+    *, shop: Shop, transaction: UUID, currency: str | None, payment_id: UUID
+) -> Order | None:
+    """`shop`'s order of `transaction`, locked, with `paid_before`: what its payments other
+    than `payment_id` brought in `currency` (the rule of quotes.received_int).
+
+    None when no order of `shop` has this transaction (another shop's is not
+    found: one shop's key never touches another shop's order). The order comes
+    with `shop` in hand (`order.shop`, no query).
 
     The one way to lock an order for `payment_apply_paid` (the IPN inbox, the
     ledger sweep), on every database: one statement on the hottest path of the
@@ -192,7 +237,7 @@ def order_locked(*, transaction: UUID, currency: str | None, payment_id: UUID) -
         "THEN p.amount_int WHEN p.status = %s AND %s = %s THEN p.amount_valid ELSE 0 END) "
         f"FROM {payment_table} p WHERE p.order_id = o.id AND p.payment_id <> %s), 0) "
         f"AS paid_before FROM {order_table} o "
-        f"WHERE o.{connection.ops.quote_name('transaction')} = %s{lock}"
+        f"WHERE o.{connection.ops.quote_name('transaction')} = %s AND o.shop_id = %s{lock}"
     )
     params = [
         Payment.Status.PAID.value,
@@ -202,8 +247,12 @@ def order_locked(*, transaction: UUID, currency: str | None, payment_id: UUID) -
         money.BTC,
         uuid_field.get_db_prep_value(payment_id, connection),
         uuid_field.get_db_prep_value(transaction, connection),
+        shop.pk,
     ]
-    return next(iter(Order.objects.raw(sql, params)), None)
+    order = next(iter(Order.objects.raw(sql, params)), None)
+    if order is not None:
+        order.shop = shop
+    return order
 
 
 def _finish(notification: Notification, outcome: str, detail: str) -> Notification:

@@ -25,13 +25,14 @@ from payments.exceptions import (
     OrderCreationFailed,
     ShopInactive,
 )
+from payments.gateway.client import GatewayClient
 from payments.gateway.errors import GatewayError, GatewayRejected, GatewayTimeout
 from payments.gateway.results import OrderCreated
 from payments.gateway_factory import gateway_client
 from payments.models import ApiToken, IdempotencyKey, Order, OrderFlag, OrderTransition, Shop
 from payments.services.quotes import quote_fields, quote_read
 from payments.services.shop_events import shop_event_record, shop_events_record_many
-from payments.shops import shop_default, shop_gateway_credentials
+from payments.shops import shop_default
 from payments.states import OrderStatus, can_transition
 
 logger = logging.getLogger(__name__)
@@ -85,14 +86,14 @@ def order_create(
     The order row is committed before the gateway is called, so the call never
     runs inside a transaction (the sandbox may share the database) and a crash
     leaves a visible `created` order rather than nothing. ShopInactive for a
-    disabled shop, ShopUnconfigured for one whose gateway secret cannot be read
-    (nothing is written either way).
+    disabled shop, ShopUnconfigured for one whose gateway secret cannot be
+    read (nothing is written).
     """
     shop = shop or shop_default()
     if not shop.active:
         raise ShopInactive(f"shop {shop.name!r} is disabled: it takes no new orders")
-    shop_gateway_credentials(shop=shop)  # ShopUnconfigured now, not after the row is written
-    quote = None if new.currency == money.BTC else quote_read(currency=new.currency, shop=shop)
+    client = gateway_client(shop=shop)  # ShopUnconfigured now, before anything is written
+    quote = None if new.currency == money.BTC else quote_read(currency=new.currency, client=client)
     ttl = shop.order_ttl_seconds or settings.PAYMENTS_ORDER_TTL
     fields = {
         **asdict(new),
@@ -104,7 +105,7 @@ def order_create(
     }
     order, is_new = _order_claim(fields=fields, fingerprint=new.fingerprint(), key=idempotency_key)
     if is_new:
-        _order_submit(order)
+        _order_submit(order, client)
         if order.quote_missing:
             order_flag(
                 order_id=order.id,
@@ -200,9 +201,10 @@ def _order_failed(order: Order, *, reason: str, uncertain: bool) -> Order:
     return order
 
 
-def _gateway_order_create(order: Order) -> OrderCreated:
-    """merchant/order/create for `order`, with the URLs the gateway sends the payer back to."""
-    return gateway_client(shop=order.shop).order_create(
+def _gateway_order_create(order: Order, client: GatewayClient) -> OrderCreated:
+    """merchant/order/create for `order` with its shop's `client`, with the URLs the gateway
+    sends the payer back to."""
+    return client.order_create(
         currency=order.currency,
         amount_int=order.amount_int,
         return_success=public_url(path=reverse("checkout-success", args=[order.id])),
@@ -217,10 +219,10 @@ def _gateway_order_create(order: Order) -> OrderCreated:
     )
 
 
-def _order_submit(order: Order) -> None:
+def _order_submit(order: Order, client: GatewayClient) -> None:
     """Call merchant/order/create and move the order to awaiting_payment or failed."""
     try:
-        created = _gateway_order_create(order)
+        created = _gateway_order_create(order, client)
     except GatewayError as exc:
         reason = _failure_reason(exc)
         logger.warning(

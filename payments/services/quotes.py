@@ -5,8 +5,9 @@ the service reads the gateway's ticker (cached by the client for at most the
 protocol's 10 s, in the cache every process shares) and keeps the quote: the
 rate, the BTC that pays the order at it, and when. A `paid` notification, the
 ledger sweep and the hypothesis suite all ask `payment_coverage` whether what
-was paid covers the order: within `PAYMENTS_UNDERPAID_TOLERANCE` of the quote,
-paid within `PAYMENTS_QUOTE_WINDOW` seconds of it. A BTC order (or a fiat one
+was paid covers the order: within the order's shop's underpaid tolerance
+(`Shop.underpaid_tolerance`, else `PAYMENTS_UNDERPAID_TOLERANCE`) of the
+quote, paid within `PAYMENTS_QUOTE_WINDOW` seconds of it. A BTC order (or a fiat one
 paid in its own currency) needs no rate: the amount must be exact.
 """
 
@@ -24,9 +25,10 @@ from django.utils import timezone
 
 from payments import money
 from payments.exceptions import AmountError
+from payments.gateway.client import GatewayClient
 from payments.gateway.errors import GatewayError
 from payments.gateway_factory import gateway_client
-from payments.models import Order, Payment, Shop
+from payments.models import Order, Payment
 
 logger = logging.getLogger(__name__)
 
@@ -37,17 +39,17 @@ class Quote:
     quoted_at: datetime
 
 
-def quote_read(*, currency: str, shop: Shop | None = None) -> Quote | None:
+def quote_read(*, currency: str, client: GatewayClient | None = None) -> Quote | None:
     """The gateway's price of one BTC in `currency` now; None when it cannot be read.
 
-    Asked with `shop`'s client (the default shop's when None): a public call, but the
-    shop is at hand, so no query finds the default shop.
-
-    Never raises for a gateway failure: an order is created without a quote
-    (and flagged) rather than refused because the ticker is down.
+    The ticker is public, so any account's client reads it (order creation
+    passes the shop's own; the default shop's when None), from the cache
+    every account shares. Never raises for a gateway failure: an order is
+    created without a quote (and flagged) rather than refused because the
+    ticker is down.
     """
     try:
-        last = gateway_client(shop=shop).ticker(currency).last
+        last = (client or gateway_client()).ticker(currency).last
     except (GatewayError, AmountError) as exc:
         logger.warning("ticker BTC%s could not be read: %s", currency, exc)
         return None
@@ -127,9 +129,16 @@ def payment_coverage(*, order: Order, paid_int: int, currency: str, sent_at: dat
             f"of {money.display(order.quote_btc_int, currency)} held until "
             f"{window_end:%Y-%m-%d %H:%M:%S} UTC",
         )
-    return _compare(
-        paid_int, order.quote_btc_int, currency, tolerance=settings.PAYMENTS_UNDERPAID_TOLERANCE
-    )
+    return _compare(paid_int, order.quote_btc_int, currency, tolerance=underpaid_tolerance(order))
+
+
+def underpaid_tolerance(order: Order) -> Decimal:
+    """The order's shop's tolerance, else PAYMENTS_UNDERPAID_TOLERANCE.
+
+    `order.shop` is in hand on the IPN and ledger paths (notifications.order_locked).
+    """
+    own = order.shop.underpaid_tolerance
+    return settings.PAYMENTS_UNDERPAID_TOLERANCE if own is None else own
 
 
 def _compare(paid: int, due: int, currency: str, *, tolerance: Decimal) -> Coverage:

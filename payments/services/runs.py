@@ -9,10 +9,9 @@ from typing import Any
 from django.utils import timezone
 
 from payments.choices import Sweep
-from payments.gateway_factory import gateway_client
 from payments.metrics import sweep_run_counted
 from payments.models import ReconciliationRun
-from payments.services.reconciliation import ledger_reconcile
+from payments.services.reconciliation import ledgers_reconcile
 from payments.services.sweeps import (
     notifications_apply_pending,
     orders_expire_due,
@@ -21,17 +20,11 @@ from payments.services.sweeps import (
 
 SweepFunction = Callable[..., Counter[str]]
 
-
-def _ledger(**options: Any) -> Counter[str]:
-    with gateway_client() as client:
-        return ledger_reconcile(client=client, **options)
-
-
 SWEEPS: dict[str, SweepFunction] = {
     Sweep.APPLY_PENDING: notifications_apply_pending,
     Sweep.EXPIRE: orders_expire_due,
     Sweep.STUCK: orders_flag_stuck,
-    Sweep.LEDGER: _ledger,
+    Sweep.LEDGER: ledgers_reconcile,  # every shop's ledger, each with its own account
 }
 
 

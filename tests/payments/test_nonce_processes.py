@@ -227,14 +227,18 @@ def sandbox_server(transactional_db: None, tmp_path: Path) -> Iterator[SandboxSe
 
 
 class LoadProcess:
-    """One `python -m tests.payments.nonce_load` process; its stdout read by a thread."""
+    """One `python -m tests.payments.nonce_load` process (or `command`, another load module
+    printing READY and SUMMARY the same way); its stdout read by a thread."""
 
-    def __init__(self, index: int, env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, index: int, env: dict[str, str], log: Path, command: list[str] | None = None
+    ) -> None:
         self.index = index
         self.log = log
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.process = subprocess.Popen(
-            [
+            command
+            or [
                 sys.executable,
                 "-m",
                 "tests.payments.nonce_load",
