@@ -106,16 +106,19 @@ def server_config() -> ServerConfig:
     raise ValueError(f"BENCH_IPN_SERVER={spec!r}: use sync or gthread:<threads>")
 
 
-def seed_orders(n: int, prefix: str) -> list[tuple[uuid.UUID, int]]:
-    """n orders awaiting payment, as the gateway had accepted them: (transaction, amount_int)."""
+def seed_orders(n: int, prefix: str, *, shop: Any = None) -> list[tuple[uuid.UUID, int]]:
+    """n orders of `shop` (the default one when None) awaiting payment, as the gateway had
+    accepted them: (transaction, amount_int)."""
     from django.utils import timezone
 
     from payments.models import Order
     from payments.states import OrderStatus
 
     now = timezone.now()
+    shop_field = {} if shop is None else {"shop": shop}
     orders = [
         Order(
+            **shop_field,
             reference=f"{prefix}-{i:06d}",
             amount_int=AMOUNT_INT,
             currency="BTC",

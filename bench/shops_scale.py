@@ -101,7 +101,6 @@ class Side:
     server: Server | None = None
     ipns: list[Item] = field(default_factory=list)  # not sent yet
     order_headers: tuple[tuple[str, str], ...] = ()
-    token_kind: str = ""
     gen: LoadGenerator | None = None  # generator processes of its own, aimed at its server
     ipn_phases: list[Phase] = field(default_factory=list)
     order_phases: list[Phase] = field(default_factory=list)
@@ -187,20 +186,16 @@ def _answers(server: Server, token: str) -> int:
 
 
 def _order_headers(side: Side) -> None:
-    """The shop's API token when the API takes shop tokens; else the legacy DRF token (its
-    orders are then the default shop's, which `measured` says)."""
+    """The shop's API token: its orders are the shop's under test."""
     assert side.server is not None
-    for kind in ("token", "legacy_token"):
-        if _answers(side.server, side.seeded[kind]) == 200:
-            side.token_kind = kind
-            side.order_headers = (
-                ("Authorization", f"Token {side.seeded[kind]}"),
-                ("Content-Type", "application/json"),
-                ("Accept", "application/json"),
-                ("User-Agent", "merchant-bench"),
-            )
-            return
-    raise BenchError(f"{side.label}: the API takes neither the shop's token nor a DRF token")
+    if _answers(side.server, side.seeded["token"]) != 200:
+        raise BenchError(f"{side.label}: the API refuses the shop's token")
+    side.order_headers = (
+        ("Authorization", f"Token {side.seeded['token']}"),
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json"),
+        ("User-Agent", "merchant-bench"),
+    )
 
 
 def _order_items(side: Side, n: int) -> list[Item]:
@@ -377,9 +372,6 @@ def _measured(
         "server": f"{SERVICE.describe()} per database, DJANGO_DEBUG=0, {infra.database}",
         "shops": {s.label: s.seeded["shops"] for s in sides},
         "shop_under_test": {s.label: s.seeded["shop"] for s in sides},
-        # "token": the shop's API token; "legacy_token": a DRF token, for an API that does
-        # not take shop tokens yet (its orders are then the default shop's).
-        "orders_token": {s.label: s.token_kind for s in sides},
         "rounds": sizes.rounds,
         "ipn_ratio_all_rounds": round(_rps(ipn[many.label]) / _rps(ipn[one.label]), 3),
         "ipn_cpu_ratio_all_rounds": round(_cpu(ipn[one.label]) / _cpu(ipn[many.label]), 3),

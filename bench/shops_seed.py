@@ -11,8 +11,7 @@ on another one. Prints one JSON object on stdout.
 database; with N, N - 1 more, each with its own gateway key and sealed
 secret, as `shop_create` stores them), then the orders awaiting payment of
 the shop under test (the default one with 1 shop, `shop-0500` of the
-1,000), an API token of that shop, and a legacy DRF token (for an API that
-does not take shop tokens yet). `check` counts what the phases left.
+1,000) and an API token of that shop. `check` counts what the phases left.
 """
 
 from __future__ import annotations
@@ -22,10 +21,8 @@ import json
 import os
 import sys
 import uuid
-from datetime import timedelta
 from typing import Any
 
-AMOUNT_INT = 12_345_678
 TARGET_INDEX = 500  # of the N - 1 shops made besides the default one: not the first nor last
 BATCH = 2000
 
@@ -53,42 +50,8 @@ def _shops(count: int) -> Any:
     return Shop.objects.get(name=f"shop-{TARGET_INDEX:04d}")
 
 
-def _orders(shop: Any, count: int) -> list[str]:
-    """`count` orders of `shop` awaiting payment, as the gateway had accepted them."""
-    from django.utils import timezone
-
-    from payments.models import Order
-    from payments.states import OrderStatus
-
-    now = timezone.now()
-    orders = [
-        Order(
-            shop=shop,
-            reference=f"seeded-{i:06d}",
-            amount_int=AMOUNT_INT,
-            currency="BTC",
-            transaction=uuid.uuid4(),
-            payment_url="http://127.0.0.1/sandbox/pay/seeded",
-            status=OrderStatus.AWAITING_PAYMENT,
-            created=now,
-            deadline=now + timedelta(days=1),
-        )
-        for i in range(count)
-    ]
-    Order.objects.bulk_create(orders, batch_size=BATCH)
-    return [str(order.transaction) for order in orders]
-
-
-def _legacy_token() -> str:
-    from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
-
-    user, _ = get_user_model().objects.get_or_create(username="bench-shop")
-    token, _ = Token.objects.get_or_create(user=user)
-    return str(token.key)
-
-
 def seed(shops: int, orders: int) -> dict[str, Any]:
+    from bench.ipn_throughput import seed_orders
     from payments.models import Shop
     from payments.services.shops import api_token_create
     from payments.shops import shop_gateway_credentials
@@ -102,9 +65,8 @@ def seed(shops: int, orders: int) -> dict[str, Any]:
         "shop_is_default": shop.is_default,
         "api_key": credentials.api_key,
         "api_secret": credentials.api_secret,
-        "transactions": _orders(shop, orders),
+        "transactions": [str(t) for t, _ in seed_orders(orders, "seeded", shop=shop)],
         "token": token,
-        "legacy_token": _legacy_token(),
     }
 
 

@@ -19,6 +19,7 @@ from django.test.utils import CaptureQueriesContext
 from payments.gateway.signing import new_secret
 from payments.models import Notification, Order, Payment, RejectedNotification, Shop
 from payments.services.shops import shop_create, shop_disable
+from payments.services.webhook_endpoints import webhook_endpoint_settings_in_step
 from payments.shops import shop_default, shop_gateway_credentials
 from payments.testing import ipn_body, post_ipn
 from tests.factories import accepted_order
@@ -211,9 +212,11 @@ def test_the_shops_tolerance_decides_a_short_btc_payment_of_a_fiat_order(
 
 
 def test_a_shops_notification_takes_as_many_statements_as_the_default_shops(
-    client: Client, shop_a: Shop
+    client: Client, shop_a: Shop, django_capture_on_commit_callbacks: Any
 ) -> None:
     """The key's lookup is the only read before the transaction; the shop is not read again."""
+    with django_capture_on_commit_callbacks(execute=True):  # the settings' endpoint in step
+        webhook_endpoint_settings_in_step()
     counted = {}
     for shop in (shop_default(), shop_a):
         for currency in ("BTC", "EUR"):
@@ -231,4 +234,5 @@ def test_a_shops_notification_takes_as_many_statements_as_the_default_shops(
     assert counted[(False, "BTC")] == counted[(True, "BTC")]
     assert counted[(False, "EUR")] == counted[(True, "EUR")]
     assert counted[(False, "BTC")][0] == "SELECT"  # the shop of the key, by its unique index
-    assert sum(sql == "SELECT" for sql in counted[(False, "BTC")]) == 2  # and the order, locked
+    # and the order, locked, and the shop's webhook endpoints taking the event
+    assert sum(sql == "SELECT" for sql in counted[(False, "BTC")]) == 3
