@@ -18,7 +18,7 @@ from django.http import HttpRequest
 from payments import money
 from payments.admin.base import visible_shops
 from payments.choices import RECORDED_REJECTIONS, IpnStatus, Sweep
-from payments.models import ShopEvent
+from payments.models import ShopEventDelivery
 from payments.shops import in_shops
 
 SHOPS_LISTED = 50  # shops a filter or the dashboard lists; any other is reached from its page
@@ -107,22 +107,22 @@ class FlagOpenFilter(admin.SimpleListFilter):
         return queryset
 
 
-class ShopEventStateFilter(admin.SimpleListFilter):
-    """A shop event's state (ShopEvent.State), from its delivered and given-up times."""
+class DeliveryStateFilter(admin.SimpleListFilter):
+    """A delivery's state (ShopEventDelivery.State), from its delivered and given-up times."""
 
     title = "state"
     parameter_name = "state"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(value, str(label)) for value, label in ShopEvent.State.choices]
+        return [(value, str(label)) for value, label in ShopEventDelivery.State.choices]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         match self.value():
-            case ShopEvent.State.DELIVERED:
+            case ShopEventDelivery.State.DELIVERED:
                 return queryset.filter(delivered_at__isnull=False)
-            case ShopEvent.State.GIVEN_UP:
+            case ShopEventDelivery.State.GIVEN_UP:
                 return queryset.filter(delivered_at__isnull=True, given_up_at__isnull=False)
-            case ShopEvent.State.PENDING:
+            case ShopEventDelivery.State.PENDING:
                 return queryset.filter(delivered_at__isnull=True, given_up_at__isnull=True)
         return queryset
 

@@ -27,7 +27,7 @@ from django.utils.html import format_html, format_html_join
 
 from payments.admin.actions import selected_or_refuse
 from payments.admin.base import ReadOnlyAdmin, ReadOnlyInline, ShopScopedAdmin, visible_shops
-from payments.admin.filters import ShopEventStateFilter, ShopFilter
+from payments.admin.filters import DeliveryStateFilter, ShopFilter
 from payments.choices import SHOP_EVENT_TYPES
 from payments.models import (
     ShopEvent,
@@ -53,7 +53,8 @@ def _redeliver(
     queued = shop_event_deliveries_redeliver(deliveries=deliveries)
     model_admin.message_user(
         request,
-        f"{queued} undelivered delivery(ies) queued (delivered ones are not sent again).",
+        f"{queued} undelivered delivery(ies) queued (delivered ones are not sent again; "
+        "those of a disabled endpoint go out once it is enabled).",
         messages.SUCCESS,
     )
 
@@ -146,7 +147,7 @@ class ShopEventDeliveryAdmin(ShopScopedAdmin, ReadOnlyAdmin):
     shop_path = "endpoint__shop"
     list_display = ("created", "event_type", "event", "endpoint", "state", "attempts",
                     "next_attempt_at", "last_error")  # fmt: skip
-    list_filter = (ShopFilter, ShopEventStateFilter, EndpointFilter)
+    list_filter = (ShopFilter, DeliveryStateFilter, EndpointFilter)
     search_fields = ("=event__id", "=event__order__reference")
     list_select_related = ("event", "endpoint")
     readonly_fields = (

@@ -16,8 +16,10 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from django import forms
 from django.conf import settings
@@ -35,8 +37,14 @@ from payments.admin.filters import ShopFilter
 from payments.gateway.signing import secret_valid
 from payments.models import ApiToken, Shop, ShopMembership
 from payments.secret_box import seal
-from payments.selectors import parse_return_host
-from payments.services.shops import api_token_create, api_token_revoke
+from payments.services.shops import (
+    api_token_create,
+    api_token_revoke,
+    gateway_key_check,
+    gateway_secret_env_check,
+    return_hosts_check,
+    underpaid_tolerance_check,
+)
 
 GATEWAY_FIELDS = ("gateway_key", "gateway_secret", "gateway_secret_env")
 
@@ -80,18 +88,17 @@ class ShopForm(forms.ModelForm):
     def clean_return_hosts(self) -> list[str]:
         text: str = self.cleaned_data.get("return_hosts") or ""
         entries = [line.strip() for line in text.splitlines() if line.strip()]
-        for entry in entries:
-            try:
-                parse_return_host(entry)
-            except ValueError as exc:
-                raise forms.ValidationError(f"{entry}: {exc}") from exc
-        return entries
+        return _checked(return_hosts_check, entries)
 
     def clean_underpaid_tolerance(self) -> Decimal | None:
-        tolerance: Decimal | None = self.cleaned_data.get("underpaid_tolerance")
-        if tolerance is not None and not Decimal(0) <= tolerance < 1:
-            raise forms.ValidationError("A fraction in [0, 1), e.g. 0.01 for 1%.")
-        return tolerance
+        return _checked(underpaid_tolerance_check, self.cleaned_data.get("underpaid_tolerance"))
+
+    def clean_gateway_secret_env(self) -> str:
+        return _checked(gateway_secret_env_check, self.cleaned_data.get("gateway_secret_env") or "")
+
+    def clean_gateway_key(self) -> uuid.UUID | None:
+        key: uuid.UUID | None = self.cleaned_data.get("gateway_key")
+        return key if key is None else _checked(gateway_key_check, key)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -123,6 +130,18 @@ class ShopForm(forms.ModelForm):
         if commit:
             shop.save()
         return shop
+
+
+T = TypeVar("T")
+
+
+def _checked(check: Callable[[T], None], value: T) -> T:
+    """`value` once `check` (a services.shops check) passed; its ValueError as a form error."""
+    try:
+        check(value)
+    except ValueError as exc:
+        raise forms.ValidationError(str(exc).capitalize() + ".") from exc
+    return value
 
 
 @admin.register(Shop)

@@ -31,10 +31,6 @@ class ShopEvent(models.Model):
     sent to one endpoint) has no order.
     """
 
-    # The states of its deliveries (kept under this name for the admin's
-    # ShopEventStateFilter, which filters deliveries).
-    State = DeliveryState
-
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     shop = models.ForeignKey(Shop, on_delete=models.PROTECT, related_name="shop_events")
     order = models.ForeignKey(

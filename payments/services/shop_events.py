@@ -221,15 +221,15 @@ def shop_events_record_many(*, order_ids: Iterable[UUID], event_type: str) -> li
     """
     webhook_endpoint_settings_in_step()
     event_type = str(event_type)
-    orders = list(Order.objects.filter(pk__in=list(order_ids)).order_by("pk"))
-    endpoints = webhook_endpoints_taking(
-        shop_ids={_shop_id(order) for order in orders}, event_type=event_type
-    )
+    chosen = Order.objects.filter(pk__in=list(order_ids))
+    shop_ids = set(chosen.order_by().values_list("shop_id", flat=True).distinct())
+    endpoints = webhook_endpoints_taking(shop_ids=shop_ids, event_type=event_type)
     if not endpoints:
-        return []
+        return []  # no order is loaded for nothing (the sweeps, with no endpoint taking it)
     now = timezone.now()
     events = [
-        _build_event(order, event_type, None, now) for order in orders if order.shop_id in endpoints
+        _build_event(order, event_type, None, now)
+        for order in chosen.filter(shop_id__in=list(endpoints)).order_by("pk")
     ]
     _record(events, endpoints)
     return [event.pk for event in events]
@@ -459,12 +459,21 @@ def shop_events_redeliver_due(
 
 def shop_event_deliveries_redeliver(*, deliveries: QuerySet[ShopEventDelivery]) -> int:
     """Make the undelivered ones of `deliveries` (also those given up) due now, with a new
-    retry window, and enqueue them; returns how many."""
+    retry window, and enqueue those of enabled endpoints; returns how many were enqueued.
+
+    Those of a disabled endpoint wait, due, and go out once it is enabled (the sweep).
+    """
     now = timezone.now()
-    ids = list(deliveries.filter(delivered_at__isnull=True).values_list("pk", flat=True))
+    undelivered = deliveries.filter(delivered_at__isnull=True)
+    ids = list(undelivered.values_list("pk", flat=True))
     ShopEventDelivery.objects.filter(pk__in=ids, delivered_at__isnull=True).update(
         next_attempt_at=now, given_up_at=None, gives_up_at=now + _retry_window()
     )
-    if ids:
-        transaction.on_commit(partial(_enqueue_many, ids), robust=True)
-    return len(ids)
+    sent = list(
+        ShopEventDelivery.objects.filter(pk__in=ids, endpoint__in=_enabled_endpoints()).values_list(
+            "pk", flat=True
+        )
+    )
+    if sent:
+        transaction.on_commit(partial(_enqueue_many, sent), robust=True)
+    return len(sent)

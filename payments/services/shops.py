@@ -61,29 +61,51 @@ def shop_create(
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 
 
+# The checks of a shop's fields, each a ValueError that says what is wrong: shop_create and
+# the admin's shop form both run them.
+
+
+def gateway_key_check(key: uuid.UUID) -> None:
+    """Not the environment's GATEWAY_API_KEY: a notification signed with it is the default
+    shop's (payments.shops.shop_for_gateway_key), so another shop could never get one."""
+    if _is_default_key(key):
+        raise ValueError("this is the default shop's gateway key (GATEWAY_API_KEY)")
+
+
+def gateway_secret_env_check(name: str) -> None:
+    if name and not _ENV_NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not an environment variable's name")
+
+
+def return_hosts_check(entries: Sequence[str]) -> None:
+    for entry in entries:
+        try:
+            parse_return_host(entry)
+        except ValueError as exc:
+            raise ValueError(f"return host {entry!r}: {exc}") from exc
+
+
+def underpaid_tolerance_check(tolerance: Decimal | None) -> None:
+    if tolerance is not None and not Decimal(0) <= tolerance < 1:
+        raise ValueError("the underpaid tolerance is a fraction in [0, 1)")
+
+
 def _check_gateway_account(key: uuid.UUID, secret: str | None, secret_env: str) -> None:
     if (secret is None) == (not secret_env):
         raise ValueError("give the gateway secret, or the environment variable holding it")
     if secret is not None and not secret_valid(secret):
         raise ValueError("the gateway secret must be non-empty base64, as the gateway gives it")
-    if secret_env and not _ENV_NAME.fullmatch(secret_env):
-        raise ValueError(f"{secret_env!r} is not an environment variable's name")
-    if _is_default_key(key):
-        raise ValueError("this is the default shop's gateway key (GATEWAY_API_KEY)")
+    gateway_secret_env_check(secret_env)
+    gateway_key_check(key)
 
 
 def _check_order_defaults(
     return_hosts: Sequence[str], ttl_seconds: int | None, tolerance: Decimal | None
 ) -> None:
-    for entry in return_hosts:
-        try:
-            parse_return_host(entry)
-        except ValueError as exc:
-            raise ValueError(f"return host {entry!r}: {exc}") from exc
+    return_hosts_check(return_hosts)
     if ttl_seconds is not None and ttl_seconds < 1:
         raise ValueError("the order deadline is at least 1 second")
-    if tolerance is not None and not Decimal(0) <= tolerance < 1:
-        raise ValueError("the underpaid tolerance is a fraction in [0, 1)")
+    underpaid_tolerance_check(tolerance)
 
 
 def _is_default_key(gateway_key: uuid.UUID) -> bool:

@@ -574,6 +574,23 @@ def test_a_bad_secret_is_refused_and_not_shown_back(world: dict[str, Any]) -> No
     assert missing.status_code == 200 and not Shop.objects.filter(name="gamma").exists()
 
 
+def test_the_shop_form_refuses_what_shop_create_refuses(
+    world: dict[str, Any], settings: Any
+) -> None:
+    """The environment's key would route the shop's notifications to the default shop."""
+    refused = {
+        "gateway_key": shop_form(gateway_key=settings.GATEWAY_API_KEY),
+        "gateway_secret_env": shop_form(gateway_secret="", gateway_secret_env="NOT A NAME"),
+        "return_hosts": shop_form(return_hosts="https://gamma.example/path"),
+        "underpaid_tolerance": shop_form(underpaid_tolerance="1.5"),
+    }
+    for field, form in refused.items():
+        response = world["boss"].post(f"{ADMIN}shop/add/", form)
+        assert response.status_code == 200, field
+        assert response.context["adminform"].form.errors[field], field
+    assert not Shop.objects.filter(name="gamma").exists()
+
+
 def test_the_superuser_gives_a_staff_user_a_shop(world: dict[str, Any]) -> None:
     nadia = get_user_model().objects.get(username="nadia")
     beta = world["beta"]["shop"]

@@ -12,7 +12,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from payments.choices import SHOP_EVENT_TYPES
-from payments.management.commands._webhooks import shop_named
+from payments.management.shops import shop_named
 from payments.services.webhook_endpoints import webhook_endpoint_create
 
 

@@ -10,7 +10,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from payments.management.commands._webhooks import describe, shop_named
+from payments.management.shops import shop_named
+from payments.management.webhooks import describe
 
 
 class Command(BaseCommand):

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from payments.management.commands._webhooks import endpoint_numbered
+from payments.management.webhooks import endpoint_numbered
 from payments.services.shop_events import shop_event_ping
 
 

@@ -20,18 +20,31 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from sandbox.accounts import account_create
+from sandbox.models import SandboxAccount
 
 
-def _write_secret(path: Path, secret: str) -> None:
-    """A new file readable by its owner only; an existing file is never overwritten."""
+def _new_secret_file(path: Path) -> int:
+    """A new file readable by its owner only, opened before the account is made (so the
+    secret always has somewhere to go); an existing file is never overwritten."""
     try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError as exc:
         raise CommandError(f"{path} exists already: name a new file") from exc
     except OSError as exc:
         raise CommandError(f"cannot write {path}: {exc.strerror}") from exc
+
+
+def _account_with_secret_in(path: Path, login: str) -> SandboxAccount:
+    descriptor = _new_secret_file(path)
+    try:
+        account = account_create(login=login)
+    except BaseException:
+        os.close(descriptor)
+        path.unlink(missing_ok=True)  # no account: no file
+        raise
     with os.fdopen(descriptor, "w") as out:
-        out.write(secret + "\n")
+        out.write(account.secret + "\n")
+    return account
 
 
 class Command(BaseCommand):
@@ -59,11 +72,10 @@ class Command(BaseCommand):
         if not login:
             raise CommandError("--login must not be empty")
         secret_file: Path | None = options["secret_file"]
-        if secret_file is not None and secret_file.exists():
-            raise CommandError(f"{secret_file} exists already: name a new file")
-        account = account_create(login=login)
-        if secret_file is not None:
-            _write_secret(secret_file, account.secret)
+        if secret_file is None:
+            account = account_create(login=login)
+        else:
+            account = _account_with_secret_in(secret_file, login)
         self.stdout.write(f"Sandbox merchant account {login!r} created.")
         self.stdout.write(f"API key id: {account.api_key}")
         if secret_file is None:

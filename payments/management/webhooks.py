@@ -1,17 +1,13 @@
-"""What the shop_webhook_* commands share: finding the shop or the endpoint they are given."""
+"""What the shop_webhook_* commands share: finding the endpoint they are given, describing it.
+
+The shop they are given is found as by every shop command (payments.management.shops).
+"""
 
 from __future__ import annotations
 
 from django.core.management.base import CommandError
 
-from payments.models import Shop, WebhookEndpoint
-
-
-def shop_named(name: str) -> Shop:
-    shop = Shop.objects.filter(name=name).first()
-    if shop is None:
-        raise CommandError(f"no shop named {name!r} (manage.py shop_list lists them)")
-    return shop
+from payments.models import WebhookEndpoint
 
 
 def endpoint_numbered(endpoint_id: str) -> WebhookEndpoint:
