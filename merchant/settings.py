@@ -80,6 +80,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost but for the request id (inserted below): Django's own error answers under
+    # /api/ (no URL matched, a 500) in the API's error body; HTML for the rest of the site.
+    "payments.api.errors.ApiErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -368,6 +371,11 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["payments.api.authentication.ShopTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["payments.api.authentication.ShopTokenRequired"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Every error in one body (payments/api/errors.py). JSON in and out, as the schema says
+    # (a schema with form bodies too breaks generated clients: they send one of the three).
+    "EXCEPTION_HANDLER": "payments.api.errors.api_exception_handler",
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Merchant payments API",
@@ -377,6 +385,15 @@ SPECTACULAR_SETTINGS = {
     # Swagger UI from the installed sidecar package, not a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "OAS_VERSION": "3.1.0",
+    # Enum names for readers and generated clients (not FooStatusEnum, BarStatusEnum).
+    "ENUM_NAME_OVERRIDES": {
+        "OrderStatus": "payments.states.OrderStatus",
+        "Currency": "payments.money.CURRENCIES",
+        "PaymentStatus": "payments.models.Payment.Status",
+        "PaymentSource": "payments.models.Payment.Source",
+        "FlagKind": "payments.models.OrderFlag.Kind",
+    },
 }
 
 # --- Abuse: admin login lockout (django-axes) and the order-creation throttle ---------

@@ -21,22 +21,20 @@ from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated, Pe
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 
+from payments.api.error_codes import CODES
 from payments.models import ApiToken, Shop
 from payments.services.shops import MAX_KEY_LENGTH, api_token_touch
 from payments.shops import api_token_for_key, api_token_refusal
 
 KEYWORDS = (b"token", b"bearer")
 
-REFUSALS = {
-    "invalid_token": "This API token is not valid.",
-    "token_revoked": "This API token was revoked: ask the shop's operator for a new one.",
-    "shop_disabled": "This API token's shop is disabled.",
-}
+REFUSALS = ("invalid_token", "token_revoked", "shop_disabled")
 
 
 def refused(code: str) -> AuthenticationFailed:
     """The 401 for a token that is refused, saying why (one of REFUSALS)."""
-    return AuthenticationFailed({"error": code, "detail": REFUSALS[code]}, code=code)
+    assert code in REFUSALS, code
+    return AuthenticationFailed(CODES[code].detail, code=code)
 
 
 class ShopCaller:
@@ -96,18 +94,9 @@ class ShopTokenRequired(BasePermission):
     def has_permission(self, request: Request, view: Any) -> bool:
         token = request.auth
         if not isinstance(token, ApiToken):
-            raise NotAuthenticated(
-                {
-                    "error": "not_authenticated",
-                    "detail": "Send the shop's API token: Authorization: Token <key> "
-                    "(or Bearer <key>).",
-                }
-            )
+            raise NotAuthenticated(CODES["not_authenticated"].detail, code="not_authenticated")
         if token.read_only and request.method not in SAFE_METHODS:
-            raise PermissionDenied(
-                {"error": "read_only_token", "detail": "This API token is read-only."},
-                code="read_only_token",
-            )
+            raise PermissionDenied(CODES["read_only_token"].detail, code="read_only_token")
         return True
 
 

@@ -1,10 +1,16 @@
-"""Input validation and output shapes of the orders API."""
+"""Input validation and output shapes of the orders API.
+
+drf-spectacular publishes these classes' docstrings and help texts in the OpenAPI
+schema: they are written for the API's readers; notes for this code are comments.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from payments import money
@@ -16,8 +22,9 @@ from payments.services import NewOrder, public_url
 from payments.templatetags.checkout import button_html
 
 
+@extend_schema_field(OpenApiTypes.STR)
 class DecimalStringField(serializers.Field):
-    """A decimal amount sent as a string ("12.50"); a JSON number would pass through a float."""
+    # A decimal amount sent as a string ("12.50"); a JSON number would pass through a float.
 
     default_error_messages = {"not_a_string": 'Send the amount as a string, such as "12.50".'}
 
@@ -48,7 +55,12 @@ class ReturnUrlAllowed:
 
 
 class OrderCreateInput(serializers.Serializer):
-    """A new order; its context["shop"] is the shop it is for (its return hosts apply)."""
+    """A new order: give exactly one of `amount` and `amount_int`.
+
+    Return URLs must be on the service's host or one of the shop's return hosts.
+    """
+
+    # context["shop"]: the calling token's shop, whose return hosts apply.
 
     reference = serializers.CharField(max_length=100)
     amount = DecimalStringField(required=False, help_text='Decimal string, e.g. "12.50".')
@@ -91,6 +103,8 @@ class OrderCreateInput(serializers.Serializer):
 
 
 class PaymentOutput(serializers.ModelSerializer):
+    """A payment the gateway notified (or reconciliation found) for the order."""
+
     amount = serializers.SerializerMethodField()
 
     class Meta:
@@ -99,6 +113,7 @@ class PaymentOutput(serializers.ModelSerializer):
             "payment_id", "status", "amount", "amount_int", "currency", "method", "paid_at",
             "amount_pending", "amount_valid", "amount_total", "implied_rate", "source",
         )  # fmt: skip
+        read_only_fields = fields
 
     def get_amount(self, payment: Payment) -> str | None:
         if payment.amount_int is None or not payment.currency:
@@ -107,11 +122,14 @@ class PaymentOutput(serializers.ModelSerializer):
 
 
 class FlagOutput(serializers.ModelSerializer):
+    """Something about the order that a person should look at (`reviewed` once they did)."""
+
     reviewed = serializers.SerializerMethodField()
 
     class Meta:
         model = OrderFlag
         fields = ("kind", "detail", "created", "reviewed")
+        read_only_fields = fields
 
     def get_reviewed(self, flag: OrderFlag) -> bool:
         return flag.reviewed_at is not None
@@ -139,14 +157,15 @@ class RefundOutput(serializers.Serializer):
 
 
 class OrderOutput(serializers.ModelSerializer):
-    """An order as the API shows it; `new=True` in the context: made by this request.
+    """An order of the calling shop, with its payments, flags and refunds."""
 
-    The declared fields are the contract (the OpenAPI schema) and nothing else:
-    `order_representation` builds every answer, without a field per value
-    (tests hold its keys to these fields and its output to the schema).
-    """
+    # `new=True` in the context: made by this request. The declared fields are the
+    # contract (the OpenAPI schema) and nothing else: `order_representation` builds every
+    # answer, without a field per value (tests hold its keys to these fields and its
+    # output to the schema).
 
-    amount = serializers.CharField(read_only=True)
+    amount = serializers.CharField(read_only=True, help_text='Decimal string, e.g. "12.50000".')
+    currency = serializers.ChoiceField(choices=money.CURRENCIES, read_only=True)
     checkout_url = serializers.CharField(read_only=True)
     button_html = serializers.CharField(read_only=True)
     quote = QuoteOutput(allow_null=True, read_only=True)
@@ -161,6 +180,8 @@ class OrderOutput(serializers.ModelSerializer):
             "quote", "transaction", "payment_url", "checkout_url", "button_html",
             "failure_reason", "created", "deadline", "payments", "flags", "refunds",
         )  # fmt: skip
+        # Output only: every field is in every answer (the schema marks them required).
+        read_only_fields = fields
 
     def to_representation(self, instance: Order) -> dict[str, Any]:
         return order_representation(instance, new=bool(self.context.get("new")))
@@ -226,6 +247,21 @@ def _refund(resolution: OrderResolution) -> dict[str, Any]:
 
 
 class ErrorOutput(serializers.Serializer):
-    error = serializers.CharField()
-    detail = serializers.CharField()
-    order = serializers.UUIDField(required=False)
+    """Every error answer of the API (4xx and 5xx)."""
+
+    error = serializers.CharField(
+        help_text="What went wrong, for programs: a code such as `invalid`, `invalid_token`, "
+        "`not_found`, `throttled` or `gateway_timeout` (the list is in the README). "
+        "New codes may be added: treat an unknown one by its HTTP status."
+    )
+    detail = serializers.CharField(help_text="What went wrong, for people.")
+    # The metaclass moves fields out of the class, so this does not hide Serializer.fields.
+    fields = serializers.DictField(  # type: ignore[assignment]
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Only for `invalid`: each field's messages (`non_field_errors`: the request's).",
+    )
+    order = serializers.UUIDField(
+        required=False,
+        help_text="Only for a gateway failure: the order, recorded as failed.",
+    )

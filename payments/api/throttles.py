@@ -39,7 +39,7 @@ class OrderCreateRateThrottle(SimpleRateThrottle):
 
 
 class OrderCreateThrottled(APIException):
-    """A 429 in the API's error shape; DRF's handler adds `Retry-After` from `wait`."""
+    """A 429 `throttled`; DRF's handler adds `Retry-After` from `wait`."""
 
     status_code = status.HTTP_429_TOO_MANY_REQUESTS
     default_code = "throttled"
@@ -47,9 +47,4 @@ class OrderCreateThrottled(APIException):
     def __init__(self, wait: float | None) -> None:
         self.wait = math.ceil(wait) if wait is not None else None
         when = f"in {self.wait} s" if self.wait is not None else "later"
-        super().__init__(
-            {
-                "error": "throttled",
-                "detail": f"Too many orders created for this shop: try again {when}.",
-            }
-        )
+        super().__init__(f"Too many orders created for this shop: try again {when}.")

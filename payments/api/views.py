@@ -2,7 +2,8 @@
 
 Every view works for the calling API token's shop (`payments.api.authentication`):
 it lists, reads and creates that shop's orders only, and another shop's order is
-the same 404 as a missing one.
+the same 404 as a missing one. Errors are raised, never answered here: the API's
+exception handler (`payments.api.errors`) writes their body.
 """
 
 from __future__ import annotations
@@ -13,16 +14,19 @@ from datetime import UTC
 from typing import Any, NoReturn
 
 from django.utils.dateparse import parse_datetime
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import APIException, NotFound
+from rest_framework.exceptions import NotFound
 from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from payments.api import openapi
 from payments.api.authentication import refused, request_token
-from payments.api.serializers import ErrorOutput, OrderCreateInput, OrderOutput
+from payments.api.errors import ApiError
+from payments.api.openapi import EVERY_OPERATION, error_responses
+from payments.api.serializers import OrderCreateInput, OrderOutput
 from payments.api.throttles import OrderCreateRateThrottle, OrderCreateThrottled
 from payments.exceptions import (
     IdempotencyConflict,
@@ -43,7 +47,8 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
     location=OpenApiParameter.HEADER,
     required=False,
     description="Retrying a POST with the same key returns the same order without a second "
-    "gateway call; the same key with a different body is a 409.",
+    "gateway call; the same key with a different body is a 409. 1 to 255 printable characters.",
+    examples=[OpenApiExample("key", value="order-42-attempt-1")],
 )
 RETRY_AFTER_HEADER = OpenApiParameter(
     "Retry-After",
@@ -53,40 +58,18 @@ RETRY_AFTER_HEADER = OpenApiParameter(
     description="Seconds to wait before creating another order with this token.",
 )
 MAX_IDEMPOTENCY_KEY = 255
-NO_SUCH_ORDER = {"detail": "No such order."}
-SHOP_UNCONFIGURED = {
-    "error": "shop_unconfigured",
-    "detail": "This shop's gateway credentials cannot be read: no order can be created "
-    "until the service's operator fixes them.",
-}
-INVALID_CURSOR = {
-    "error": "invalid_cursor",
-    "detail": "The cursor is not one this API gave out: "
-    "start again from the first page, without a cursor.",
-}
 
 
-def gateway_failure_response(failure: OrderCreationFailed) -> Response:
-    cause = failure.cause
-    http: int
+def gateway_error(failure: OrderCreationFailed) -> ApiError:
+    """The 502/503/504 of a failed creation; `order` names the order recorded as failed."""
+    cause, order = failure.cause, str(failure.order.id)
     if isinstance(cause, GatewayRejected):
-        code, http = "gateway_rejected", status.HTTP_502_BAD_GATEWAY
-        detail = cause.message
-    elif isinstance(cause, GatewayTimeout):
-        code, http = "gateway_timeout", status.HTTP_504_GATEWAY_TIMEOUT
-        detail = "The gateway did not answer in time; the order is recorded as failed."
-    elif isinstance(cause, GatewayUnavailable):
-        code, http = "gateway_unavailable", status.HTTP_503_SERVICE_UNAVAILABLE
-        detail = "The gateway could not be reached; the order is recorded as failed."
-    else:
-        code, http = "gateway_invalid_reply", status.HTTP_502_BAD_GATEWAY
-        detail = "The gateway's reply was not understood; the order is recorded as failed."
-    return Response({"error": code, "detail": detail, "order": failure.order.id}, status=http)
-
-
-class InvalidCursor(APIException):
-    status_code = status.HTTP_400_BAD_REQUEST
-    default_code = "invalid_cursor"
+        return ApiError("gateway_rejected", cause.message, order=order)
+    if isinstance(cause, GatewayTimeout):
+        return ApiError("gateway_timeout", order=order)
+    if isinstance(cause, GatewayUnavailable):
+        return ApiError("gateway_unavailable", order=order)
+    return ApiError("gateway_invalid_reply", order=order)
 
 
 def _is_timestamp(position: str) -> bool:
@@ -107,6 +90,42 @@ class OrderCursorPagination(CursorPagination):
     max_page_size = 200
     page_size_query_param = "page_size"
 
+    def get_page_size(self, request: Request) -> int:
+        # DRF answers the default page for a page_size it cannot read; say it is wrong instead.
+        given = request.query_params.get(self.page_size_query_param)
+        if given is None:
+            return self.page_size
+        if not (given.isascii() and given.isdigit() and int(given) > 0):
+            raise serializers.ValidationError(
+                {"page_size": [f"A whole number from 1 (at most {self.max_page_size} are sent)."]}
+            )
+        return min(int(given), self.max_page_size)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters: list[dict[str, Any]] = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"]["minimum"] = 1
+                parameter["description"] = (
+                    f"Orders per page: {self.page_size} unless given, at most {self.max_page_size}."
+                )
+            else:
+                parameter["description"] = "A page's `next` or `previous` link gives it."
+        return parameters
+
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        # DRF's, with OpenAPI 3.1's null and links to this API in the examples.
+        link = "https://pay.shop.example/api/orders/?cursor="
+        return {
+            "type": "object",
+            "required": ["next", "previous", "results"],
+            "properties": {
+                "next": {"type": ["string", "null"], "format": "uri", "example": f"{link}cD0y"},
+                "previous": {"type": ["string", "null"], "format": "uri", "example": None},
+                "results": schema,
+            },
+        }
+
     def decode_cursor(self, request: Request) -> Cursor | None:
         """DRF's cursor, or a 400 for one this API did not give out.
 
@@ -120,10 +139,10 @@ class OrderCursorPagination(CursorPagination):
                 base64.b64decode(encoded.encode("ascii"), validate=True)
             cursor = super().decode_cursor(request)
         except (ValueError, NotFound) as exc:  # binascii.Error and UnicodeError are ValueErrors
-            raise InvalidCursor(INVALID_CURSOR) from exc
+            raise ApiError("invalid_cursor") from exc
         position = cursor.position if cursor is not None else None
         if position is not None and not _is_timestamp(str(position)):  # text (the stubs say int)
-            raise InvalidCursor(INVALID_CURSOR)
+            raise ApiError("invalid_cursor")
         return cursor
 
 
@@ -144,29 +163,46 @@ class OrderListCreateApi(APIView):
         reference = serializers.CharField(max_length=100, required=False)
 
     @extend_schema(
+        operation_id="orders_create",
+        summary="Create an order at the gateway",
+        description="Creates the order at the gateway and answers it with its `payment_url` "
+        "(201). The same `Idempotency-Key` and body again answer the same order (200).",
         request=OrderCreateInput,
         parameters=[IDEMPOTENCY_HEADER, RETRY_AFTER_HEADER],
+        examples=openapi.order_create_examples(),
         responses={
-            201: OrderOutput,
-            200: OrderOutput,
-            400: None,
-            401: ErrorOutput,
-            403: ErrorOutput,
-            409: ErrorOutput,
-            429: ErrorOutput,
-            502: ErrorOutput,
-            503: ErrorOutput,
-            504: ErrorOutput,
+            201: OpenApiResponse(
+                OrderOutput,
+                description="Created at the gateway: send the buyer to `payment_url`.",
+                examples=[OpenApiExample("created", value=openapi.ORDER_EXAMPLE)],
+            ),
+            200: OpenApiResponse(
+                OrderOutput,
+                description="The order this Idempotency-Key already created.",
+                examples=[OpenApiExample("again", value=openapi.ORDER_EXAMPLE)],
+            ),
+            **error_responses(
+                "invalid",
+                "parse_error",
+                "invalid_idempotency_key",
+                *EVERY_OPERATION,
+                "read_only_token",
+                "idempotency_conflict",
+                "too_large",
+                "unsupported_media_type",
+                "throttled",
+                "gateway_rejected",
+                "gateway_invalid_reply",
+                "gateway_unavailable",
+                "shop_unconfigured",
+                "gateway_timeout",
+            ),
         },
-        summary="Create an order at the gateway",
     )
     def post(self, request: Request) -> Response:
         key = request.headers.get("Idempotency-Key")
         if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY and key.isprintable()):
-            return Response(
-                {"error": "invalid_idempotency_key", "detail": "1 to 255 printable characters."},
-                status=status.HTTP_400_BAD_REQUEST,
-            )
+            raise ApiError("invalid_idempotency_key")
         token = request_token(request)
         given = OrderCreateInput(data=request.data, context={"shop": token.shop})
         given.is_valid(raise_exception=True)
@@ -175,31 +211,36 @@ class OrderListCreateApi(APIView):
                 new=given.to_new_order(), shop=token.shop, api_token=token, idempotency_key=key
             )
         except IdempotencyConflict as exc:
-            return Response(
-                {"error": "idempotency_conflict", "detail": str(exc)},
-                status=status.HTTP_409_CONFLICT,
-            )
+            raise ApiError("idempotency_conflict", str(exc)) from exc
         except ShopInactive as exc:  # disabled since this request was authenticated
             raise refused("shop_disabled") from exc
-        except ShopUnconfigured:
+        except ShopUnconfigured as exc:
             logger.exception("shop %s: order creation refused", token.shop.name)
-            return Response(SHOP_UNCONFIGURED, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+            raise ApiError("shop_unconfigured") from exc
         except OrderCreationFailed as failure:
-            return gateway_failure_response(failure)
+            raise gateway_error(failure) from failure
         return Response(
             OrderOutput(order, context={"new": created}).data,
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 
     @extend_schema(
-        parameters=[FilterInput],
-        # 400: a bad filter (field errors), or a cursor that is not one of ours
-        # ({"error": "invalid_cursor", "detail": ...}).
-        responses={200: OrderOutput(many=True), 400: None, 401: ErrorOutput},
+        operation_id="orders_list",
         summary="List orders",
+        description="The calling shop's orders, newest first, a page at a time: follow `next`.",
+        parameters=[FilterInput],
+        # A bare list serializer (not an OpenApiResponse): how drf-spectacular tells a list,
+        # which adds the pagination parameters. The example is one order, paginated by it.
+        responses={
+            200: OrderOutput(many=True),
+            **error_responses("invalid", "invalid_cursor", *EVERY_OPERATION, "too_large"),
+        },
+        examples=[OpenApiExample("a page", value=openapi.PAID_ORDER_EXAMPLE, response_only=True)],
     )
     def get(self, request: Request) -> Response:
-        filters = self.FilterInput(data=request.query_params)
+        # A plain dict, not the QueryDict: DRF reads a blank form value as "not given",
+        # and the schema says a filter, when given, is not blank.
+        filters = self.FilterInput(data=request.query_params.dict())
         filters.is_valid(raise_exception=True)
         paginator = self.pagination_class()
         orders = order_list(shop=request_token(request).shop, **filters.validated_data)
@@ -209,13 +250,22 @@ class OrderListCreateApi(APIView):
 
 class OrderDetailApi(APIView):
     @extend_schema(
-        responses={200: OrderOutput, 401: ErrorOutput, 404: None},
+        operation_id="orders_retrieve",
         summary="One order",
-        description="Another shop's order is the same 404 as a missing one.",
+        description="One of the calling shop's orders, with its payments, flags and refunds. "
+        "Another shop's order is the same 404 as a missing one.",
+        responses={
+            200: OpenApiResponse(
+                OrderOutput,
+                description="The order.",
+                examples=[OpenApiExample("paid", value=openapi.PAID_ORDER_EXAMPLE)],
+            ),
+            **error_responses(*EVERY_OPERATION, "not_found"),
+        },
     )
     def get(self, request: Request, order_id: Any) -> Response:
         try:
             order = order_get(shop=request_token(request).shop, order_id=order_id)
-        except Order.DoesNotExist:  # missing, or another shop's: the same answer
-            return Response(NO_SUCH_ORDER, status=status.HTTP_404_NOT_FOUND)
+        except Order.DoesNotExist as exc:  # missing, or another shop's: the same answer
+            raise NotFound("No such order.") from exc
         return Response(OrderOutput(order).data)

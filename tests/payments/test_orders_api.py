@@ -116,20 +116,20 @@ def test_bad_input_is_a_400_naming_the_field(
     response = create(api_client, {**VALID, **change})
 
     assert response.status_code == 400, response.content
-    assert field in response.json()
+    assert field in response.json()["fields"]
     assert not Order.objects.exists()
 
 
 def test_missing_amount_is_a_400(api_client: APIClient) -> None:
     response = create(api_client, {"reference": "r", "currency": "USD"})
     assert response.status_code == 400
-    assert "amount" in response.json()
+    assert "amount" in response.json()["fields"]
 
 
 def test_zero_amount_int_is_a_400(api_client: APIClient) -> None:
     response = create(api_client, {"reference": "r", "currency": "USD", "amount_int": 0})
     assert response.status_code == 400
-    assert "amount_int" in response.json()
+    assert "amount_int" in response.json()["fields"]
 
 
 def test_allowed_return_host_is_accepted(

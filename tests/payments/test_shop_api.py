@@ -120,7 +120,7 @@ def test_another_shops_order_is_the_same_404_as_a_missing_one(a: Caller, b: Call
     missing = b.get(f"/api/orders/{uuid.uuid4()}/")
 
     assert theirs.status_code == missing.status_code == 404
-    assert theirs.json() == missing.json() == {"detail": "No such order."}
+    assert theirs.json() == missing.json() == {"error": "not_found", "detail": "No such order."}
     assert a.get(f"/api/orders/{order['id']}/").status_code == 200
 
 
@@ -274,7 +274,7 @@ def test_a_shops_return_hosts_are_its_own(a: Caller, b: Caller, settings: Any) -
     for url in ("https://a-shop.example/thanks", "https://default-shop.example/thanks"):
         refused = b.create({**BODY, "reference": "b", "return_success": url})
         assert refused.status_code == 400, refused.text
-        assert "not allowed for return URLs" in refused.json()["return_success"][0]
+        assert "not allowed for return URLs" in refused.json()["fields"]["return_success"][0]
     own_host = f"{settings.PUBLIC_BASE_URL}/thanks"  # the service's own host: every shop's
     assert created(b.create({**BODY, "reference": "b", "return_failure": own_host}))
     assert SandboxOrder.objects.count() == 2
