@@ -313,7 +313,8 @@ if SANDBOX_ENABLED:
 # are the default shop's first endpoint, kept in step with them (README: Shop webhooks):
 # when set, every order change of the default shop is POSTed there as signed JSON.
 SHOP_WEBHOOK_URL = env.str("SHOP_WEBHOOK_URL", default="")
-# HMAC-SHA256 key of the Merchant-Signature header; required when the URL is set.
+# Its Standard Webhooks secret, "whsec_" + standard base64 (README: Shop webhooks);
+# required when the URL is set. Another value signs with its raw bytes (payments.W401).
 SHOP_WEBHOOK_SECRET = env.str("SHOP_WEBHOOK_SECRET", default="")
 # After a secret's rotation the former one keeps signing too, for this long.
 SHOP_WEBHOOK_ROTATION_HOURS = env.float("SHOP_WEBHOOK_ROTATION_HOURS", default=24.0)
@@ -385,7 +386,9 @@ SPECTACULAR_SETTINGS = {
     # Swagger UI from the installed sidecar package, not a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # 3.1 for `webhooks`: the shop events' payload (payments.api.event_schema).
     "OAS_VERSION": "3.1.0",
+    "WEBHOOKS": ["payments.api.event_schema.shop_event_webhook"],
     # Enum names for readers and generated clients (not FooStatusEnum, BarStatusEnum).
     "ENUM_NAME_OVERRIDES": {
         "OrderStatus": "payments.states.OrderStatus",

@@ -12,10 +12,12 @@ from typing import Any
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError
 
 from payments.api.throttles import OrderCreateRateThrottle
 from payments.gateway.signing import secret_valid
 from payments.selectors import parse_return_host
+from payments.shop_event_signing import secret_is_standard
 
 
 def _secret_key_missing() -> bool:
@@ -104,12 +106,53 @@ def check_shop_events(app_configs: Any = None, **kwargs: Any) -> list[checks.Che
             checks.Error(
                 "SHOP_WEBHOOK_URL is set but SHOP_WEBHOOK_SECRET is empty.",
                 hint="The default shop's endpoint from SHOP_WEBHOOK_URL is signed with "
-                "SHOP_WEBHOOK_SECRET; set it to a long random value that the shop also knows, "
-                "or unset SHOP_WEBHOOK_URL.",
+                "SHOP_WEBHOOK_SECRET; set it to a Standard Webhooks secret (whsec_ + standard "
+                "base64 of 32 random bytes) that the shop also knows, or unset SHOP_WEBHOOK_URL.",
                 id="payments.E004",
             )
         )
+    elif not secret_is_standard(settings.SHOP_WEBHOOK_SECRET):
+        found.append(
+            checks.Warning(
+                "SHOP_WEBHOOK_SECRET is not a Standard Webhooks secret (whsec_ followed by "
+                "standard base64); the events are signed with its raw UTF-8 bytes.",
+                hint='Set it to a new secret, e.g. the output of `python3 -c "import base64, '
+                "secrets; print('whsec_' + base64.b64encode(secrets.token_bytes(32)).decode())\"`"
+                " (the former one keeps signing for SHOP_WEBHOOK_ROTATION_HOURS). "
+                "See README, Shop webhooks.",
+                id="payments.W401",
+            )
+        )
     return found
+
+
+@checks.register(checks.Tags.security, checks.Tags.database, deploy=False)
+def check_webhook_endpoint_secrets(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Endpoints whose secret predates Standard Webhooks: told to rotate (`migrate`, `check
+    --database default`; Django runs database checks only with a database named)."""
+    if not databases:
+        return []
+    from payments.webhook_endpoints import webhook_endpoints_with_legacy_secrets
+
+    try:
+        legacy = webhook_endpoints_with_legacy_secrets()
+    except DatabaseError:  # not migrated yet: nothing to say
+        return []
+    if not legacy:
+        return []
+    named = ", ".join(f"#{e.pk} {e.url} (shop {e.shop_id})" for e in legacy[:20])
+    more = f" and {len(legacy) - 20} more" if len(legacy) > 20 else ""
+    return [
+        checks.Warning(
+            f"{len(legacy)} webhook endpoint(s) have a secret made before Standard Webhooks "
+            f"(not whsec_ + standard base64), signed with its raw UTF-8 bytes: {named}{more}.",
+            hint="Rotate each (the admin's Rotate secret, or `manage.py shop_webhook_rotate`) "
+            "and give the shop the new secret. See README, Shop webhooks.",
+            id="payments.W402",
+        )
+    ]
 
 
 @checks.register(deploy=False)

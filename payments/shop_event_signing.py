@@ -1,87 +1,86 @@
-"""Signing of the shop events; `verify_shop_signature` is what a shop runs on its side.
+"""Signing of the shop events by the Standard Webhooks specification (standardwebhooks.com).
 
-Pure Python (no Django), so a shop can copy this file as it is. Each POST
-carries
+Each POST carries
 
-    Merchant-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>
+    webhook-id: <the event's id, the same on every attempt and every endpoint>
+    webhook-timestamp: <unix seconds of this attempt>
+    webhook-signature: v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<body>")> ...
 
-The timestamp is signed with the body, so an old request replayed later is
-refused by its age. While the endpoint's secret is being rotated the header
-carries one `v1=` per secret (the new one first): a shop verifies with either.
-The event's id (`Merchant-Event-Id`, also `id` in the body) lets the shop
-drop an event it has already handled.
+with one `v1,...` per secret, space-separated: the endpoint's secret, then
+its former one while a rotation runs. The signing itself is the
+`standardwebhooks` package's, so a shop verifies with any Standard Webhooks
+library (README, "Shop webhooks").
+
+A secret is "whsec_" + the standard base64 of its key bytes (`new_secret`).
+Anything else (the endpoints' secrets made before Standard Webhooks, whose
+tail is urlsafe base64, or a SHOP_WEBHOOK_SECRET that is plain text) signs
+with its raw UTF-8 bytes, as the libraries do given a raw key; the checks
+payments.W401 / W402 say to rotate those.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import time
+import base64
+import binascii
+import secrets
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
-SIGNATURE_HEADER = "Merchant-Signature"
-EVENT_ID_HEADER = "Merchant-Event-Id"
-EVENT_TYPE_HEADER = "Merchant-Event-Type"
-SCHEME = "v1"
-DEFAULT_TOLERANCE_SECONDS = 300
+from standardwebhooks import Webhook
 
-
-def _mac(body: bytes, timestamp: int, secret: str) -> str:
-    signed = f"{timestamp}.".encode() + body
-    return hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).hexdigest()
+EVENT_ID_HEADER = "webhook-id"
+TIMESTAMP_HEADER = "webhook-timestamp"
+SIGNATURE_HEADER = "webhook-signature"
+SECRET_PREFIX = "whsec_"  # noqa: S105  (the standard's prefix; it also makes a leak greppable)
+SECRET_BYTES = 32
 
 
-def sign_shop_event(
-    body: bytes, secret: str | Sequence[str], *, timestamp: int | None = None
-) -> str:
-    """The value of the Merchant-Signature header for `body`, signed now (or at `timestamp`).
+def new_secret() -> str:
+    """A new endpoint secret: "whsec_" + the standard base64 of 32 random bytes."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode("ascii")
 
-    Several secrets (an endpoint's new and former one during a rotation) give
-    one `v1=` per secret, in that order, under the one timestamp.
-    """
-    secrets = [secret] if isinstance(secret, str) else list(secret)
-    if not secrets or not all(secrets):
+
+def _standard_key(secret: str) -> bytes | None:
+    """The key bytes of a "whsec_<base64>" secret; None when it is not one."""
+    if not secret.startswith(SECRET_PREFIX):
+        return None
+    try:
+        # validate=True: a legacy urlsafe tail ("-", "_", no padding) is not read as base64.
+        key = base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
+    except binascii.Error:
+        return None
+    return key or None
+
+
+def secret_is_standard(secret: str) -> bool:
+    """True for "whsec_" + standard base64 (with its "=" padding) of a non-empty key."""
+    return _standard_key(secret) is not None
+
+
+def secret_key(secret: str) -> bytes:
+    """The HMAC key of `secret`: its base64-decoded bytes, or else its raw UTF-8 bytes."""
+    if not secret:
         raise ValueError("refusing to sign with an empty secret")
-    moment = int(time.time()) if timestamp is None else int(timestamp)
-    macs = ",".join(f"{SCHEME}={_mac(body, moment, each)}" for each in secrets)
-    return f"t={moment},{macs}"
+    return _standard_key(secret) or secret.encode("utf-8")
 
 
-def verify_shop_signature(
-    body: bytes,
-    header: str,
-    secret: str,
-    *,
-    tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS,
-    now: float | None = None,
-) -> bool:
-    """True when `header` is a valid signature of the raw `body` made within the tolerance.
+def signature_headers(
+    *, event_id: str, body: str, secrets: Sequence[str], timestamp: int
+) -> dict[str, str]:
+    """The three Standard Webhooks headers of `body`, signed by each of `secrets` at `timestamp`.
 
-    `body` must be the request's raw bytes, before any JSON parsing. Several
-    `v1=` values are accepted (any one may match), so a shop can keep taking
-    events while the secret is being rotated. Comparison is constant-time.
+    `body` is exactly the text sent (the event's stored body), `timestamp` the
+    attempt's unix seconds.
     """
-    if not secret or not header:
-        return False
-    timestamp: int | None = None
-    candidates: list[str] = []
-    for item in header.split(","):
-        key, sep, value = item.strip().partition("=")
-        if not sep:
-            continue
-        if key == "t":
-            if not value.isdigit() or timestamp is not None:
-                return False
-            timestamp = int(value)
-        elif key == SCHEME:
-            candidates.append(value)
-    if timestamp is None or not candidates:
-        return False
-    current = time.time() if now is None else now
-    if abs(current - timestamp) > tolerance_seconds:
-        return False
-    expected = _mac(body, timestamp, secret)
-    matched = False
-    for candidate in candidates:  # no early exit: the same work whichever one matches
-        matched |= hmac.compare_digest(expected.encode(), candidate.encode("ascii", "replace"))
-    return matched
+    if not secrets:
+        raise ValueError("refusing to sign without a secret")
+    moment = datetime.fromtimestamp(timestamp, tz=UTC)
+    signatures = [
+        Webhook(secret_key(secret)).sign(msg_id=event_id, timestamp=moment, data=body)
+        for secret in secrets
+    ]
+    return {
+        EVENT_ID_HEADER: event_id,
+        TIMESTAMP_HEADER: str(timestamp),
+        SIGNATURE_HEADER: " ".join(signatures),
+    }

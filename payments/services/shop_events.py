@@ -10,10 +10,15 @@ Enqueueing never fails the change: with the broker down a delivery simply
 waits for the sweep, `shop_events_redeliver_due`, which beat runs every
 minute.
 
+The body is the payload version 2 (README, "Shop webhooks"): {"id", "type",
+"version": 2, "timestamp", "data": {"order": <the order as the orders API
+answers it>, ...the event's extras such as "flag"}}.
+
 `shop_event_deliver` makes one attempt of one delivery with the delivery
 engine (merchant.delivery: the claim, the bounded POST, the attempt
-recorded): it POSTs the event's stored body to the endpoint, signed with a
-fresh timestamp by the endpoint's secret (and its former one while a
+recorded): it POSTs the event's stored body to the endpoint with the
+Standard Webhooks headers (webhook-id: the event's id; webhook-timestamp:
+now; webhook-signature: by the endpoint's secret, and its former one while a
 rotation runs; payments.shop_event_signing); any 2xx delivers it. A failure
 schedules that delivery's next attempt with exponential backoff and jitter
 until the retry window (SHOP_WEBHOOK_RETRY_HOURS) is over; then it is given
@@ -21,7 +26,8 @@ up and stays visible in the admin. Each endpoint's deliveries go on their
 own: one that fails does not hold up another. `shop_event_ping` sends a
 `ping` to one endpoint now and returns its answer.
 
-Nothing here imports payments.services.orders (it imports this module).
+Nothing here imports payments.services.orders (it imports this module), nor
+payments.api.serializers at import time (it imports payments.services).
 """
 
 from __future__ import annotations
@@ -29,9 +35,10 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Literal
 from uuid import UUID, uuid4
@@ -40,6 +47,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
+from rest_framework.fields import DateTimeField
 
 from merchant import delivery
 from merchant.chunks import locked_chunks
@@ -53,14 +61,8 @@ from payments.models import (
     ShopEventDelivery,
     WebhookEndpoint,
 )
-from payments.order_json import order_summary
 from payments.services.webhook_endpoints import webhook_endpoint_settings_in_step
-from payments.shop_event_signing import (
-    EVENT_ID_HEADER,
-    EVENT_TYPE_HEADER,
-    SIGNATURE_HEADER,
-    sign_shop_event,
-)
+from payments.shop_event_signing import signature_headers
 from payments.webhook_endpoints import webhook_endpoint_secrets, webhook_endpoints_taking
 
 logger = logging.getLogger(__name__)
@@ -82,7 +84,11 @@ _ENQUEUE_RETRY_POLICY = {
     "interval_step": 0.2,
     "interval_max": 0.2,
 }
-RESERVED_KEYS = frozenset({"id", "type", "created", "order"})
+PAYLOAD_VERSION = 2
+# The keys of the payload's "data" that an event's extras may not replace.
+RESERVED_KEYS = frozenset({"order"})
+# ISO 8601 in UTC whatever TIME_ZONE says ("...Z", as DRF writes UTC).
+_UTC_DATETIME = DateTimeField(default_timezone=UTC)
 
 
 def _timeout() -> float:
@@ -124,11 +130,23 @@ def backoff_seconds(*, attempt: int, rng: random.Random | None = None) -> float:
 
 
 def order_payload(*, order: Order) -> dict[str, Any]:
-    """The order as the shop sees it in an event: the API's summary, its transaction and data."""
+    """The order as the shop sees it in an event: as the orders API answers it."""
+    # Imported here: payments.api.serializers imports payments.services, which imports this.
+    from payments.api.serializers import order_representation
+
+    return order_representation(order)
+
+
+def event_payload(
+    *, event_id: UUID, event_type: str, now: datetime, data: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The payload version 2: the envelope every event and ping share."""
     return {
-        **order_summary(order),
-        "transaction": str(order.transaction) if order.transaction else None,
-        "data": order.data,
+        "id": str(event_id),
+        "type": event_type,
+        "version": PAYLOAD_VERSION,
+        "timestamp": _UTC_DATETIME.to_representation(now),
+        "data": dict(data),
     }
 
 
@@ -147,16 +165,11 @@ def _build_event(
     order: Order, event_type: str, extra: Mapping[str, Any] | None, now: datetime
 ) -> ShopEvent:
     event_id = uuid4()
-    payload: dict[str, Any] = {
-        "id": str(event_id),
-        "type": event_type,
-        "created": now.isoformat(),
-        "order": order_payload(order=order),
-    }
-    for key, value in (extra or {}).items():
-        if key in RESERVED_KEYS:
-            raise ValueError(f"extra may not replace the event's {key!r}")
-        payload[key] = value
+    clash = RESERVED_KEYS.intersection(extra or {})
+    if clash:
+        raise ValueError(f"extra may not replace the event's {sorted(clash)[0]!r}")
+    data = {"order": order_payload(order=order), **(extra or {})}
+    payload = event_payload(event_id=event_id, event_type=event_type, now=now, data=data)
     body = _serialized(payload)
     return ShopEvent(
         id=event_id,
@@ -201,7 +214,7 @@ def shop_event_record(
     None when no enabled endpoint of the shop takes this type. Call it inside
     the transaction that changes the order: a rollback removes the event and
     its deliveries too. The deliveries are enqueued after the commit. `extra`
-    adds top-level keys to the payload (e.g. {"flag": {...}}).
+    adds keys to the payload's "data", next to its "order" (e.g. {"flag": {...}}).
     """
     webhook_endpoint_settings_in_step()
     event_type = str(event_type)
@@ -229,7 +242,9 @@ def shop_events_record_many(*, order_ids: Iterable[UUID], event_type: str) -> li
     now = timezone.now()
     events = [
         _build_event(order, event_type, None, now)
-        for order in chosen.filter(shop_id__in=list(endpoints)).order_by("pk")
+        for order in chosen.filter(shop_id__in=list(endpoints))
+        .prefetch_related("payments", "flags", "resolutions")  # the payload's lists, 3 queries
+        .order_by("pk")
     ]
     _record(events, endpoints)
     return [event.pk for event in events]
@@ -267,8 +282,9 @@ class DeliveryOutcome:
     retry_in: float | None = None
 
 
-def _signature(row: ShopEventDelivery, body: bytes) -> str | delivery.Reply:
-    """The Merchant-Signature header by the endpoint's secrets, or why it cannot be signed."""
+def _signature(row: ShopEventDelivery) -> dict[str, str] | delivery.Reply:
+    """The Standard Webhooks headers, signed now by the endpoint's secrets; or why it cannot be
+    signed. The timestamp is this attempt's: a retry is not refused for its age."""
     endpoint = row.endpoint
     try:
         secrets = webhook_endpoint_secrets(endpoint=endpoint)
@@ -280,23 +296,19 @@ def _signature(row: ShopEventDelivery, body: bytes) -> str | delivery.Reply:
     if not secrets:
         why = " (SHOP_WEBHOOK_SECRET is empty)" if endpoint.from_settings else ""
         return delivery.Reply(error=f"not sent: the endpoint has no secret{why}")
-    return sign_shop_event(body, secrets)
+    event = row.event
+    return signature_headers(
+        event_id=str(event.pk), body=event.body, secrets=secrets, timestamp=int(time.time())
+    )
 
 
 def _send(row: ShopEventDelivery) -> delivery.Reply:
     """POST the event's stored body to the endpoint, signed now; never unsigned."""
-    event = row.event
-    body = event.body.encode("utf-8")
-    signature = _signature(row, body)
-    if isinstance(signature, delivery.Reply):
-        return signature
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": USER_AGENT,
-        EVENT_ID_HEADER: str(event.pk),
-        EVENT_TYPE_HEADER: event.type,
-        SIGNATURE_HEADER: signature,
-    }
+    signed = _signature(row)
+    if isinstance(signed, delivery.Reply):
+        return signed
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **signed}
+    body = row.event.body.encode("utf-8")  # the bytes signed: the body is ASCII (_serialized)
     return delivery.post(row.endpoint.url, body=body, headers=headers, timeout=_timeout())
 
 
@@ -382,13 +394,20 @@ def _report(row: ShopEventDelivery, reply: delivery.Reply, outcome: DeliveryOutc
             "endpoint_id": row.endpoint_id,
             "shop_id": event.shop_id,
             "order_id": str(event.order_id) if event.order_id else None,
-            "transaction": (event.payload.get("order") or {}).get("transaction") or None,
+            "transaction": _payload_order(event.payload).get("transaction") or None,
             "attempt": row.attempts,
             "http_status": reply.http_status,
             "duration_ms": reply.duration_ms,
             "result": outcome.result,
         },
     )
+
+
+def _payload_order(payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The order in a stored payload: version 2's data.order, or the top-level order of an
+    event recorded before it (still delivered with the body it was recorded with)."""
+    data = payload.get("data") if payload.get("version") == PAYLOAD_VERSION else payload
+    return (data or {}).get("order") or {}
 
 
 # --- A test: a ping to one endpoint, now -----------------------------------------
@@ -403,7 +422,8 @@ def shop_event_ping(*, endpoint: WebhookEndpoint) -> ShopEventAttempt | None:
     """
     now = timezone.now()
     event_id = uuid4()
-    body = _serialized({"id": str(event_id), "type": SHOP_EVENT_PING, "created": now.isoformat()})
+    payload = event_payload(event_id=event_id, event_type=SHOP_EVENT_PING, now=now, data={})
+    body = _serialized(payload)
     with transaction.atomic():
         event = ShopEvent.objects.create(
             id=event_id,

@@ -1,7 +1,9 @@
 """A shop's webhook endpoints: made, rotated, switched on and off; the settings' endpoint.
 
-A secret is made here, sealed (payments.secret_box) and returned once: the
-admin and the commands show it that once, and nothing shows it again.
+A secret is made here (a Standard Webhooks "whsec_<base64>" one,
+payments.shop_event_signing.new_secret), sealed (payments.secret_box) and
+returned once: the admin and the commands show it that once, and nothing
+shows it again.
 Rotating makes a new secret and keeps the former one signing too, for
 SHOP_WEBHOOK_ROTATION_HOURS (or the hours given): every delivery then carries
 both signatures, so the shop can switch to the new secret at its own pace.
@@ -20,7 +22,6 @@ missing them) must not silently switch off the endpoint the others use.
 
 from __future__ import annotations
 
-import secrets
 import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -35,13 +36,7 @@ from payments.exceptions import SecretUnreadable
 from payments.models import Shop, WebhookEndpoint
 from payments.models.shops import default_shop_id
 from payments.secret_box import seal, unseal
-
-SECRET_PREFIX = "whsec_"  # noqa: S105  (a marker that makes a leaked secret greppable)
-SECRET_BYTES = 32
-
-
-def _new_secret() -> str:
-    return SECRET_PREFIX + secrets.token_urlsafe(SECRET_BYTES)
+from payments.shop_event_signing import new_secret
 
 
 def rotation_window(hours: float | None = None) -> timedelta:
@@ -67,7 +62,7 @@ def webhook_endpoint_add(*, endpoint: WebhookEndpoint) -> str:
 
     ValueError says what is wrong (the URL, the filter); nothing is written then.
     """
-    secret = _new_secret()
+    secret = new_secret()
     endpoint.secret_sealed = seal(secret)
     _validated(endpoint).save(force_insert=True)
     return secret
@@ -104,7 +99,7 @@ def webhook_endpoint_rotate(
             "this endpoint is SHOP_WEBHOOK_URL's: change SHOP_WEBHOOK_SECRET to rotate it "
             "(the former secret keeps signing for SHOP_WEBHOOK_ROTATION_HOURS)"
         )
-    secret, now = _new_secret(), timezone.now()
+    secret, now = new_secret(), timezone.now()
     expires = now + rotation_window(hours)
     with transaction.atomic():
         current = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)

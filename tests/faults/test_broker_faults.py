@@ -103,7 +103,7 @@ def test_redis_stopped_ipns_are_applied_and_the_sweep_delivers_later(
         redeliver_shop_events.delay()
         wait_until(lambda: delivery_of(during).delivered_at is not None, 30, "the sweep's delivery")
 
-        ids = [r.headers["Merchant-Event-Id"] for r in shop.received]
+        ids = [r.headers["webhook-id"] for r in shop.received]
         assert sorted(ids) == sorted(str(event_of(o).pk) for o in (before, during, after))
         assert ShopEventAttempt.objects.filter(delivery=missed).count() == 1
     finally:

@@ -25,15 +25,15 @@ from django.utils import timezone
 from payments.models import Order, ShopEvent, ShopEventAttempt, ShopEventDelivery
 from payments.services import order_transition
 from payments.services.shop_events import shop_events_redeliver_due
-from payments.shop_event_signing import verify_shop_signature
 from payments.states import OrderStatus
 from payments.tasks import redeliver_shop_events
 from tests.faults.conftest import wait_until
 from tests.http_receiver import ScriptedReceiver, scripted
+from tests.standard_webhooks import verifies
 
 pytestmark = pytest.mark.worker
 
-SECRET = "whsec-faults-killed-0a1b2c3d4e5f60718293a4b5c6d7e8f9"
+SECRET = "whsec_ZmF1bHRzLXdvcmtlci1raWxsZWQtc2VjcmV0LTMyYnk="
 TIMEOUT = 20  # seconds the worker waits for the shop; the attempt's lease is 2x + 60 s
 HELD = 25.0  # the shop holds the first POST longer than the test needs
 
@@ -93,11 +93,9 @@ def test_a_worker_killed_mid_delivery_delivers_the_event_once(
         assert [(a.ok, a.http_status) for a in attempts] == [(True, 204)]
         assert len(shop.received) == 2
         for received in shop.received:  # the same event, byte for byte: the shop dedupes by id
-            assert received.headers["Merchant-Event-Id"] == str(event.pk)
+            assert received.headers["webhook-id"] == str(event.pk)
             assert received.body == event.body.encode()
-            assert verify_shop_signature(
-                received.body, received.headers["Merchant-Signature"], SECRET
-            )
+            assert verifies(received, SECRET)
         # Delivered is final: the sweep never picks it again.
         ShopEventDelivery.objects.filter(pk=delivery.pk).update(created=past)
         assert shop_events_redeliver_due(grace_seconds=0) == []

@@ -171,8 +171,8 @@ def test_a_reviewer_accepts_an_underpaid_order_as_paid(reviewer: Client, make_or
     assert "rita" in transition.reason and "the payer topped up by bank" in transition.reason
     assert [e.type for e in events(order)][-2:] == ["order.paid", "order.resolved"]
     resolved = event_of(order, "order.resolved").payload
-    assert resolved["order"]["status"] == "paid"
-    assert resolved["resolution"] == {
+    assert resolved["data"]["order"]["status"] == "paid"
+    assert resolved["data"]["resolution"] == {
         "action": "accept_paid",
         "reason": "the payer topped up by bank",
         "by": "rita",
@@ -192,7 +192,8 @@ def test_a_reviewer_marks_an_expired_order_invalid(reviewer: Client, make_order:
     transition = OrderTransition.objects.get(order=order)
     assert (transition.from_status, transition.to_status) == ("expired", "invalid")
     assert [e.type for e in events(order)] == ["order.invalid", "order.resolved"]
-    assert event_of(order, "order.resolved").payload["resolution"]["action"] == "mark_invalid"
+    resolution = event_of(order, "order.resolved").payload["data"]["resolution"]
+    assert resolution["action"] == "mark_invalid"
 
 
 def test_a_reviewer_cancels_an_open_order(reviewer: Client, make_order: Any) -> None:
@@ -209,8 +210,8 @@ def test_a_reviewer_cancels_an_open_order(reviewer: Client, make_order: Any) -> 
     assert (transition.from_status, transition.to_status) == ("confirming", "cancelled")
     assert [e.type for e in events(order)] == ["order.cancelled", "order.resolved"]
     payload = event_of(order, "order.resolved").payload
-    assert payload["order"]["status"] == "cancelled"
-    assert payload["resolution"]["by"] == "rita"
+    assert payload["data"]["order"]["status"] == "cancelled"
+    assert payload["data"]["resolution"]["by"] == "rita"
 
 
 def test_a_partial_then_a_full_refund_in_the_orders_currency(
@@ -238,7 +239,7 @@ def test_a_partial_then_a_full_refund_in_the_orders_currency(
     assert order.status == OrderStatus.PAID  # a refund moves no status
     assert not OrderTransition.objects.filter(order=order).exists()
     event = event_of(order, "order.refunded")
-    assert event.payload["resolution"] == {
+    assert event.payload["data"]["resolution"] == {
         "action": "refund",
         "reason": "one mug broke",
         "by": "rita",
@@ -276,7 +277,7 @@ def test_a_refund_in_btc_of_an_overpaid_order(reviewer: Client, make_order: Any)
     assert response.status_code == 302
     refund = OrderResolution.objects.get(order=order)
     assert (refund.amount_int, refund.currency) == (excess, "BTC")
-    assert event_of(order, "order.refunded").payload["resolution"]["amount_int"] == excess
+    assert event_of(order, "order.refunded").payload["data"]["resolution"]["amount_int"] == excess
 
 
 def test_a_refund_over_what_is_refundable_is_refused(reviewer: Client, make_order: Any) -> None:

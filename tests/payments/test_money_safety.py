@@ -428,5 +428,5 @@ def test_a_reviewer_accepts_an_underpaid_order_with_a_reason_over_http(
     assert (resolution.action, resolution.user_name) == ("accept_paid", "rita")
     assert resolution.reason == decision["reason"]
     event = ShopEvent.objects.get(order_id=order["id"], type="order.resolved")
-    assert event.payload["resolution"]["reason"] == decision["reason"]
+    assert event.payload["data"]["resolution"]["reason"] == decision["reason"]
     assert ShopEvent.objects.filter(order_id=order["id"], type="order.paid").exists()

@@ -40,13 +40,19 @@ from payments.services.webhook_endpoints import (
     webhook_endpoint_set_enabled,
     webhook_endpoint_sync_settings,
 )
-from payments.shop_event_signing import verify_shop_signature
 from payments.shops import shop_default
 from payments.states import ALLOWED_TRANSITIONS, OrderStatus
-from tests.http_receiver import Received, ScriptedReceiver, scripted
+from tests.http_receiver import ScriptedReceiver, scripted
+from tests.standard_webhooks import signatures_in, verifies
 
 OK = (204, b"")
 GATEWAY_SECRET = "c2hvcC1iLWdhdGV3YXktc2VjcmV0LWZvci10aGUtdGVzdHMtb25seQ=="
+# SHOP_WEBHOOK_SECRET values: Standard Webhooks secrets ("whsec_" + base64 of 32 bytes).
+ENV_SECRET_1 = "whsec_ZnJvbS10aGUtZW52aXJvbm1lbnQtbnVtYmVyLW9uZSE="
+ENV_SECRET_2 = "whsec_ZnJvbS10aGUtZW52aXJvbm1lbnQtbnVtYmVyLXR3byE="
+ENV_SECRET_BEFORE_0007 = "whsec_c2V0LWJlZm9yZS1taWdyYXRpb24tMDAwNy1yYW4hISE="
+ENV_SECRET_LATER = "whsec_c2V0LWxhdGVyLXRoYW4tdGhlLWZpcnN0LWRlcGxveSE="
+OTHER_SECRET = "whsec_YW5vdGhlci1zZWNyZXQtb2YtdGhpcnR5LXR3by1ieXQ="
 
 
 # --- Shops, receivers, endpoints ---------------------------------------------------------
@@ -109,14 +115,6 @@ def deliver_due() -> list[str]:
     ]
 
 
-def verifies(received: Received, secret: str) -> bool:
-    return verify_shop_signature(received.body, received.headers["Merchant-Signature"], secret)
-
-
-def signatures_in(received: Received) -> int:
-    return received.headers["Merchant-Signature"].count("v1=")
-
-
 # --- Routing: each shop's events to its own endpoints ------------------------------------
 
 
@@ -133,9 +131,9 @@ def test_each_shop_gets_only_its_own_shops_events(
     event_a, event_b = paid(order_a), paid(order_b)
     assert deliver_due() == ["delivered", "delivered"]
 
-    assert [r.headers["Merchant-Event-Id"] for r in server_a.received] == [str(event_a.pk)]
-    assert [r.headers["Merchant-Event-Id"] for r in server_b.received] == [str(event_b.pk)]
-    assert json.loads(server_b.received[0].body)["order"]["reference"] == "order-b"
+    assert [r.headers["webhook-id"] for r in server_a.received] == [str(event_a.pk)]
+    assert [r.headers["webhook-id"] for r in server_b.received] == [str(event_b.pk)]
+    assert json.loads(server_b.received[0].body)["data"]["order"]["reference"] == "order-b"
     assert (event_a.shop_id, event_b.shop_id) == (order_a.shop_id, shop_b.pk)
     # Each signed by its own endpoint's secret only.
     assert verifies(server_a.received[0], secret_a) and not verifies(server_a.received[0], secret_b)
@@ -167,7 +165,7 @@ def test_two_endpoints_of_a_shop_get_the_same_event_id_and_bytes(
     assert deliver_due() == ["delivered", "delivered"]
 
     (one,), (two,) = first.received, second.received
-    assert one.headers["Merchant-Event-Id"] == two.headers["Merchant-Event-Id"] == str(event.pk)
+    assert one.headers["webhook-id"] == two.headers["webhook-id"] == str(event.pk)
     assert one.body == two.body == event.body.encode()
     assert verifies(one, secret_1) and not verifies(one, secret_2)
     assert verifies(two, secret_2) and not verifies(two, secret_1)
@@ -194,7 +192,7 @@ def test_the_filter_takes_only_the_types_it_names(
     deliver_due()
 
     def types(server: ScriptedReceiver) -> list[str]:
-        return [r.headers["Merchant-Event-Type"] for r in server.received]
+        return [json.loads(r.body)["type"] for r in server.received]
 
     assert types(every) == ["order.confirming", "order.paid", "order.flagged", "order.expired"]
     assert types(only_paid) == ["order.paid", "order.flagged"]
@@ -252,7 +250,7 @@ def test_a_disabled_endpoint_gets_nothing_and_its_pending_deliveries_wait(
         assert service.shop_events_redeliver_due(grace_seconds=0) == [pending.pk]
     assert enqueued[-1] == str(pending.pk)
     assert service.shop_event_deliver(delivery_id=pending.pk).result == "delivered"
-    assert [r.headers["Merchant-Event-Id"] for r in server.received] == [str(waiting.pk)]
+    assert [r.headers["webhook-id"] for r in server.received] == [str(waiting.pk)]
 
 
 # --- Rotation ----------------------------------------------------------------------------
@@ -274,7 +272,7 @@ def test_during_a_rotation_both_secrets_verify_and_after_it_only_the_new_one(
     during = server.received[0]
     assert signatures_in(during) == 2  # one header, two v1 values under one timestamp
     assert verifies(during, new) and verifies(during, old)
-    assert not verifies(during, "whsec_another")
+    assert not verifies(during, OTHER_SECRET)
 
     # The window is over.
     WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
@@ -326,9 +324,8 @@ def test_a_ping_is_sent_now_signed_and_its_answer_shown(
     assert (attempt.ok, attempt.http_status, attempt.reply) == (True, 200, "pong from the shop")
     (received,) = server.received
     body = json.loads(received.body)
-    assert body["type"] == "ping" and "order" not in body
-    assert received.headers["Merchant-Event-Type"] == "ping"
-    assert received.headers["Merchant-Event-Id"] == body["id"]
+    assert body["type"] == "ping" and body["version"] == 2 and body["data"] == {}
+    assert received.headers["webhook-id"] == body["id"]
     assert verifies(received, secret)
     # Kept among the endpoint's deliveries.
     delivery = endpoint.deliveries.get()
@@ -377,7 +374,7 @@ def test_a_failing_endpoint_retries_on_its_own_without_holding_up_the_other(
     ShopEventDelivery.objects.filter(endpoint=bad).update(next_attempt_at=timezone.now())
     assert sorted(deliver_due()) == ["delivered", "delivered"]
     assert len(working.received) == 2 and len(failing.received) == 4
-    assert {r.headers["Merchant-Event-Id"] for r in failing.received[2:]} == {
+    assert {r.headers["webhook-id"] for r in failing.received[2:]} == {
         str(event.pk),
         str(second.pk),
     }
@@ -410,8 +407,8 @@ def test_a_real_worker_delivers_each_shops_events_to_its_endpoints(
     while not settled():
         assert time.monotonic() < deadline, [str(d) for d in ShopEventDelivery.objects.all()]
         time.sleep(0.2)
-    assert [r.headers["Merchant-Event-Id"] for r in default_server.received] == [str(event_a.pk)]
-    assert [r.headers["Merchant-Event-Id"] for r in b_server.received] == [str(event_b.pk)]
+    assert [r.headers["webhook-id"] for r in default_server.received] == [str(event_a.pk)]
+    assert [r.headers["webhook-id"] for r in b_server.received] == [str(event_b.pk)]
     assert verifies(default_server.received[0], default_secret)
     assert verifies(b_server.received[0], b_secret)
     # The failing endpoint's delivery waits for its backoff; the others did not wait for it.
@@ -427,14 +424,14 @@ def test_the_settings_are_the_default_shops_endpoint_in_step_after_migrate(
     settings: Any, receiver: Callable[..., ScriptedReceiver]
 ) -> None:
     server = receiver(OK)
-    settings.SHOP_WEBHOOK_URL, settings.SHOP_WEBHOOK_SECRET = server.url, "whsec_from_env_1"
+    settings.SHOP_WEBHOOK_URL, settings.SHOP_WEBHOOK_SECRET = server.url, ENV_SECRET_1
 
     call_command("migrate", verbosity=0)  # every deploy does; post_migrate syncs
 
     endpoint = WebhookEndpoint.objects.get(from_settings=True)
     assert endpoint.shop_id == shop_default().pk and endpoint.enabled
     assert endpoint.url == server.url and endpoint.event_types == []
-    assert unseal(endpoint.secret_sealed) == "whsec_from_env_1"
+    assert unseal(endpoint.secret_sealed) == ENV_SECRET_1
     assert webhook_endpoint_sync_settings() == endpoint  # idempotent: still one
     assert WebhookEndpoint.objects.count() == 1
 
@@ -444,17 +441,17 @@ def test_a_changed_settings_secret_is_a_rotation_and_an_emptied_url_turns_it_off
     settings: Any, make_order: Callable[..., Order], receiver: Callable[..., ScriptedReceiver]
 ) -> None:
     server = receiver(OK)
-    settings.SHOP_WEBHOOK_URL, settings.SHOP_WEBHOOK_SECRET = server.url, "whsec_from_env_1"
+    settings.SHOP_WEBHOOK_URL, settings.SHOP_WEBHOOK_SECRET = server.url, ENV_SECRET_1
     paid(make_order())  # the first event syncs the endpoint in this process
     deliver_due()
-    settings.SHOP_WEBHOOK_SECRET = "whsec_from_env_2"  # a new deploy with a new secret
+    settings.SHOP_WEBHOOK_SECRET = ENV_SECRET_2  # a new deploy with a new secret
 
     paid(make_order())
     deliver_due()
 
     first, second = server.received
-    assert signatures_in(first) == 1 and verifies(first, "whsec_from_env_1")
-    assert verifies(second, "whsec_from_env_2") and verifies(second, "whsec_from_env_1")
+    assert signatures_in(first) == 1 and verifies(first, ENV_SECRET_1)
+    assert verifies(second, ENV_SECRET_2) and verifies(second, ENV_SECRET_1)
     endpoint = WebhookEndpoint.objects.get(from_settings=True)
     assert endpoint.previous_secret_expires_at is not None
     assert endpoint.previous_secret_expires_at > timezone.now() + timedelta(hours=23)
@@ -526,7 +523,7 @@ def test_the_migration_gives_each_event_a_delivery_to_the_settings_endpoint_and_
     settings: Any, receiver: Callable[..., ScriptedReceiver]
 ) -> None:
     server = receiver(OK)
-    settings.SHOP_WEBHOOK_URL, settings.SHOP_WEBHOOK_SECRET = server.url, "whsec_before_0007"
+    settings.SHOP_WEBHOOK_URL, settings.SHOP_WEBHOOK_SECRET = server.url, ENV_SECRET_BEFORE_0007
     try:
         done, waiting = old_events(migrate_to(BEFORE))
 
@@ -535,7 +532,7 @@ def test_the_migration_gives_each_event_a_delivery_to_the_settings_endpoint_and_
         Delivery = new.get_model("payments", "ShopEventDelivery")
         endpoint = new.get_model("payments", "WebhookEndpoint").objects.get()
         assert (endpoint.from_settings, endpoint.enabled, endpoint.url) == (True, True, server.url)
-        assert unseal(endpoint.secret_sealed) == "whsec_before_0007"
+        assert unseal(endpoint.secret_sealed) == ENV_SECRET_BEFORE_0007
         kept = Delivery.objects.get(pk=waiting.pk)  # the event's id: a queued task finds it
         assert (kept.event_id, kept.endpoint_id, kept.attempts) == (waiting.pk, endpoint.pk, 1)
         assert kept.delivered_at is None and kept.last_error == "HTTP 500"
@@ -561,8 +558,8 @@ def test_the_migration_gives_each_event_a_delivery_to_the_settings_endpoint_and_
 
     # Upgraded again, the task queued before the upgrade (the event's id) delivers it.
     assert service.shop_event_deliver(delivery_id=waiting.pk).result == "delivered"
-    assert [r.headers["Merchant-Event-Id"] for r in server.received] == [str(waiting.pk)]
-    assert verifies(server.received[0], "whsec_before_0007")
+    assert [r.headers["webhook-id"] for r in server.received] == [str(waiting.pk)]
+    assert verifies(server.received[0], ENV_SECRET_BEFORE_0007)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -580,7 +577,7 @@ def test_events_migrated_without_a_url_wait_until_shop_webhook_url_is_set(
     assert service.shop_event_deliver(delivery_id=waiting.pk).result == "skipped"
 
     server = receiver(OK)
-    settings.SHOP_WEBHOOK_URL, settings.SHOP_WEBHOOK_SECRET = server.url, "whsec_set_later"
+    settings.SHOP_WEBHOOK_URL, settings.SHOP_WEBHOOK_SECRET = server.url, ENV_SECRET_LATER
     webhook_endpoint_sync_settings()  # what the next start (migrate, first event) does
     assert service.shop_event_deliver(delivery_id=waiting.pk).result == "delivered"
-    assert verifies(server.received[0], "whsec_set_later")
+    assert verifies(server.received[0], ENV_SECRET_LATER)
