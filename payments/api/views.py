@@ -21,7 +21,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from payments.api.authentication import refused, request_token
+from payments.api.authentication import (
+    ShopTokenAuthentication,
+    ShopTokenRequired,
+    refused,
+    request_token,
+)
 from payments.api.serializers import ErrorOutput, OrderCreateInput, OrderOutput
 from payments.api.throttles import OrderCreateRateThrottle, OrderCreateThrottled
 from payments.exceptions import (
@@ -128,6 +133,10 @@ class OrderCursorPagination(CursorPagination):
 
 
 class OrderListCreateApi(APIView):
+    # Named here, not left to REST_FRAMEWORK: in a project that installs the app, its own
+    # defaults (session login, AllowAny) must never open the orders API.
+    authentication_classes = [ShopTokenAuthentication]
+    permission_classes = [ShopTokenRequired]
     # Used by get(); declared here so that the schema shows the paginated envelope.
     pagination_class = OrderCursorPagination
 
@@ -208,6 +217,9 @@ class OrderListCreateApi(APIView):
 
 
 class OrderDetailApi(APIView):
+    authentication_classes = [ShopTokenAuthentication]
+    permission_classes = [ShopTokenRequired]
+
     @extend_schema(
         responses={200: OrderOutput, 401: ErrorOutput, 404: None},
         summary="One order",

@@ -36,7 +36,6 @@ from functools import partial
 from typing import Any, Literal
 from uuid import UUID, uuid4
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -44,6 +43,7 @@ from django.utils import timezone
 from merchant import delivery
 from merchant.chunks import locked_chunks
 from payments.choices import SHOP_EVENT_PING
+from payments.conf import payments_settings
 from payments.exceptions import SecretUnreadable
 from payments.metrics import SHOP_EVENT_DELIVERIES
 from payments.models import (
@@ -86,11 +86,11 @@ RESERVED_KEYS = frozenset({"id", "type", "created", "order"})
 
 
 def _timeout() -> float:
-    return float(settings.SHOP_WEBHOOK_TIMEOUT)
+    return float(payments_settings.SHOP_WEBHOOK_TIMEOUT)
 
 
 def _retry_window() -> timedelta:
-    return timedelta(hours=float(settings.SHOP_WEBHOOK_RETRY_HOURS))
+    return timedelta(hours=float(payments_settings.SHOP_WEBHOOK_RETRY_HOURS))
 
 
 def attempt_time_limits() -> tuple[float, float]:
