@@ -31,10 +31,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery.beat import PersistentScheduler, ScheduleEntry
-from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
 from django.db.models import Q
 from django.db.models.functions import Now
+
+from payments.conf import payments_settings
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class LeaseScheduler(PersistentScheduler):
     """PersistentScheduler that sends only while it holds the beat lease (module docstring)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        seconds = float(settings.BEAT_LEASE_SECONDS)
+        seconds = float(payments_settings.BEAT_LEASE_SECONDS)
         holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.lease = BeatLeaseStore(holder=holder, seconds=seconds)
         # Renew (or, waiting, try to take) the lease three times per lease: one lost

@@ -17,7 +17,6 @@ import threading
 import time
 from typing import Any
 
-from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
@@ -26,13 +25,14 @@ from django.views.decorators.http import require_safe
 
 from merchant.celery import app as celery_app
 from merchant.heartbeat import Beat, is_seen, newest_beats
+from payments.conf import payments_settings
 
 STAFF_WORKERS_SHOWN = 20  # the newest beats a staff member sees
 
 
 def _broker_connects() -> bool:
     """A fresh connection to the broker, opened and closed, each step bounded by the timeout."""
-    timeout = settings.HEALTH_BROKER_TIMEOUT_SECONDS
+    timeout = payments_settings.HEALTH_BROKER_TIMEOUT_SECONDS
     # connect_timeout bounds AMQP's connect and handshake; Redis reads its own two options.
     redis_timeouts = {"socket_connect_timeout": timeout, "socket_timeout": timeout}
     try:
@@ -62,7 +62,7 @@ class _BrokerCheck:
         checked_at = self._checked_at
         return (
             checked_at is not None
-            and time.monotonic() - checked_at < settings.HEALTH_BROKER_CHECK_SECONDS
+            and time.monotonic() - checked_at < payments_settings.HEALTH_BROKER_CHECK_SECONDS
         )
 
     def __call__(self) -> bool:
@@ -121,7 +121,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
         "worker": worker,
     }
     if staff:
-        body["worker_seen_seconds"] = settings.HEALTH_WORKER_SEEN_SECONDS
+        body["worker_seen_seconds"] = payments_settings.HEALTH_WORKER_SEEN_SECONDS
         body["workers"] = [
             {
                 "hostname": beat.hostname,

@@ -25,9 +25,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from celery import bootsteps
-from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
+
+from payments.conf import payments_settings
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def newest_beats(limit: int) -> list[Beat]:
 
 
 def is_seen(beat: Beat, now: datetime) -> bool:
-    return now - beat.beat_at <= timedelta(seconds=settings.HEALTH_WORKER_SEEN_SECONDS)
+    return now - beat.beat_at <= timedelta(seconds=payments_settings.HEALTH_WORKER_SEEN_SECONDS)
 
 
 class HeartbeatStep(bootsteps.StartStopStep):
@@ -97,7 +98,7 @@ class HeartbeatStep(bootsteps.StartStopStep):
         _in_worker(forget_silent_workers)
         _in_worker(record_beat, parent.hostname)
         self.timer_entry = parent.timer.call_repeatedly(
-            settings.HEALTH_WORKER_BEAT_SECONDS, _in_worker, (record_beat, parent.hostname)
+            payments_settings.HEALTH_WORKER_BEAT_SECONDS, _in_worker, (record_beat, parent.hostname)
         )
 
     def stop(self, parent: Any) -> None:

@@ -13,13 +13,13 @@ import ipaddress
 import os
 from functools import cache
 
-from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from payments.conf import payments_settings
 from payments.metrics_state import DatabaseCollector
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -42,7 +42,7 @@ def _allowed_networks(entries: tuple[str, ...]) -> list[Network]:
 
 
 def _bearer_ok(request: HttpRequest) -> bool:
-    token = settings.METRICS_TOKEN
+    token = payments_settings.METRICS_TOKEN
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     return (
         bool(token)
@@ -56,13 +56,13 @@ def _address_ok(request: HttpRequest) -> bool:
         address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
     except ValueError:
         return False
-    networks = _allowed_networks(tuple(settings.METRICS_ALLOWED_IPS))
+    networks = _allowed_networks(tuple(payments_settings.METRICS_ALLOWED_IPS))
     return any(address in network for network in networks)
 
 
 @require_GET
 def metrics(request: HttpRequest) -> HttpResponse:
-    if not settings.METRICS_TOKEN and not settings.METRICS_ALLOWED_IPS:
+    if not payments_settings.METRICS_TOKEN and not payments_settings.METRICS_ALLOWED_IPS:
         raise Http404
     if not (_bearer_ok(request) or _address_ok(request)):
         return HttpResponse("Forbidden\n", status=403, content_type="text/plain")

@@ -19,16 +19,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.conf import settings
 from django.db.backends.base.base import BaseDatabaseWrapper
 from psycopg import pq
+
+from payments.conf import payments_settings
 
 TRANSACTION = "transaction"
 POOLERS = ("", TRANSACTION)
 
 
 def lock_timeout_sql() -> str:
-    return f"SET LOCAL lock_timeout = {int(settings.DATABASE_LOCK_TIMEOUT_MS)}"
+    return f"SET LOCAL lock_timeout = {int(payments_settings.DATABASE_LOCK_TIMEOUT_MS)}"
 
 
 def lock_timeout_first(
@@ -56,7 +57,7 @@ def install_lock_timeout(sender: Any, connection: BaseDatabaseWrapper, **kwargs:
     entered before the connection opened pops its own (the last) when it ends.
     """
     if (
-        settings.DATABASE_POOLER == TRANSACTION
+        payments_settings.DATABASE_POOLER == TRANSACTION
         and connection.vendor == "postgresql"
         and lock_timeout_first not in connection.execute_wrappers
     ):

@@ -45,6 +45,6 @@ def broker_may_hold(seconds: float) -> bool:
     Longer ones are kept in the database and enqueued by a sweep when due
     (settings.CELERY_MAX_COUNTDOWN_SECONDS says why).
     """
-    from django.conf import settings
+    from payments.conf import payments_settings
 
-    return seconds <= float(settings.CELERY_MAX_COUNTDOWN_SECONDS)
+    return seconds <= float(payments_settings.CELERY_MAX_COUNTDOWN_SECONDS)

@@ -26,7 +26,7 @@ from kombu import Exchange, Queue
 
 from merchant import logs as _logs
 from merchant import queues as _queues
-from payments.choices import Sweep
+from payments import conf as _app
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -44,7 +44,7 @@ if DEBUG:
 
 # Keys made for development start with this (as Django's startproject's do); the deploy
 # checks refuse them.
-DEV_KEY_PREFIX = "django-insecure-"
+DEV_KEY_PREFIX = _app.DEFAULTS["DEV_KEY_PREFIX"]
 # Production refuses to start without it (payments.checks); development gets a
 # per-process key unless `make run` generated a lasting one in var/dev.env.
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or (
@@ -55,7 +55,7 @@ SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or (
 SECRET_KEY_FALLBACKS = env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[])
 
 HOST = env.str("HOST", default="127.0.0.1")
-PORT = env.int("PORT", default=8000)
+PORT = env.int("PORT", default=_app.DEFAULTS["PORT"])
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default=f"http://{HOST}:{PORT}").rstrip("/")
 
 ALLOWED_HOSTS = env.list(
@@ -131,7 +131,9 @@ else:
 # --- PostgreSQL: lock timeout, and a pooler in front (merchant.pooling) -----------
 # A request waiting on a locked row gives up (and an IPN is answered 503, so the
 # gateway retries) well before gunicorn's 60 s timeout kills the worker.
-DATABASE_LOCK_TIMEOUT_MS = env.int("DATABASE_LOCK_TIMEOUT_MS", default=10_000)
+DATABASE_LOCK_TIMEOUT_MS = env.int(
+    "DATABASE_LOCK_TIMEOUT_MS", default=_app.DEFAULTS["DATABASE_LOCK_TIMEOUT_MS"]
+)
 # "transaction": DATABASE_URL is a pooler in transaction mode (PgBouncer), which lends a
 # server connection per transaction: no session state at all (docs/deploy.md, PgBouncer).
 DATABASE_POOLER = env.str("DATABASE_POOLER", default="")
@@ -225,7 +227,9 @@ CELERY_TASK_ROUTES = (_queues.route_task,)
 # database (next_attempt_at) and a beat sweep enqueues it when due. RabbitMQ closes the
 # channel of a consumer holding an unacknowledged message past its consumer_timeout
 # (30 min) and Redis redelivers one past its visibility timeout (1 h).
-CELERY_MAX_COUNTDOWN_SECONDS = env.float("CELERY_MAX_COUNTDOWN_SECONDS", default=300.0)
+CELERY_MAX_COUNTDOWN_SECONDS = env.float(
+    "CELERY_MAX_COUNTDOWN_SECONDS", default=_app.DEFAULTS["CELERY_MAX_COUNTDOWN_SECONDS"]
+)
 # Any task without limits of its own (payments.tasks and sandbox.tasks set theirs) is
 # interrupted (SoftTimeLimitExceeded) after the first and its process killed after the second.
 CELERY_TASK_SOFT_TIME_LIMIT = 300
@@ -235,7 +239,7 @@ CELERY_TASK_TIME_LIMIT = 360
 # Beat may run on every node: only the holder of a lease in the database sends tasks.
 # A holder that dies or hangs is replaced within this many seconds (plus a third).
 CELERY_BEAT_SCHEDULER = "merchant.beat:LeaseScheduler"
-BEAT_LEASE_SECONDS = env.float("BEAT_LEASE_SECONDS", default=30.0)
+BEAT_LEASE_SECONDS = env.float("BEAT_LEASE_SECONDS", default=_app.DEFAULTS["BEAT_LEASE_SECONDS"])
 
 # --- The gateway and the sandbox ------------------------------------------
 SANDBOX_ENABLED = env.bool("SANDBOX_ENABLED", default=DEBUG)
@@ -249,16 +253,22 @@ GATEWAY_API_URL = env.str("GATEWAY_API_URL", default=f"{_sandbox_at}/api/")
 GATEWAY_PAYMENT_HOST = env.str("GATEWAY_PAYMENT_HOST", default=_sandbox_at).rstrip("/")
 GATEWAY_API_KEY = env.str("GATEWAY_API_KEY", default="")
 GATEWAY_API_SECRET = env.str("GATEWAY_API_SECRET", default="")
-GATEWAY_CONNECT_TIMEOUT = env.float("GATEWAY_CONNECT_TIMEOUT", default=3.05)
-GATEWAY_READ_TIMEOUT = env.float("GATEWAY_READ_TIMEOUT", default=15.0)
-GATEWAY_USER_AGENT = env.str(
-    "GATEWAY_USER_AGENT", default="merchant-payments/0.1 (+python-requests)"
+GATEWAY_CONNECT_TIMEOUT = env.float(
+    "GATEWAY_CONNECT_TIMEOUT", default=_app.DEFAULTS["GATEWAY_CONNECT_TIMEOUT"]
 )
+GATEWAY_READ_TIMEOUT = env.float(
+    "GATEWAY_READ_TIMEOUT", default=_app.DEFAULTS["GATEWAY_READ_TIMEOUT"]
+)
+GATEWAY_USER_AGENT = env.str("GATEWAY_USER_AGENT", default=_app.DEFAULTS["GATEWAY_USER_AGENT"])
 # A private call rejected for a stale nonce (another process's call overtook
 # it) is re-signed with a fresh nonce this many times before giving up.
-GATEWAY_NONCE_RETRIES = env.int("GATEWAY_NONCE_RETRIES", default=12)
+GATEWAY_NONCE_RETRIES = env.int(
+    "GATEWAY_NONCE_RETRIES", default=_app.DEFAULTS["GATEWAY_NONCE_RETRIES"]
+)
 # The gateway caches public methods for 10 s and drops clients that poll faster.
-GATEWAY_PUBLIC_CACHE_SECONDS = env.int("GATEWAY_PUBLIC_CACHE_SECONDS", default=10)
+GATEWAY_PUBLIC_CACHE_SECONDS = env.int(
+    "GATEWAY_PUBLIC_CACHE_SECONDS", default=_app.DEFAULTS["GATEWAY_PUBLIC_CACHE_SECONDS"]
+)
 
 # --- Gateway calls per API key, one at a time (payments.nonces.nonce_call_lock) -------
 # Every process holds the key's lock from taking a nonce until the gateway's reply, so
@@ -266,18 +276,26 @@ GATEWAY_PUBLIC_CACHE_SECONDS = env.int("GATEWAY_PUBLIC_CACHE_SECONDS", default=1
 # 503 gateway_unavailable, nothing sent). 0 turns the lock off (the stale-nonce retries
 # then sort it out). The default outlasts one call that waits out both timeouts.
 GATEWAY_CALL_LOCK_SECONDS = env.float(
-    "GATEWAY_CALL_LOCK_SECONDS", default=GATEWAY_CONNECT_TIMEOUT + GATEWAY_READ_TIMEOUT + 2
+    "GATEWAY_CALL_LOCK_SECONDS",
+    default=_app.call_lock_seconds(GATEWAY_CONNECT_TIMEOUT, GATEWAY_READ_TIMEOUT),
 )
 
 # --- Orders -------------------------------------------------------------------
 # Seconds an order waits for payment before it expires.
-PAYMENTS_ORDER_TTL = env.int("PAYMENTS_ORDER_TTL", default=3600)
+PAYMENTS_ORDER_TTL = env.int("PAYMENTS_ORDER_TTL", default=_app.DEFAULTS["PAYMENTS_ORDER_TTL"])
 # Seconds an order may stay `confirming` before it is flagged for a person.
-PAYMENTS_CONFIRMING_TTL = env.int("PAYMENTS_CONFIRMING_TTL", default=24 * 3600)
+PAYMENTS_CONFIRMING_TTL = env.int(
+    "PAYMENTS_CONFIRMING_TTL", default=_app.DEFAULTS["PAYMENTS_CONFIRMING_TTL"]
+)
 # How far short of its quote a fiat order's BTC payment may fall and still pay it
 # (a fraction: 0.005 = 0.5 %), and how far over before it is flagged `overpaid`.
 try:
-    PAYMENTS_UNDERPAID_TOLERANCE = Decimal(env.str("PAYMENTS_UNDERPAID_TOLERANCE", default="0.005"))
+    PAYMENTS_UNDERPAID_TOLERANCE = Decimal(
+        env.str(
+            "PAYMENTS_UNDERPAID_TOLERANCE",
+            default=str(_app.DEFAULTS["PAYMENTS_UNDERPAID_TOLERANCE"]),
+        )
+    )
 except InvalidOperation:  # not a number: check payments.E006 says so, by name
     PAYMENTS_UNDERPAID_TOLERANCE = Decimal("NaN")
 # Seconds a fiat order's quote holds: money sent later is not checked against a rate that
@@ -317,48 +335,48 @@ SHOP_WEBHOOK_URL = env.str("SHOP_WEBHOOK_URL", default="")
 # required when the URL is set. Another value signs with its raw bytes (payments.W401).
 SHOP_WEBHOOK_SECRET = env.str("SHOP_WEBHOOK_SECRET", default="")
 # After a secret's rotation the former one keeps signing too, for this long.
-SHOP_WEBHOOK_ROTATION_HOURS = env.float("SHOP_WEBHOOK_ROTATION_HOURS", default=24.0)
+SHOP_WEBHOOK_ROTATION_HOURS = env.float(
+    "SHOP_WEBHOOK_ROTATION_HOURS", default=_app.DEFAULTS["SHOP_WEBHOOK_ROTATION_HOURS"]
+)
 # Seconds to wait for the shop's answer (connect and read, each).
-SHOP_WEBHOOK_TIMEOUT = env.float("SHOP_WEBHOOK_TIMEOUT", default=10.0)
+SHOP_WEBHOOK_TIMEOUT = env.float(
+    "SHOP_WEBHOOK_TIMEOUT", default=_app.DEFAULTS["SHOP_WEBHOOK_TIMEOUT"]
+)
 # Failed deliveries are retried with exponential backoff for this long, then given up.
-SHOP_WEBHOOK_RETRY_HOURS = env.float("SHOP_WEBHOOK_RETRY_HOURS", default=24.0)
-# Safety net: enqueue events whose delivery or retry was lost (broker down, worker died).
-CELERY_BEAT_SCHEDULE["payments-redeliver-shop-events"] = {
-    "task": "payments.tasks.redeliver_shop_events",
-    "schedule": 60.0,
-}
+SHOP_WEBHOOK_RETRY_HOURS = env.float(
+    "SHOP_WEBHOOK_RETRY_HOURS", default=_app.DEFAULTS["SHOP_WEBHOOK_RETRY_HOURS"]
+)
 
 # --- Reconciliation sweeps (Celery beat) -----------------------------------------
 # Seconds between runs of each sweep; 0 turns a sweep off.
 PAYMENTS_SWEEP_SECONDS = {
-    Sweep.APPLY_PENDING.value: 60,
-    Sweep.EXPIRE.value: 60,
-    Sweep.STUCK.value: 600,
-    Sweep.LEDGER.value: 300,
+    **_app.DEFAULTS["PAYMENTS_SWEEP_SECONDS"],
     # e.g. PAYMENTS_SWEEP_SECONDS=expire=30,ledger=0
     **{name: int(value) for name, value in env.dict("PAYMENTS_SWEEP_SECONDS", default={}).items()},
 }
-for _sweep, _seconds in PAYMENTS_SWEEP_SECONDS.items():
-    if _seconds > 0:
-        CELERY_BEAT_SCHEDULE[f"payments-sweep-{_sweep}"] = {
-            "task": "payments.tasks.run_sweep",
-            "schedule": float(_seconds),
-            "args": (_sweep,),
-            # A sweep that could not start before its next run is skipped, not stacked.
-            "options": {"expires": float(_seconds)},
-        }
+# Their schedule, and the shop events' safety net (enqueues events whose delivery or retry
+# was lost: broker down, worker died), every minute.
+CELERY_BEAT_SCHEDULE.update(_app.beat_schedule(sweep_seconds=PAYMENTS_SWEEP_SECONDS))
 
 # --- Health: /livez, /readyz (merchant.health, docs/deploy.md "Health") ----------------
 # Each Celery worker records a heartbeat in the database this often (merchant.heartbeat)...
-HEALTH_WORKER_BEAT_SECONDS = env.float("HEALTH_WORKER_BEAT_SECONDS", default=10.0)
+HEALTH_WORKER_BEAT_SECONDS = env.float(
+    "HEALTH_WORKER_BEAT_SECONDS", default=_app.DEFAULTS["HEALTH_WORKER_BEAT_SECONDS"]
+)
 # ...and /readyz counts a worker as seen when its last beat is at most this old.
-HEALTH_WORKER_SEEN_SECONDS = env.float("HEALTH_WORKER_SEEN_SECONDS", default=35.0)
+HEALTH_WORKER_SEEN_SECONDS = env.float(
+    "HEALTH_WORKER_SEEN_SECONDS", default=_app.DEFAULTS["HEALTH_WORKER_SEEN_SECONDS"]
+)
 # /readyz's broker check gives up after this long (connect and answer), so that a broker
 # that is down or hung never holds a request thread.
-HEALTH_BROKER_TIMEOUT_SECONDS = env.float("HEALTH_BROKER_TIMEOUT_SECONDS", default=0.25)
+HEALTH_BROKER_TIMEOUT_SECONDS = env.float(
+    "HEALTH_BROKER_TIMEOUT_SECONDS", default=_app.DEFAULTS["HEALTH_BROKER_TIMEOUT_SECONDS"]
+)
 # ...and runs at most this often per web process (a fresh connection costs CPU and the
 # broker a connection); requests in between answer with the last result.
-HEALTH_BROKER_CHECK_SECONDS = env.float("HEALTH_BROKER_CHECK_SECONDS", default=1.0)
+HEALTH_BROKER_CHECK_SECONDS = env.float(
+    "HEALTH_BROKER_CHECK_SECONDS", default=_app.DEFAULTS["HEALTH_BROKER_CHECK_SECONDS"]
+)
 # Probes speak plain HTTP to the process itself: never redirected to HTTPS.
 SECURE_REDIRECT_EXEMPT = [r"^(livez|readyz|healthz)$"]
 
@@ -428,7 +446,9 @@ AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
 # Order creations per API token (`60/min`, `1000/hour`, ...; empty or 0: no limit), counted
 # in the default cache: shared by every process only if CACHE_URL is (files on one
 # machine, Redis, ...); a per-process cache (locmem) would count each process apart.
-API_ORDER_CREATE_RATE: str | None = env.str("API_ORDER_CREATE_RATE", default="60/min").strip()
+API_ORDER_CREATE_RATE: str | None = env.str(
+    "API_ORDER_CREATE_RATE", default=_app.DEFAULTS["API_ORDER_CREATE_RATE"]
+).strip()
 if API_ORDER_CREATE_RATE in ("", "0"):
     API_ORDER_CREATE_RATE = None
 

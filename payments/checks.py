@@ -9,12 +9,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 
 from payments.api.throttles import OrderCreateRateThrottle
+from payments.conf import payments_settings
 from payments.gateway.signing import secret_valid
 from payments.selectors import parse_return_host
 from payments.shop_event_signing import secret_is_standard
@@ -49,7 +51,7 @@ def check_secrets(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
                 id="payments.E001",
             )
         )
-    key, secret = settings.GATEWAY_API_KEY, settings.GATEWAY_API_SECRET
+    key, secret = payments_settings.GATEWAY_API_KEY, payments_settings.GATEWAY_API_SECRET
     if not key or not _is_uuid(key):
         found.append(
             level(
@@ -80,7 +82,7 @@ def check_shop_events(app_configs: Any = None, **kwargs: Any) -> list[checks.Che
     `shop_webhook_add` get a generated secret, so only this one can lack one.
     """
     found: list[checks.CheckMessage] = []
-    if not settings.SHOP_WEBHOOK_ROTATION_HOURS >= 0:
+    if not payments_settings.SHOP_WEBHOOK_ROTATION_HOURS >= 0:
         found.append(
             checks.Error(
                 "SHOP_WEBHOOK_ROTATION_HOURS must be 0 or more.",
@@ -89,7 +91,7 @@ def check_shop_events(app_configs: Any = None, **kwargs: Any) -> list[checks.Che
                 id="payments.E009",
             )
         )
-    url = settings.SHOP_WEBHOOK_URL
+    url = payments_settings.SHOP_WEBHOOK_URL
     if not url:
         return found
     if not url.lower().startswith(("http://", "https://")):
@@ -101,7 +103,7 @@ def check_shop_events(app_configs: Any = None, **kwargs: Any) -> list[checks.Che
                 id="payments.E005",
             )
         )
-    if not settings.SHOP_WEBHOOK_SECRET:
+    if not payments_settings.SHOP_WEBHOOK_SECRET:
         found.append(
             checks.Error(
                 "SHOP_WEBHOOK_URL is set but SHOP_WEBHOOK_SECRET is empty.",
@@ -159,7 +161,7 @@ def check_webhook_endpoint_secrets(
 def check_quote_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """A tolerance outside [0, 1) or a window that is not positive would accept money short."""
     found: list[checks.CheckMessage] = []
-    tolerance = settings.PAYMENTS_UNDERPAID_TOLERANCE
+    tolerance = payments_settings.PAYMENTS_UNDERPAID_TOLERANCE
     if not (tolerance.is_finite() and 0 <= tolerance < 1):
         found.append(
             checks.Error(
@@ -168,7 +170,7 @@ def check_quote_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.
                 id="payments.E006",
             )
         )
-    if settings.PAYMENTS_QUOTE_WINDOW <= 0:
+    if payments_settings.PAYMENTS_QUOTE_WINDOW <= 0:
         found.append(
             checks.Error(
                 "PAYMENTS_QUOTE_WINDOW must be a positive number of seconds.",
@@ -184,7 +186,7 @@ def check_quote_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.
 def check_return_hosts(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """Each PAYMENTS_RETURN_HOSTS entry is a host or an origin: said at start, not per order."""
     found: list[checks.CheckMessage] = []
-    for entry in settings.PAYMENTS_RETURN_HOSTS:
+    for entry in payments_settings.PAYMENTS_RETURN_HOSTS:
         if not entry.strip():
             continue  # "a,,b" or a trailing comma: nothing to allow
         try:
@@ -202,12 +204,95 @@ def check_return_hosts(app_configs: Any = None, **kwargs: Any) -> list[checks.Ch
     return found
 
 
+# What a project that installs the app must set (payments.conf.REQUIRED), and what to put there.
+PROJECT_SETTINGS = {
+    "PUBLIC_BASE_URL": (
+        "payments.E010",
+        "the https:// origin at which the gateway and payers reach this project, e.g. "
+        "https://shop.example (the IPN URL given to the gateway is built on it)",
+    ),
+    "GATEWAY_API_URL": (
+        "payments.E011",
+        "the gateway's API base URL, e.g. https://gateway.example/api/ "
+        "(the sandbox's: <sandbox origin>/sandbox/api/)",
+    ),
+    "GATEWAY_PAYMENT_HOST": (
+        "payments.E012",
+        "the gateway's origin where payers pay, e.g. https://gateway.example "
+        "(the sandbox's: <sandbox origin>/sandbox)",
+    ),
+}
+# Apps the payments app's API and its docs pages need beside it.
+NEEDED_APPS = ("rest_framework", "drf_spectacular", "drf_spectacular_sidecar")
+
+
+@checks.register(deploy=False)
+def check_project_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """A project that installs the app is told, by name, what it must add (README)."""
+    found: list[checks.CheckMessage] = []
+    for name, (check_id, what) in PROJECT_SETTINGS.items():
+        value = str(getattr(payments_settings, name))
+        if not value.lower().startswith(("http://", "https://")):
+            found.append(
+                checks.Error(
+                    f"{name} is missing or is not an http(s) URL.",
+                    hint=f"Set {name} in the settings to {what}.",
+                    id=check_id,
+                )
+            )
+    missing = [name for name in NEEDED_APPS if not apps.is_installed(name)]
+    if missing:
+        found.append(
+            checks.Error(
+                f"INSTALLED_APPS lacks {', '.join(missing)}, which the payments app needs.",
+                hint=f"Add {', '.join(repr(name) for name in missing)} to INSTALLED_APPS, "
+                "before 'payments'.",
+                id="payments.E013",
+            )
+        )
+    return found + _schema_class_problems()
+
+
+def _schema_class_problems() -> list[checks.CheckMessage]:
+    """The API's docs pages (api/schema/, api/docs/) are drawn by drf-spectacular."""
+    from rest_framework.settings import api_settings
+
+    schema_class = api_settings.DEFAULT_SCHEMA_CLASS
+    if schema_class is not None and schema_class.__module__.startswith("drf_spectacular"):
+        return []
+    return [
+        checks.Warning(
+            "REST_FRAMEWORK's DEFAULT_SCHEMA_CLASS is not drf-spectacular's: the payments "
+            "API's schema and docs pages cannot be drawn.",
+            hint='Set REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": '
+            '"drf_spectacular.openapi.AutoSchema", ...}.',
+            id="payments.W014",
+        )
+    ]
+
+
 LOCKOUT_PARAMETERS = {"username", "ip_address", "user_agent"}
 
 
 @checks.register(checks.Tags.security, deploy=False)
 def check_abuse_limits(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """The admin lockout and the order throttle: refused at start, never a 500 per request."""
+    # The lockout is django-axes's, which the service installs; a project may not.
+    found = _lockout_problems() if apps.is_installed("axes") else []
+    if not _order_create_rate_usable():
+        found.append(
+            (
+                f"API_ORDER_CREATE_RATE {payments_settings.API_ORDER_CREATE_RATE!r} is not a rate: "
+                "write a count per period such as 60/min or 1000/hour (empty or 0: no limit).",
+                "payments.E204",
+            )
+        )
+    return [
+        checks.Error(msg, hint="See docs/deploy.md, Abuse.", id=check_id) for msg, check_id in found
+    ]
+
+
+def _lockout_problems() -> list[tuple[str, str]]:
     found = []
     if settings.AXES_FAILURE_LIMIT < 1:
         found.append(("ADMIN_LOGIN_FAILURE_LIMIT must be at least 1.", "payments.E201"))
@@ -223,17 +308,7 @@ def check_abuse_limits(app_configs: Any = None, **kwargs: Any) -> list[checks.Ch
                     "payments.E203",
                 )
             )
-    if not _order_create_rate_usable():
-        found.append(
-            (
-                f"API_ORDER_CREATE_RATE {settings.API_ORDER_CREATE_RATE!r} is not a rate: "
-                "write a count per period such as 60/min or 1000/hour (empty or 0: no limit).",
-                "payments.E204",
-            )
-        )
-    return [
-        checks.Error(msg, hint="See docs/deploy.md, Abuse.", id=check_id) for msg, check_id in found
-    ]
+    return found
 
 
 def _order_create_rate_usable() -> bool:
@@ -252,7 +327,7 @@ def check_metrics_allowed_ips(app_configs: Any = None, **kwargs: Any) -> list[ch
     from merchant.metrics import parse_allowed_ips
 
     try:
-        parse_allowed_ips(tuple(settings.METRICS_ALLOWED_IPS))
+        parse_allowed_ips(tuple(payments_settings.METRICS_ALLOWED_IPS))
     except ValueError as exc:
         return [
             checks.Error(

@@ -12,11 +12,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.apps import apps
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
 from merchant.pooling import POOLERS, TRANSACTION
+from payments.conf import payments_settings
 
 Found = Iterator[checks.CheckMessage]
 LOCAL_CACHES = (
@@ -46,13 +48,13 @@ def _modes() -> Found:
             "DJANGO_DEBUG is on: pages show settings and stack traces to anyone.",
             "Unset DJANGO_DEBUG (production is the default; only `make run` switches it on).",
         )
-    if settings.SANDBOX_ENABLED:
+    if payments_settings.SANDBOX_ENABLED:
         yield _error(
             "E102",
             "The sandbox gateway is on: anyone can pay or cancel any order for nothing.",
             "Unset SANDBOX_ENABLED (it is off unless switched on).",
         )
-    if settings.DEMO_SHOP_ENABLED:
+    if payments_settings.DEMO_SHOP_ENABLED:
         yield _error(
             "E103",
             "The demo shop is on: anyone can create orders from its page.",
@@ -61,7 +63,7 @@ def _modes() -> Found:
 
 
 def _one_machine() -> Found:
-    if settings.DEPLOY_SINGLE_MACHINE:
+    if payments_settings.DEPLOY_SINGLE_MACHINE:
         return
     if settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         yield _error(
@@ -70,7 +72,7 @@ def _one_machine() -> Found:
             "Set DATABASE_URL to PostgreSQL (postgres://...), or DEPLOY_SINGLE_MACHINE=1 "
             "if this service is meant to run on this machine alone.",
         )
-    if str(settings.CELERY_BROKER_URL).startswith("filesystem://"):
+    if str(payments_settings.CELERY_BROKER_URL).startswith("filesystem://"):
         yield _error(
             "E105",
             "The Celery broker is kombu's filesystem transport: workers on other machines "
@@ -82,7 +84,7 @@ def _one_machine() -> Found:
 
 def _cache() -> Found:
     backend = settings.CACHES["default"]["BACKEND"]
-    per_machine = backend in MACHINE_CACHES and not settings.DEPLOY_SINGLE_MACHINE
+    per_machine = backend in MACHINE_CACHES and not payments_settings.DEPLOY_SINGLE_MACHINE
     if backend in LOCAL_CACHES or per_machine:
         yield _error(
             "E106",
@@ -95,23 +97,23 @@ def _cache() -> Found:
 
 
 def _urls() -> Found:
-    public = urlsplit(settings.PUBLIC_BASE_URL)
+    base_url = payments_settings.PUBLIC_BASE_URL
+    public = urlsplit(base_url)
     if public.scheme != "https":
         yield _error(
             "E107",
-            f"PUBLIC_BASE_URL ({settings.PUBLIC_BASE_URL}) is not https: the gateway would "
+            f"PUBLIC_BASE_URL ({base_url}) is not https: the gateway would "
             "post notifications and send payers over plain HTTP.",
             "Set PUBLIC_BASE_URL to the https:// address the gateway and payers reach.",
         )
     if _is_loopback(public.hostname):
         yield _error(
             "E108",
-            f"PUBLIC_BASE_URL ({settings.PUBLIC_BASE_URL}) is a loopback address: the gateway "
-            "cannot reach it.",
+            f"PUBLIC_BASE_URL ({base_url}) is a loopback address: the gateway cannot reach it.",
             "Set PUBLIC_BASE_URL to the service's public address, e.g. https://pay.shop.example.",
         )
     for name in ("GATEWAY_API_URL", "GATEWAY_PAYMENT_HOST"):
-        if _is_own_sandbox(getattr(settings, name)):
+        if _is_own_sandbox(getattr(payments_settings, name)):
             yield _error(
                 "E109",
                 f"{name} points at this service's own sandbox, not at a gateway.",
@@ -120,11 +122,11 @@ def _urls() -> Found:
 
 
 def _is_own_sandbox(url: str) -> bool:
-    if settings.SANDBOX_URL and url.startswith(f"{settings.SANDBOX_URL}/sandbox"):
+    if payments_settings.SANDBOX_URL and url.startswith(f"{payments_settings.SANDBOX_URL}/sandbox"):
         return True  # the default when the sandbox has a process of its own
-    target, public = urlsplit(url), urlsplit(settings.PUBLIC_BASE_URL)
+    target, public = urlsplit(url), urlsplit(payments_settings.PUBLIC_BASE_URL)
     same_host = target.hostname == public.hostname or (
-        _is_loopback(target.hostname) and target.port in (None, settings.PORT)
+        _is_loopback(target.hostname) and target.port in (None, payments_settings.PORT)
     )
     return same_host and target.path.startswith(f"{public.path}/sandbox")
 
@@ -134,7 +136,7 @@ def _secrets() -> Found:
         key = str(settings.SECRET_KEY)
     except ImproperlyConfigured:
         return  # not set at all: payments.E001 says so
-    if key.startswith(settings.DEV_KEY_PREFIX) or len(key) < 50 or len(set(key)) < 5:
+    if key.startswith(payments_settings.DEV_KEY_PREFIX) or len(key) < 50 or len(set(key)) < 5:
         yield _error(
             "E110",
             "DJANGO_SECRET_KEY was made for development, or is short.",
@@ -145,6 +147,8 @@ def _secrets() -> Found:
 
 def _lockout_behind_proxy() -> Found:
     """Behind a reverse proxy every client reaches Django from the proxy's address."""
+    if not apps.is_installed("axes"):
+        return  # a project without the service's admin lockout
     by_address = any(
         "ip_address" in ([entry] if isinstance(entry, str) else entry)
         for entry in settings.AXES_LOCKOUT_PARAMETERS
@@ -161,7 +165,7 @@ def _lockout_behind_proxy() -> Found:
 
 def _pooler() -> Found:
     """DATABASE_POOLER=transaction: nothing may hold state in a session (merchant.pooling)."""
-    pooler, db = settings.DATABASE_POOLER, settings.DATABASES["default"]
+    pooler, db = payments_settings.DATABASE_POOLER, settings.DATABASES["default"]
     if pooler not in POOLERS:
         yield _error(
             "E120",

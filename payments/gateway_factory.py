@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import partial
 
-from django.conf import settings
 from django.core.cache import caches
 
 from payments import metrics
+from payments.conf import payments_settings
 from payments.gateway.client import GatewayClient, GatewayConfig
 from payments.gateway.sessions import thread_session
 from payments.models import Shop
@@ -23,14 +23,14 @@ def gateway_config(*, shop: Shop | None = None) -> GatewayConfig:
     else:
         credentials = shop_gateway_credentials(shop=shop)
     return GatewayConfig(
-        api_url=settings.GATEWAY_API_URL,
+        api_url=payments_settings.GATEWAY_API_URL,
         api_key=credentials.api_key,
         api_secret=credentials.api_secret,
-        user_agent=settings.GATEWAY_USER_AGENT,
-        connect_timeout=settings.GATEWAY_CONNECT_TIMEOUT,
-        read_timeout=settings.GATEWAY_READ_TIMEOUT,
-        nonce_retries=settings.GATEWAY_NONCE_RETRIES,
-        cache_seconds=settings.GATEWAY_PUBLIC_CACHE_SECONDS,
+        user_agent=payments_settings.GATEWAY_USER_AGENT,
+        connect_timeout=payments_settings.GATEWAY_CONNECT_TIMEOUT,
+        read_timeout=payments_settings.GATEWAY_READ_TIMEOUT,
+        nonce_retries=payments_settings.GATEWAY_NONCE_RETRIES,
+        cache_seconds=payments_settings.GATEWAY_PUBLIC_CACHE_SECONDS,
     )
 
 
@@ -44,7 +44,7 @@ def gateway_client(*, shop: Shop | None = None) -> GatewayClient:
     shop's secret cannot be read.
     """
     config = gateway_config(shop=shop)
-    lock_seconds = settings.GATEWAY_CALL_LOCK_SECONDS
+    lock_seconds = payments_settings.GATEWAY_CALL_LOCK_SECONDS
     return GatewayClient(
         config,
         nonce_source=partial(nonce_next, api_key=config.api_key),

@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from django.conf import settings
 from django.db.models import Count, Min
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from payments.conf import payments_settings
 from payments.dashboard_figures import dashboard_summary_get
 from payments.models import (
     Notification,
@@ -120,7 +120,7 @@ def _last_sweep_runs() -> Iterator[GaugeMetricFamily]:
         "What the last finished run of each sweep found, by kind",
         labels=["sweep", "kind"],
     )
-    for sweep in settings.PAYMENTS_SWEEP_SECONDS:
+    for sweep in payments_settings.PAYMENTS_SWEEP_SECONDS:
         # One row through the index run_sweep_started.
         run = (
             ReconciliationRun.objects.filter(sweep=sweep, dry_run=False)

@@ -23,10 +23,10 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-from django.conf import settings
 from django.db import DatabaseError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from payments.conf import payments_settings
 from payments.gateway.errors import GatewayUnavailable
 from payments.models import GatewayNonce
 
@@ -129,7 +129,7 @@ def _postgres_lock(*, api_key: str, timeout: float) -> Iterator[None]:
 @contextmanager
 def _file_lock(*, api_key: str, timeout: float) -> Iterator[None]:
     """SQLite serves one machine: a file lock (flock) there, released when its holder dies."""
-    folder = Path(settings.VAR_DIR) / "locks"
+    folder = Path(payments_settings.VAR_DIR) / "locks"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"gateway-call-{_lock_id(api_key) & 0xFFFFFFFFFFFFFFFF:016x}.lock"
     deadline = time.monotonic() + timeout

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 from uuid import UUID
 
-from django.conf import settings
 from django.db.models import QuerySet
 
+from payments.conf import payments_settings
 from payments.models import Order, Shop
 
 
@@ -84,7 +84,10 @@ def return_hosts(*, shop: Shop) -> list[ReturnHost]:
     """The shop's usable return hosts: its own entries, and PAYMENTS_RETURN_HOSTS for the
     default shop. A bad entry allows nothing (payments.E008 names a bad setting; a shop's
     entries are checked when it is made)."""
-    entries = [*shop.return_hosts, *(settings.PAYMENTS_RETURN_HOSTS if shop.is_default else ())]
+    entries = [
+        *shop.return_hosts,
+        *(payments_settings.PAYMENTS_RETURN_HOSTS if shop.is_default else ()),
+    ]
     usable = []
     for entry in entries:
         with contextlib.suppress(ValueError):
@@ -110,7 +113,7 @@ def return_host_allowed(url: str, *, shop: Shop) -> bool:
         return False
     if parts.scheme not in DEFAULT_PORTS or not parts.hostname or "@" in parts.netloc:
         return False
-    if parts.hostname == urlsplit(settings.PUBLIC_BASE_URL).hostname:
+    if parts.hostname == urlsplit(payments_settings.PUBLIC_BASE_URL).hostname:
         return True
     port = _port(parts.scheme, port)
     allowed = return_hosts(shop=shop)

@@ -16,12 +16,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.db import connection
 from django.db.models import Count, Model, Q, QuerySet
 
+from payments.conf import payments_settings
 from payments.exceptions import SecretUnreadable, ShopUnconfigured
 from payments.models import ApiToken, Order, Shop
 from payments.models.shops import default_shop_id
@@ -64,7 +64,7 @@ def default_gateway_credentials() -> GatewayCredentials:
 
     ShopUnconfigured when GATEWAY_API_KEY or GATEWAY_API_SECRET is not set.
     """
-    key, secret = settings.GATEWAY_API_KEY, settings.GATEWAY_API_SECRET
+    key, secret = payments_settings.GATEWAY_API_KEY, payments_settings.GATEWAY_API_SECRET
     if not (key and secret):
         raise ShopUnconfigured("the default shop: GATEWAY_API_KEY or GATEWAY_API_SECRET is not set")
     return GatewayCredentials(key, secret)
@@ -95,7 +95,7 @@ def shop_for_gateway_key(*, rest_key: str) -> Shop | None:
     The environment's key is the default shop's; any other is looked up by its
     unique index. None for a key that is no shop's, or not a key at all.
     """
-    configured = settings.GATEWAY_API_KEY
+    configured = payments_settings.GATEWAY_API_KEY
     if configured and hmac.compare_digest(rest_key.encode(), configured.encode()):
         return shop_default()
     try:
@@ -163,7 +163,9 @@ def shops_overview() -> list[ShopOverview]:
     return [
         ShopOverview(
             shop=shop,
-            gateway_key=settings.GATEWAY_API_KEY if shop.is_default else str(shop.gateway_key),
+            gateway_key=payments_settings.GATEWAY_API_KEY
+            if shop.is_default
+            else str(shop.gateway_key),
             secret_source=_secret_source(shop),
             live_tokens=tokens.get(shop.pk, 0),
             orders=orders.get(shop.pk, 0),

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import requests
-from django.conf import settings
 
 from payments.choices import IpnStatus
+from payments.conf import payments_settings
 from payments.gateway.signing import sign
 from payments.notification_message import DATE_FORMAT
 
@@ -96,8 +96,8 @@ def signed_headers(
         api_key = api_key or credentials.api_key
         api_secret = api_secret or credentials.api_secret
     return {
-        "Rest-Key": api_key or settings.GATEWAY_API_KEY,
-        "Rest-Sign": sign(body, api_secret or settings.GATEWAY_API_SECRET),
+        "Rest-Key": api_key or payments_settings.GATEWAY_API_KEY,
+        "Rest-Sign": sign(body, api_secret or payments_settings.GATEWAY_API_SECRET),
         "Content-Type": FORM,
         "User-Agent": "payments.testing",
     }

@@ -22,7 +22,6 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -34,6 +33,7 @@ from django.utils.html import format_html
 from payments.admin.actions import run_on_selected
 from payments.admin.base import ShopScopedAdmin, SuperuserOnlyAdmin, is_superuser
 from payments.admin.filters import ShopFilter
+from payments.conf import payments_settings
 from payments.gateway.signing import secret_valid
 from payments.models import ApiToken, Shop, ShopMembership
 from payments.secret_box import seal
@@ -177,7 +177,7 @@ class ShopAdmin(ShopScopedAdmin):
     def secret(self, shop: Shop) -> str:
         """Whether a secret is set, and where it is read from: never the secret."""
         if shop.is_default:
-            state = "set" if settings.GATEWAY_API_SECRET else "not set"
+            state = "set" if payments_settings.GATEWAY_API_SECRET else "not set"
             return f"{state} (the environment's GATEWAY_API_SECRET)"
         if shop.gateway_secret_env:
             state = "set" if os.environ.get(shop.gateway_secret_env) else "not set"

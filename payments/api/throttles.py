@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from django.conf import settings
 from rest_framework import status
 from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
+from payments.conf import payments_settings
 from payments.models import ApiToken
 
 
@@ -28,7 +28,7 @@ class OrderCreateRateThrottle(SimpleRateThrottle):
     def get_rate(self) -> str | None:
         # Read at each request (not frozen into DRF's settings at import): one setting,
         # and tests can change it.
-        rate: str | None = settings.API_ORDER_CREATE_RATE
+        rate: str | None = payments_settings.API_ORDER_CREATE_RATE
         return rate
 
     def get_cache_key(self, request: Request, view: Any) -> str | None:

@@ -23,7 +23,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from payments.api import openapi
-from payments.api.authentication import refused, request_token
+from payments.api.authentication import (
+    ShopTokenAuthentication,
+    ShopTokenRequired,
+    refused,
+    request_token,
+)
 from payments.api.errors import ApiError
 from payments.api.openapi import EVERY_OPERATION, error_responses
 from payments.api.serializers import OrderCreateInput, OrderOutput
@@ -147,6 +152,10 @@ class OrderCursorPagination(CursorPagination):
 
 
 class OrderListCreateApi(APIView):
+    # Named here, not left to REST_FRAMEWORK: in a project that installs the app, its own
+    # defaults (session login, AllowAny) must never open the orders API.
+    authentication_classes = [ShopTokenAuthentication]
+    permission_classes = [ShopTokenRequired]
     # Used by get(); declared here so that the schema shows the paginated envelope.
     pagination_class = OrderCursorPagination
 
@@ -249,6 +258,9 @@ class OrderListCreateApi(APIView):
 
 
 class OrderDetailApi(APIView):
+    authentication_classes = [ShopTokenAuthentication]
+    permission_classes = [ShopTokenRequired]
+
     @extend_schema(
         operation_id="orders_retrieve",
         summary="One order",

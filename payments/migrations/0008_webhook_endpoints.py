@@ -17,8 +17,9 @@ import uuid
 import django.core.validators
 import django.db.models.deletion
 import django.utils.timezone
-from django.conf import settings
 from django.db import migrations, models
+
+from payments.conf import payments_settings
 
 DELIVERY_COLUMNS = (
     "attempts",
@@ -44,7 +45,7 @@ def _settings_endpoint(apps):
     WebhookEndpoint = apps.get_model("payments", "WebhookEndpoint")
     shop = Shop.objects.filter(is_default=True).first()
     shop = shop or Shop.objects.create(name="default", is_default=True)
-    url, secret = settings.SHOP_WEBHOOK_URL.strip(), settings.SHOP_WEBHOOK_SECRET
+    url, secret = payments_settings.SHOP_WEBHOOK_URL.strip(), payments_settings.SHOP_WEBHOOK_SECRET
     return WebhookEndpoint.objects.create(
         shop=shop,
         url=url,

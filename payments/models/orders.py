@@ -9,13 +9,14 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from payments.conf import payments_settings
 from payments.models.shops import ApiToken, Shop, default_shop_id
 from payments.money import BTC, display
 from payments.states import OrderStatus
 
 
 def _default_deadline() -> datetime:
-    return timezone.now() + timedelta(seconds=settings.PAYMENTS_ORDER_TTL)
+    return timezone.now() + timedelta(seconds=payments_settings.PAYMENTS_ORDER_TTL)
 
 
 class Order(models.Model):

@@ -11,7 +11,6 @@ from functools import partial
 from typing import Any
 from uuid import UUID
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.dispatch import Signal
@@ -19,6 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from payments import money, signals
+from payments.conf import payments_settings
 from payments.exceptions import (
     IdempotencyConflict,
     InvalidTransition,
@@ -67,7 +67,7 @@ class NewOrder:
 
 
 def public_url(*, path: str) -> str:
-    return f"{settings.PUBLIC_BASE_URL}{path}"
+    return f"{payments_settings.PUBLIC_BASE_URL}{path}"
 
 
 def order_create(
@@ -94,7 +94,7 @@ def order_create(
         raise ShopInactive(f"shop {shop.name!r} is disabled: it takes no new orders")
     client = gateway_client(shop=shop)  # ShopUnconfigured now, before anything is written
     quote = None if new.currency == money.BTC else quote_read(currency=new.currency, client=client)
-    ttl = shop.order_ttl_seconds or settings.PAYMENTS_ORDER_TTL
+    ttl = shop.order_ttl_seconds or payments_settings.PAYMENTS_ORDER_TTL
     fields = {
         **asdict(new),
         **quote_fields(amount_int=new.amount_int, currency=new.currency, quote=quote),
@@ -159,12 +159,12 @@ def creation_bound_seconds() -> float:
     died): nothing else will ever move it.
     """
     one_try = (
-        settings.GATEWAY_CALL_LOCK_SECONDS
-        + settings.GATEWAY_CONNECT_TIMEOUT
-        + settings.GATEWAY_READ_TIMEOUT
+        payments_settings.GATEWAY_CALL_LOCK_SECONDS
+        + payments_settings.GATEWAY_CONNECT_TIMEOUT
+        + payments_settings.GATEWAY_READ_TIMEOUT
         + 1
     )
-    return (1 + settings.GATEWAY_NONCE_RETRIES) * one_try + 5
+    return (1 + payments_settings.GATEWAY_NONCE_RETRIES) * one_try + 5
 
 
 def _order_abandoned(order: Order) -> Order:

@@ -19,11 +19,11 @@ from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from uuid import UUID
 
-from django.conf import settings
 from django.db.models import BigIntegerField, Case, Sum, TextChoices, Value, When
 from django.utils import timezone
 
 from payments import money
+from payments.conf import payments_settings
 from payments.exceptions import AmountError
 from payments.gateway.client import GatewayClient
 from payments.gateway.errors import GatewayError
@@ -121,7 +121,7 @@ def payment_coverage(*, order: Order, paid_int: int, currency: str, sent_at: dat
             Verdict.QUOTE_MISSING,
             f"paid {money.display(paid_int, currency)}; the order has no quote to check it against",
         )
-    window_end = order.quoted_at + timedelta(seconds=settings.PAYMENTS_QUOTE_WINDOW)
+    window_end = order.quoted_at + timedelta(seconds=payments_settings.PAYMENTS_QUOTE_WINDOW)
     if sent_at > window_end:
         return Coverage(
             Verdict.QUOTE_EXPIRED,
@@ -138,7 +138,7 @@ def underpaid_tolerance(order: Order) -> Decimal:
     `order.shop` is in hand on the IPN and ledger paths (notifications.order_locked).
     """
     own = order.shop.underpaid_tolerance
-    return settings.PAYMENTS_UNDERPAID_TOLERANCE if own is None else own
+    return payments_settings.PAYMENTS_UNDERPAID_TOLERANCE if own is None else own
 
 
 def _compare(paid: int, due: int, currency: str, *, tolerance: Decimal) -> Coverage:

@@ -43,7 +43,6 @@ from functools import partial
 from typing import Any, Literal
 from uuid import UUID, uuid4
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -52,6 +51,7 @@ from rest_framework.fields import DateTimeField
 from merchant import delivery
 from merchant.chunks import locked_chunks
 from payments.choices import SHOP_EVENT_PING
+from payments.conf import payments_settings
 from payments.exceptions import SecretUnreadable
 from payments.metrics import SHOP_EVENT_DELIVERIES
 from payments.models import (
@@ -92,11 +92,11 @@ _UTC_DATETIME = DateTimeField(default_timezone=UTC)
 
 
 def _timeout() -> float:
-    return float(settings.SHOP_WEBHOOK_TIMEOUT)
+    return float(payments_settings.SHOP_WEBHOOK_TIMEOUT)
 
 
 def _retry_window() -> timedelta:
-    return timedelta(hours=float(settings.SHOP_WEBHOOK_RETRY_HOURS))
+    return timedelta(hours=float(payments_settings.SHOP_WEBHOOK_RETRY_HOURS))
 
 
 def attempt_time_limits() -> tuple[float, float]:

@@ -8,9 +8,9 @@ import uuid
 from collections.abc import Sequence
 from decimal import Decimal
 
-from django.conf import settings
 from django.utils import timezone
 
+from payments.conf import payments_settings
 from payments.gateway.signing import secret_valid
 from payments.models import ApiToken, Shop
 from payments.secret_box import seal
@@ -110,7 +110,7 @@ def _check_order_defaults(
 
 def _is_default_key(gateway_key: uuid.UUID) -> bool:
     try:
-        return uuid.UUID(settings.GATEWAY_API_KEY) == gateway_key
+        return uuid.UUID(payments_settings.GATEWAY_API_KEY) == gateway_key
     except (TypeError, ValueError, AttributeError):
         return False  # no (usable) environment key: nothing to collide with
 

@@ -13,11 +13,11 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from merchant.chunks import locked_chunks
+from payments.conf import payments_settings
 from payments.models import Notification, Order, OrderFlag
 from payments.services.notifications import notification_apply_safely
 from payments.services.orders import order_flag, orders_transition
@@ -66,7 +66,7 @@ def orders_flag_stuck(
 ) -> Counter[str]:
     """Flag orders confirming for longer than PAYMENTS_CONFIRMING_TTL (once per order)."""
     now = now or timezone.now()
-    limit = now - timedelta(seconds=settings.PAYMENTS_CONFIRMING_TTL)
+    limit = now - timedelta(seconds=payments_settings.PAYMENTS_CONFIRMING_TTL)
     open_stuck_flag = OrderFlag.objects.filter(
         order=OuterRef("pk"), kind=OrderFlag.Kind.STUCK, reviewed_at__isnull=True
     )

@@ -27,11 +27,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import partial
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from payments.conf import payments_settings
 from payments.exceptions import SecretUnreadable
 from payments.models import Shop, WebhookEndpoint
 from payments.models.shops import default_shop_id
@@ -41,7 +41,7 @@ from payments.shop_event_signing import new_secret
 
 def rotation_window(hours: float | None = None) -> timedelta:
     """How long a former secret keeps signing: `hours`, else SHOP_WEBHOOK_ROTATION_HOURS."""
-    chosen = float(settings.SHOP_WEBHOOK_ROTATION_HOURS if hours is None else hours)
+    chosen = float(payments_settings.SHOP_WEBHOOK_ROTATION_HOURS if hours is None else hours)
     if not chosen >= 0:
         raise ValueError("the rotation window is a number of hours, 0 or more")
     return timedelta(hours=chosen)
@@ -188,7 +188,7 @@ def webhook_endpoint_sync_settings(*, disable_when_unset: bool = True) -> Webhoo
     Idempotent, and safe with several processes at once. Returns the
     endpoint, if there is one.
     """
-    url, secret = settings.SHOP_WEBHOOK_URL.strip(), settings.SHOP_WEBHOOK_SECRET
+    url, secret = payments_settings.SHOP_WEBHOOK_URL.strip(), payments_settings.SHOP_WEBHOOK_SECRET
     with transaction.atomic():
         endpoint = _settings_endpoint()
         if not url:
@@ -221,7 +221,7 @@ def webhook_endpoint_settings_in_step() -> None:
     the next event sync again. Empty settings change nothing here (`migrate`
     disables the endpoint then).
     """
-    wanted = (settings.SHOP_WEBHOOK_URL, settings.SHOP_WEBHOOK_SECRET)
+    wanted = (payments_settings.SHOP_WEBHOOK_URL, payments_settings.SHOP_WEBHOOK_SECRET)
     if _in_step_with == wanted:
         return
     webhook_endpoint_sync_settings(disable_when_unset=False)

@@ -8,11 +8,11 @@ placed once after all buttons, only enhances it.
 from __future__ import annotations
 
 from django import template
-from django.conf import settings
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from payments import money
+from payments.conf import payments_settings
 from payments.models import Order
 
 register = template.Library()
@@ -22,7 +22,7 @@ def button_html(order: Order) -> SafeString:
     """The button markup for one order; empty until the gateway gave a transaction."""
     if order.transaction is None:
         return SafeString("")
-    host = settings.GATEWAY_PAYMENT_HOST
+    host = payments_settings.GATEWAY_PAYMENT_HOST
     return format_html(
         '<span class="mtgox" data-id="{tx}" data-amount="{amount}" data-currency="{currency}">'
         '<a href="{host}/{tx}"><img src="{host}/img/mtgox-checkout.png" alt="Pay with bitcoin">'
@@ -35,7 +35,9 @@ def button_html(order: Order) -> SafeString:
 
 
 def script_html() -> SafeString:
-    return format_html('<script src="{}/js/button.min.js"></script>', settings.GATEWAY_PAYMENT_HOST)
+    return format_html(
+        '<script src="{}/js/button.min.js"></script>', payments_settings.GATEWAY_PAYMENT_HOST
+    )
 
 
 @register.simple_tag

@@ -174,6 +174,7 @@ def test_the_deploy_check_refuses_session_state_behind_a_transaction_pooler(
 ) -> None:
     configured = SimpleNamespace(DATABASE_POOLER=pooler, DATABASES={"default": database})
     monkeypatch.setattr(deploy_checks, "settings", configured)
+    monkeypatch.setattr(deploy_checks, "payments_settings", configured)  # DATABASE_POOLER
 
     found = [str(message.id) for message in deploy_checks._pooler()]
 

@@ -27,6 +27,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.core.management.utils import get_random_secret_key
 
+from payments.conf import payments_settings
 from payments.gateway.signing import new_secret
 from payments.models import Shop
 from payments.services.shops import api_token_create
@@ -45,7 +46,7 @@ def ensure_dev_env(path: Path) -> dict[str, str]:
     existing = _read_env_file(path)
     generators = {
         # Marked as made for development: the deploy checks refuse it in production.
-        "DJANGO_SECRET_KEY": lambda: settings.DEV_KEY_PREFIX + get_random_secret_key(),
+        "DJANGO_SECRET_KEY": lambda: payments_settings.DEV_KEY_PREFIX + get_random_secret_key(),
         "GATEWAY_API_KEY": lambda: str(uuid.uuid4()),
         "GATEWAY_API_SECRET": new_secret,
     }
@@ -69,8 +70,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         values: dict[str, str] = {}
         if settings.DEBUG:
-            values = ensure_dev_env(Path(settings.VAR_DIR) / "dev.env")
-            self.stdout.write(f"Development settings in {settings.VAR_DIR / 'dev.env'}")
+            values = ensure_dev_env(Path(payments_settings.VAR_DIR) / "dev.env")
+            self.stdout.write(f"Development settings in {payments_settings.VAR_DIR / 'dev.env'}")
             # On the first start they were generated after the settings were read: the
             # settings take them now, as the next start reads them from dev.env (the
             # sandbox's post_migrate makes the account for them).
