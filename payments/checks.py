@@ -113,7 +113,7 @@ def check_shop_events(app_configs: Any = None, **kwargs: Any) -> list[checks.Che
                 id="payments.E004",
             )
         )
-    elif not secret_is_standard(settings.SHOP_WEBHOOK_SECRET):
+    elif not secret_is_standard(payments_settings.SHOP_WEBHOOK_SECRET):
         found.append(
             checks.Warning(
                 "SHOP_WEBHOOK_SECRET is not a Standard Webhooks secret (whsec_ followed by "

@@ -20,15 +20,10 @@ from rest_framework.exceptions import NotFound
 from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from payments.api import openapi
-from payments.api.authentication import (
-    ShopTokenAuthentication,
-    ShopTokenRequired,
-    refused,
-    request_token,
-)
+from payments.api.authentication import refused, request_token
+from payments.api.base import ShopApiView
 from payments.api.errors import ApiError
 from payments.api.openapi import EVERY_OPERATION, error_responses
 from payments.api.serializers import OrderCreateInput, OrderOutput
@@ -151,11 +146,9 @@ class OrderCursorPagination(CursorPagination):
         return cursor
 
 
-class OrderListCreateApi(APIView):
+class OrderListCreateApi(ShopApiView):
     # Named here, not left to REST_FRAMEWORK: in a project that installs the app, its own
     # defaults (session login, AllowAny) must never open the orders API.
-    authentication_classes = [ShopTokenAuthentication]
-    permission_classes = [ShopTokenRequired]
     # Used by get(); declared here so that the schema shows the paginated envelope.
     pagination_class = OrderCursorPagination
 
@@ -257,10 +250,7 @@ class OrderListCreateApi(APIView):
         return paginator.get_paginated_response(OrderOutput(page, many=True).data)
 
 
-class OrderDetailApi(APIView):
-    authentication_classes = [ShopTokenAuthentication]
-    permission_classes = [ShopTokenRequired]
-
+class OrderDetailApi(ShopApiView):
     @extend_schema(
         operation_id="orders_retrieve",
         summary="One order",
