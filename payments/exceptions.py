@@ -6,7 +6,8 @@ Two families stay elsewhere on purpose: the protocol client's errors in
 `payments/gateway/errors.py` (with `InvalidSecret` in `gateway/signing.py`),
 which keep `payments/gateway/` self-contained and Django-free, and the API's
 `APIException` subclasses beside the views that answer with them
-(`payments/api/throttles.py`, `payments/api/views.py`), which belong to DRF.
+(`payments/api/throttles.py`, `payments/api/pagination.py`, `payments/api/events.py`),
+which belong to DRF.
 """
 
 from __future__ import annotations
@@ -88,3 +89,7 @@ class ShopInactive(Exception):
 
 class ShopUnconfigured(Exception):
     """The shop's gateway credentials are missing or unreadable: nothing can be signed."""
+
+
+class EndpointRefused(ValueError):
+    """An event cannot be sent to this endpoint: another shop's, or its filter refuses the type."""

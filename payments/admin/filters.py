@@ -108,7 +108,8 @@ class FlagOpenFilter(admin.SimpleListFilter):
 
 
 class DeliveryStateFilter(admin.SimpleListFilter):
-    """A delivery's state (ShopEventDelivery.State), from its delivered and given-up times."""
+    """A delivery's state (ShopEventDelivery.State), from its delivered and given-up times and
+    its last error."""
 
     title = "state"
     parameter_name = "state"
@@ -122,8 +123,14 @@ class DeliveryStateFilter(admin.SimpleListFilter):
                 return queryset.filter(delivered_at__isnull=False)
             case ShopEventDelivery.State.GIVEN_UP:
                 return queryset.filter(delivered_at__isnull=True, given_up_at__isnull=False)
+            case ShopEventDelivery.State.FAILING:
+                return queryset.filter(delivered_at__isnull=True, given_up_at__isnull=True).exclude(
+                    last_error=""
+                )
             case ShopEventDelivery.State.PENDING:
-                return queryset.filter(delivered_at__isnull=True, given_up_at__isnull=True)
+                return queryset.filter(
+                    delivered_at__isnull=True, given_up_at__isnull=True, last_error=""
+                )
         return queryset
 
 

@@ -34,6 +34,11 @@ CODES: dict[str, ErrorCode] = {
         "without a cursor.",
         "a cursor the API did not give out",
     ),
+    "replay_too_large": ErrorCode(
+        400,
+        "More than 10000 failed deliveries in this range: replay a shorter one at a time.",
+        "a replay of too many deliveries at once",
+    ),
     "bad_request": ErrorCode(400, "Bad request.", "a request refused before the API read it"),
     "not_authenticated": ErrorCode(
         401,

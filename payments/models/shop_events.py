@@ -13,9 +13,14 @@ from payments.models.webhook_endpoints import WebhookEndpoint
 
 
 class DeliveryState(models.TextChoices):
-    """Where a delivery stands, from its delivered and given-up times."""
+    """Where a delivery stands, from its delivered and given-up times and its last error.
+
+    `failing`: not delivered yet, still retried, and its last attempt failed;
+    `pending`: not delivered yet and no attempt has failed (none made yet).
+    """
 
     PENDING = "pending", "pending"
+    FAILING = "failing", "failing"
     DELIVERED = "delivered", "delivered"
     GIVEN_UP = "given_up", "given up"
 
@@ -43,7 +48,11 @@ class ShopEvent(models.Model):
 
     class Meta:
         ordering = ("-created", "-id")
-        indexes = [models.Index(fields=["shop", "created"], name="shop_event_shop_created")]
+        indexes = [
+            models.Index(fields=["shop", "created"], name="shop_event_shop_created"),
+            # The events API's list by type: a rare type is not found by scanning every event.
+            models.Index(fields=["shop", "type", "created"], name="shop_event_shop_type"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.type} {self.id}"
@@ -97,6 +106,8 @@ class ShopEventDelivery(models.Model):
             return DeliveryState.DELIVERED
         if self.given_up_at is not None:
             return DeliveryState.GIVEN_UP
+        if self.last_error:
+            return DeliveryState.FAILING
         return DeliveryState.PENDING
 
 

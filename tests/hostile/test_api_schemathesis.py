@@ -15,11 +15,16 @@ data is refused; and no order reaches the gateway unless the API accepted the
 input: a 4xx leaves Order and SandboxOrder untouched, a 201 adds exactly one
 order at the gateway with the amount and currency that were answered.
 
+The events operations run against a seeded event of the token's shop (its
+delivery failing at an endpoint that refuses connections): they never change
+an order, and a 202 is only ever answered for that shop's event.
+
 Unauthenticated: every case is a 401 and changes nothing.
 """
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -38,7 +43,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from payments.models import Order
+from payments import tasks
+from payments.models import Order, ShopEvent
+from payments.services import order_transition
+from payments.services.shop_events import shop_event_deliver
+from payments.services.webhook_endpoints import webhook_endpoint_create
+from payments.states import OrderStatus
 from payments.testing import ipn_body, post_ipn
 from sandbox.accounts import ensure_configured_account
 from sandbox.models import SandboxOrder
@@ -51,6 +61,12 @@ ORDERS_OPERATIONS = {
     ("/api/orders/", "GET"),
     ("/api/orders/", "POST"),
     ("/api/orders/{order_id}/", "GET"),
+}
+EVENTS_OPERATIONS = {
+    ("/api/events/", "GET"),
+    ("/api/events/{event_id}/", "GET"),
+    ("/api/events/{event_id}/redeliver/", "POST"),
+    ("/api/events/replay/", "POST"),
 }
 
 
@@ -80,6 +96,17 @@ def fuzz_settings(examples: int) -> Any:
 
 
 @pytest.fixture
+def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The delivery tasks published by events sent again, captured instead of left in the
+    shared broker."""
+    published: list[str] = []
+    monkeypatch.setattr(
+        tasks.deliver_shop_event, "apply_async", lambda args, **kw: published.append(args[0])
+    )
+    return published
+
+
+@pytest.fixture
 def api_schema(db: None) -> Any:
     return served_schema()
 
@@ -93,12 +120,25 @@ def seed_paid_order(make_order: Callable[..., Order]) -> Order:
     return order
 
 
+def seed_failing_event(order: Order) -> ShopEvent:
+    """An event of the order's shop, its one delivery failing (the port refuses connections)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    webhook_endpoint_create(shop=order.shop, url=f"http://127.0.0.1:{port}/hooks")
+    order_transition(order_id=order.pk, to=OrderStatus.EXPIRED, reason="test")
+    event = ShopEvent.objects.get(order=order, type="order.expired")
+    for delivery in event.deliveries.all():
+        shop_event_deliver(delivery_id=delivery.pk)
+    return event
+
+
 def state() -> tuple[int, int]:
     return Order.objects.count(), SandboxOrder.objects.count()
 
 
-def test_the_schema_lists_the_orders_operations() -> None:
-    assert set(OPERATIONS) >= ORDERS_OPERATIONS
+def test_the_schema_lists_the_orders_and_events_operations() -> None:
+    assert set(OPERATIONS) >= ORDERS_OPERATIONS | EVENTS_OPERATIONS
 
 
 def assert_what_changed(
@@ -126,6 +166,7 @@ def assert_what_changed(
 @pytest.mark.parametrize("mode", MODES, ids=str)
 @pytest.mark.parametrize(("path", "method"), OPERATIONS)
 def test_authenticated_cases(
+    enqueued: list[str],
     api_schema: Any,
     api_token: str,
     live_gateway: str,
@@ -142,6 +183,11 @@ def test_authenticated_cases(
     if "{order_id}" in path:  # also ask for an order that exists, with payments and flags
         cases = cases | operation.as_strategy(
             generation_mode=mode, path_parameters={"order_id": str(seeded.pk)}
+        )
+    if "{event_id}" in path:  # also ask for an event that exists, failing at an endpoint
+        event = seed_failing_event(make_order())
+        cases = cases | operation.as_strategy(
+            generation_mode=mode, path_parameters={"event_id": str(event.pk)}
         )
 
     @fuzz_settings(EXAMPLES["authenticated"])

@@ -91,7 +91,7 @@ def test_csrf_exempt_views_are_the_ipn_the_api_and_the_sandbox_gateway_only() ->
         "sandbox.api"
     }
     drf = sorted(route for route, view in exempt.items() if is_drf_view(view))
-    assert drf == ["api/docs/", "api/orders/", "api/orders/<uuid:order_id>/", "api/schema/"]
+    assert drf == sorted(API_ROUTES)
 
 
 def test_in_production_the_only_plain_csrf_exempt_view_is_the_ipn() -> None:
@@ -175,6 +175,16 @@ def test_every_admin_url_sends_anonymous_users_and_shop_users_to_the_login_page(
 
 
 API_METHODS = ("get", "post", "put", "patch", "delete", "options", "head")
+API_ROUTES = {
+    "api/orders/",
+    "api/orders/<uuid:order_id>/",
+    "api/events/",
+    "api/events/replay/",
+    "api/events/<str:event_id>/",
+    "api/events/<str:event_id>/redeliver/",
+    "api/schema/",
+    "api/docs/",
+}
 
 
 @pytest.mark.django_db
@@ -182,7 +192,7 @@ API_METHODS = ("get", "post", "put", "patch", "delete", "options", "head")
     "authorization",
     [None, "Token " + "0" * 40, "Token", "Bearer abc", "Basic YWRtaW46YWRtaW4=", "Token a b"],
 )
-def test_every_orders_api_endpoint_is_401_without_a_valid_token(
+def test_every_orders_and_events_api_endpoint_is_401_without_a_valid_token(
     make_order: Callable[..., Order], authorization: str | None
 ) -> None:
     order = make_order()
@@ -190,9 +200,19 @@ def test_every_orders_api_endpoint_is_401_without_a_valid_token(
     if authorization:
         client.credentials(HTTP_AUTHORIZATION=authorization)
     routes = [route for route, _ in walk(get_resolver().url_patterns) if route.startswith("api/")]
-    assert set(routes) == {"api/orders/", "api/orders/<uuid:order_id>/", "api/schema/", "api/docs/"}
+    assert set(routes) == API_ROUTES
+    event = uuid.uuid4()
+    urls = (
+        "/api/orders/",
+        f"/api/orders/{order.pk}/",
+        f"/api/orders/{uuid.uuid4()}/",
+        "/api/events/",
+        "/api/events/replay/",
+        f"/api/events/{event}/",
+        f"/api/events/{event}/redeliver/",
+    )
 
-    for url in ("/api/orders/", f"/api/orders/{order.pk}/", f"/api/orders/{uuid.uuid4()}/"):
+    for url in urls:
         for method in API_METHODS:
             response = getattr(client, method)(url, VALID, format="json")
             assert response.status_code == 401, (url, method, response.status_code)

@@ -4,17 +4,43 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
+import pytest
 import requests
 from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
 
-from payments.models import Notification, Order, Payment
+from payments import tasks
+from payments.models import (
+    Notification,
+    Order,
+    Payment,
+    ShopEvent,
+    ShopEventDelivery,
+    WebhookEndpoint,
+)
+from payments.services.shop_events import shop_event_deliver
+from payments.services.webhook_endpoints import webhook_endpoint_create
 from payments.testing import ipn_body, post_ipn_http
+from tests.http_receiver import ScriptedReceiver, scripted
 from tests.isolation.conftest import ShopSide
 
 # Every API operation and how this suite tries it; a new endpoint fails the guard below
 # until it is tried here too.
-API_ROUTES_TRIED = {"api-orders", "api-order", "api-schema", "api-docs"}
+API_ROUTES_TRIED = {
+    "api-orders",
+    "api-order",
+    "api-events",
+    "api-event",
+    "api-event-redeliver",
+    "api-events-replay",
+    "api-schema",
+    "api-docs",
+}
 
 
 def _api_route_names() -> set[str]:
@@ -141,3 +167,100 @@ def test_checkout_pages_open_nothing_more_to_another_shops_token(
             if path.endswith("status/"):
                 assert other.json() == payer.json()
                 assert set(other.json()) == {"status", "label", "final"}  # no shop, no amounts
+
+
+# --- Events: each shop's events and endpoints, tried with the other shop's token ---------
+
+
+@dataclass
+class EventSide:
+    side: ShopSide
+    endpoint: WebhookEndpoint
+    server: ScriptedReceiver
+    event_ids: set[str]
+
+
+@pytest.fixture
+def shop_events(
+    two_shops: tuple[ShopSide, ShopSide], monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> Iterator[tuple[EventSide, EventSide]]:
+    """An endpoint per shop that answers 500, and an event of each shop tried there once."""
+    settings.SHOP_WEBHOOK_TIMEOUT = 1.0
+    # The live server runs in this process: the delivery tasks are captured, not published.
+    monkeypatch.setattr(tasks.deliver_shop_event, "apply_async", lambda args, **kw: None)
+    sides = []
+    for side in two_shops:
+        server = ScriptedReceiver(scripted(((500, b"no"),)), path="/hooks").start()
+        endpoint, _ = webhook_endpoint_create(shop=side.shop, url=server.url)
+        order = side.create("EUR", "2.00")  # order.awaiting_payment, over the API
+        events = ShopEvent.objects.filter(order_id=order["id"])
+        sides.append(
+            EventSide(
+                side, endpoint, server, {str(pk) for pk in events.values_list("pk", flat=True)}
+            )
+        )
+    for delivery_id in ShopEventDelivery.objects.values_list("pk", flat=True):
+        shop_event_deliver(delivery_id=delivery_id)
+    yield sides[0], sides[1]
+    for event_side in sides:
+        event_side.server.stop()
+
+
+def _event_ids(side: ShopSide, query: str = "") -> set[str]:
+    response = side.api.get(f"{side.base_url}/api/events/{query}", timeout=30)
+    assert response.status_code == 200, response.text
+    return {event["id"] for event in response.json()["results"]}
+
+
+def test_a_shop_lists_only_its_own_events(shop_events: tuple[EventSide, EventSide]) -> None:
+    alpha, beta = shop_events
+    assert alpha.event_ids and beta.event_ids
+    assert _event_ids(alpha.side) == alpha.event_ids
+    assert _event_ids(beta.side) == beta.event_ids
+    for order_id in alpha.side.order_ids:
+        assert _event_ids(beta.side, f"?order={order_id}") == set()
+
+
+def test_another_shops_event_is_a_404_like_a_missing_one(
+    shop_events: tuple[EventSide, EventSide],
+) -> None:
+    alpha, beta = shop_events
+    api, base = beta.side.api, beta.side.base_url
+    missing = api.get(f"{base}/api/events/{uuid.uuid4()}/", timeout=30)
+    assert missing.status_code == 404
+    for event_id in alpha.event_ids:
+        theirs = api.get(f"{base}/api/events/{event_id}/", timeout=30)
+        assert (theirs.status_code, theirs.json()) == (404, missing.json())
+        again = api.post(f"{base}/api/events/{event_id}/redeliver/", json={}, timeout=30)
+        assert again.status_code == 404
+    untouched = ShopEventDelivery.objects.get(endpoint=alpha.endpoint)
+    assert untouched.attempts == 1 and untouched.gives_up_at < timezone.now() + timedelta(days=2)
+
+
+def test_another_shops_endpoint_is_refused_and_its_deliveries_left_alone(
+    shop_events: tuple[EventSide, EventSide],
+) -> None:
+    alpha, beta = shop_events
+    api, base = beta.side.api, beta.side.base_url
+    before = ShopEventDelivery.objects.get(endpoint=alpha.endpoint).next_attempt_at
+    own_event = next(iter(beta.event_ids))
+    to_theirs = api.post(
+        f"{base}/api/events/{own_event}/redeliver/",
+        json={"endpoint": alpha.endpoint.pk},
+        timeout=30,
+    )
+    window = {
+        "since": (timezone.now() - timedelta(hours=1)).isoformat(),
+        "until": (timezone.now() + timedelta(hours=1)).isoformat(),
+    }
+    replay_theirs = api.post(
+        f"{base}/api/events/replay/", json={**window, "endpoint": alpha.endpoint.pk}, timeout=30
+    )
+    replay_own = api.post(f"{base}/api/events/replay/", json=window, timeout=30)
+
+    assert (to_theirs.status_code, replay_theirs.status_code) == (400, 400)
+    assert (replay_own.status_code, replay_own.json()["deliveries"]) == (202, 1)
+    assert not ShopEventDelivery.objects.filter(
+        endpoint=alpha.endpoint, event_id=uuid.UUID(own_event)
+    ).exists()
+    assert ShopEventDelivery.objects.get(endpoint=alpha.endpoint).next_attempt_at == before

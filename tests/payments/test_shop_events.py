@@ -587,7 +587,8 @@ def test_staff_see_events_with_their_attempts_and_can_send_one_again(
         )
     assert enqueued == [str(delivery.pk)]
     delivery.refresh_from_db()
-    assert delivery.state == ShopEventDelivery.State.PENDING
+    # Retried again; its last attempt (before it was given up) failed.
+    assert delivery.state == ShopEventDelivery.State.FAILING
     assert delivery.gives_up_at > timezone.now()
     receiver.replies[:] = [(200, b"", 0.0)]
     assert deliver(event).result == "delivered"

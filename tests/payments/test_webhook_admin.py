@@ -399,3 +399,26 @@ def test_the_settings_endpoint_is_rotated_by_its_setting_not_the_command(setting
     with pytest.raises(CommandError, match="SHOP_WEBHOOK_SECRET"):
         run("shop_webhook_rotate", str(endpoint.pk))
     assert "from SHOP_WEBHOOK_URL" in run("shop_webhook_list", "default")
+
+
+def test_the_delivery_state_filter_tells_failing_from_pending(
+    boss: Client, receiver: Callable[..., ScriptedReceiver], make_order: Callable[..., Order]
+) -> None:
+    """A delivery whose last attempt failed is `failing`; one not tried yet is `pending`."""
+    failing_server, waiting_server = receiver((500, b"no")), receiver()
+    failing, _ = webhook_endpoint_create(shop=shop_default(), url=failing_server.url)
+    event = paid_event(make_order, shop_default())
+    webhook_endpoint_create(shop=shop_default(), url=waiting_server.url)
+    waiting = paid_event(make_order, shop_default()).deliveries.get(
+        endpoint__url=waiting_server.url
+    )
+    tried = event.deliveries.get(endpoint=failing)
+    service.shop_event_deliver(delivery_id=tried.pk)
+
+    failing_list = boss.get(f"{DELIVERIES}?state=failing").content.decode()
+    pending_list = boss.get(f"{DELIVERIES}?state=pending").content.decode()
+
+    assert f"{DELIVERIES}{tried.pk}/change/" in failing_list
+    assert f"{DELIVERIES}{waiting.pk}/change/" not in failing_list
+    assert f"{DELIVERIES}{waiting.pk}/change/" in pending_list
+    assert f"{DELIVERIES}{tried.pk}/change/" not in pending_list

@@ -367,7 +367,7 @@ def test_a_failing_endpoint_retries_on_its_own_without_holding_up_the_other(
     assert len(working.received) == 2
     assert event.deliveries.get(endpoint=good).state == ShopEventDelivery.State.DELIVERED
     to_bad = event.deliveries.get(endpoint=bad)
-    assert (to_bad.state, to_bad.attempts, to_bad.last_error) == ("pending", 1, "HTTP 500")
+    assert (to_bad.state, to_bad.attempts, to_bad.last_error) == ("failing", 1, "HTTP 500")
     assert to_bad.next_attempt_at is not None and to_bad.next_attempt_at > timezone.now()
 
     # Its backoff over, the failing one is tried again; the other is not sent anything again.
@@ -413,7 +413,7 @@ def test_a_real_worker_delivers_each_shops_events_to_its_endpoints(
     assert verifies(b_server.received[0], b_secret)
     # The failing endpoint's delivery waits for its backoff; the others did not wait for it.
     failed = event_b.deliveries.get(endpoint=failing_endpoint)
-    assert failed.state == ShopEventDelivery.State.PENDING and failed.last_error == "HTTP 500"
+    assert failed.state == ShopEventDelivery.State.FAILING and failed.last_error == "HTTP 500"
 
 
 # --- SHOP_WEBHOOK_URL / SHOP_WEBHOOK_SECRET: the default shop's first endpoint -----------
