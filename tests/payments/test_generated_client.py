@@ -3,9 +3,9 @@
 openapi-python-client (a maintained generator, run as a subprocess of this
 interpreter) reads the schema from a live server and writes a client package;
 the test imports it and, against the same server and the sandbox gateway,
-creates an order, reads it and lists orders, and gets the typed error body for
-a missing order and a refused token. If the generator warns or fails, the test
-fails. Once the API has an `events_list` operation, the client lists events too.
+creates an order, reads it, lists orders, lists the order's events and reads
+one with its delivery, and gets the typed error body for a missing order and a
+refused token. If the generator warns or fails, the test fails.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from payments.services.webhook_endpoints import webhook_endpoint_create
+from payments.shops import shop_default
 from sandbox.accounts import ensure_configured_account
 from sandbox.models import SandboxOrder
 from tests.factories import api_token_key
@@ -63,10 +65,14 @@ def operation(package: ModuleType, name: str) -> Any:
     return None
 
 
-def test_a_generated_client_creates_reads_and_lists_orders(
+def test_a_generated_client_creates_reads_and_lists_orders_and_events(
     generated: ModuleType, live_gateway: str
 ) -> None:
     ensure_configured_account()  # the sandbox knows our key, as in `make run`
+    # The shop's endpoint, so that the order's events are recorded (nothing listens there).
+    endpoint, _secret = webhook_endpoint_create(
+        shop=shop_default(), url="http://127.0.0.1:9/events", event_types=["order.awaiting_payment"]
+    )
     models = importlib.import_module(f"{PACKAGE}.models")
     client = generated.AuthenticatedClient(
         base_url=live_gateway,
@@ -93,10 +99,12 @@ def test_a_generated_client_creates_reads_and_lists_orders(
     listed = operation(generated, "orders_list").sync(client=client, page_size=10)
     assert [o.id for o in listed.results] == [order.id] and listed.next_ is None
 
-    events_list = operation(generated, "events_list")
-    if events_list is not None:  # the events API (issue 18): the order's creation is there
-        answer = events_list.sync_detailed(client=client)
-        assert answer.status_code == 200 and answer.parsed is not None, answer.content
+    events = operation(generated, "events_list").sync(client=client, order=order.id)
+    assert [e.type_ for e in events.results] == ["order.awaiting_payment"], events
+    event_id = events.results[0].id
+    event = operation(generated, "events_retrieve").sync(client=client, event_id=event_id)
+    assert [d.endpoint.id for d in event.deliveries] == [endpoint.pk]
+    assert event.payload["data"]["order"]["id"] == str(order.id)
 
 
 def test_a_generated_client_reads_the_error_body(generated: ModuleType, live_gateway: str) -> None:
