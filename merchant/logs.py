@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import logging.config
 import os
+import sys
 from typing import Any
 
 from django_guid.context import guid
@@ -96,6 +97,23 @@ def logging_config(log_format: str, level: str) -> dict[str, Any]:
     }
 
 
+def log_unraisable(unraisable: Any) -> None:
+    """sys.unraisablehook: an exception Python cannot raise (a __del__, a weakref callback)
+    is a log record in the service's format, not a bare stderr text.
+
+    The quit signal's SystemExit, landing while such a callback runs, is the
+    worker's own orderly exit: not an error, left out.
+    """
+    if isinstance(unraisable.exc_value, SystemExit | KeyboardInterrupt):
+        return
+    logging.getLogger("merchant.unraisable").error(
+        "%s: %r",
+        unraisable.err_msg or "Exception ignored in",
+        unraisable.object,
+        exc_info=(unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback),
+    )
+
+
 class GunicornLogger(glogging.Logger):
     """gunicorn's error and access logs in the service's format (`--logger-class`).
 
@@ -109,6 +127,7 @@ class GunicornLogger(glogging.Logger):
         log_format = os.environ.get("LOG_FORMAT", "plain")
         # The master process has no Django: configure the root logger the same way.
         logging.config.dictConfig(logging_config(log_format, os.environ.get("LOG_LEVEL", "INFO")))
+        sys.unraisablehook = log_unraisable  # inherited by the workers it forks
         for log in (self.error_log, self.access_log):
             for handler in log.handlers:
                 handler.setFormatter(make_formatter(log_format))

@@ -414,6 +414,7 @@ SPECTACULAR_SETTINGS = {
         "PaymentStatus": "payments.models.Payment.Status",
         "PaymentSource": "payments.models.Payment.Source",
         "FlagKind": "payments.models.OrderFlag.Kind",
+        "DeliveryState": "payments.models.shop_events.DeliveryState",
     },
 }
 

@@ -93,7 +93,7 @@ class EventListApi(ShopApiView):
         "A bad filter or a cursor this API did not give out is a 400.",
     )
     def get(self, request: Request) -> Response:
-        filters = EventFilterInput(data=request.query_params)
+        filters = EventFilterInput(data=request.query_params.dict())
         filters.is_valid(raise_exception=True)
         paginator = NewestFirstCursorPagination()
         events = shop_event_list(shop=request_token(request).shop, **filters.validated_data)

@@ -197,3 +197,25 @@ def test_gunicorn_logs_its_own_lines_in_the_same_format(tmp_path: Path) -> None:
     assert access["request_id"] == request_id
     repeated = {line: n for line, n in Counter(lines).items() if n > 1}
     assert not repeated, repeated
+
+
+class _RaisesOnDel:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def __del__(self) -> None:
+        raise self.error
+
+
+def test_an_unraisable_exception_is_a_log_record_and_a_quit_is_not(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from merchant.logs import log_unraisable
+
+    monkeypatch.setattr(sys, "unraisablehook", log_unraisable)
+    with caplog.at_level(logging.ERROR, logger="merchant.unraisable"):
+        _RaisesOnDel(ValueError("broken finaliser"))  # collected at once: __del__ raises
+        _RaisesOnDel(SystemExit(0))  # the quit signal's exit inside a callback
+
+    (record,) = [r for r in caplog.records if r.name == "merchant.unraisable"]
+    assert record.exc_info is not None and isinstance(record.exc_info[1], ValueError)
