@@ -161,8 +161,11 @@ def attempt_once(
     hard time limit), so an attempt killed there is claimed again only once it
     cannot be running any more. `settle(row, reply, started, finished)`
     records the attempt and schedules the next one, in one transaction; the
-    row it gets has its `attempts` counted. `report` (the log line, the
-    metric) runs once that transaction has committed.
+    row it gets is read just after the claim: its `attempts` counted and its
+    `next_attempt_at` the lease's end, which `settle` may make its updates
+    conditional on (the claim still holds: nobody else took the row over
+    meanwhile). `report` (the log line, the metric) runs once that
+    transaction has committed.
     """
     started = timezone.now()
     claimed = due.filter(

@@ -103,8 +103,14 @@ def check_shop_events(app_configs: Any = None, **kwargs: Any) -> list[checks.Che
                 id="payments.E005",
             )
         )
-    if not payments_settings.SHOP_WEBHOOK_SECRET:
-        found.append(
+    return found + _shop_webhook_secret_messages()
+
+
+def _shop_webhook_secret_messages() -> list[checks.CheckMessage]:
+    """SHOP_WEBHOOK_SECRET, with SHOP_WEBHOOK_URL set: there (E004), and standard (W401)."""
+    secret = payments_settings.SHOP_WEBHOOK_SECRET
+    if not secret:
+        return [
             checks.Error(
                 "SHOP_WEBHOOK_URL is set but SHOP_WEBHOOK_SECRET is empty.",
                 hint="The default shop's endpoint from SHOP_WEBHOOK_URL is signed with "
@@ -112,20 +118,20 @@ def check_shop_events(app_configs: Any = None, **kwargs: Any) -> list[checks.Che
                 "base64 of 32 random bytes) that the shop also knows, or unset SHOP_WEBHOOK_URL.",
                 id="payments.E004",
             )
+        ]
+    if secret_is_standard(secret):
+        return []
+    return [
+        checks.Warning(
+            "SHOP_WEBHOOK_SECRET is not a Standard Webhooks secret (whsec_ followed by "
+            "standard base64); the events are signed with its raw UTF-8 bytes.",
+            hint='Set it to a new secret, e.g. the output of `python3 -c "import base64, '
+            "secrets; print('whsec_' + base64.b64encode(secrets.token_bytes(32)).decode())\"`"
+            " (the former one keeps signing for SHOP_WEBHOOK_ROTATION_HOURS). "
+            "See README, Shop webhooks.",
+            id="payments.W401",
         )
-    elif not secret_is_standard(payments_settings.SHOP_WEBHOOK_SECRET):
-        found.append(
-            checks.Warning(
-                "SHOP_WEBHOOK_SECRET is not a Standard Webhooks secret (whsec_ followed by "
-                "standard base64); the events are signed with its raw UTF-8 bytes.",
-                hint='Set it to a new secret, e.g. the output of `python3 -c "import base64, '
-                "secrets; print('whsec_' + base64.b64encode(secrets.token_bytes(32)).decode())\"`"
-                " (the former one keeps signing for SHOP_WEBHOOK_ROTATION_HOURS). "
-                "See README, Shop webhooks.",
-                id="payments.W401",
-            )
-        )
-    return found
+    ]
 
 
 @checks.register(checks.Tags.security, checks.Tags.database, deploy=False)
@@ -144,7 +150,8 @@ def check_webhook_endpoint_secrets(
         return []
     if not legacy:
         return []
-    named = ", ".join(f"#{e.pk} {e.url} (shop {e.shop_id})" for e in legacy[:20])
+    # Never the URL: it may carry a token, and this goes to the deploy's log.
+    named = ", ".join(f"#{e.pk} (shop {e.shop.name or e.shop_id})" for e in legacy[:20])
     more = f" and {len(legacy) - 20} more" if len(legacy) > 20 else ""
     return [
         checks.Warning(

@@ -13,6 +13,7 @@ from uuid import UUID
 
 from django.db.models import Max, Q, QuerySet
 
+from payments.choices import SHOP_EVENT_PING
 from payments.models import Shop, ShopEvent, ShopEventDelivery, WebhookEndpoint
 
 # Replay's bounds: the longest time range, and the most deliveries one replay makes due.
@@ -73,13 +74,17 @@ def shop_deliveries_failed(
     *, shop: Shop, since: datetime, until: datetime, endpoint: WebhookEndpoint | None = None
 ) -> QuerySet[ShopEventDelivery]:
     """The shop's failed deliveries (`failed_deliveries_q`) of events created in
-    [since, until), to `endpoint` only when given, oldest event first."""
+    [since, until), to `endpoint` only when given, oldest event first.
+
+    Never a ping's: a ping is a test sent once (its window closes at once), not an event
+    the shop missed.
+    """
     found = ShopEventDelivery.objects.filter(
         failed_deliveries_q(),
         event__shop=shop,
         event__created__gte=since,
         event__created__lt=until,
-    )
+    ).exclude(event__type=SHOP_EVENT_PING)
     if endpoint is not None:
         found = found.filter(endpoint=endpoint)
     return found.order_by("event__created", "pk")

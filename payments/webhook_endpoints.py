@@ -52,7 +52,9 @@ def webhook_endpoints_with_legacy_secrets() -> list[WebhookEndpoint]:
     An endpoint whose secret cannot be opened is left out (its deliveries say so).
     """
     found = []
-    for endpoint in WebhookEndpoint.objects.filter(from_settings=False).order_by("pk"):
+    for endpoint in (
+        WebhookEndpoint.objects.filter(from_settings=False).select_related("shop").order_by("pk")
+    ):
         try:
             secret = unseal(endpoint.secret_sealed) if endpoint.secret_sealed else ""
         except SecretUnreadable:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
@@ -21,10 +23,14 @@ class EventFilterInput(serializers.Serializer):
     )
     order = serializers.UUIDField(required=False, help_text="Only the events of this order.")
     created_after = serializers.DateTimeField(
-        required=False, help_text="Only events created at or after this time (ISO 8601)."
+        required=False,
+        default_timezone=UTC,
+        help_text="Only events created at or after this time (ISO 8601; without an offset, UTC).",
     )
     created_before = serializers.DateTimeField(
-        required=False, help_text="Only events created before this time (ISO 8601)."
+        required=False,
+        default_timezone=UTC,
+        help_text="Only events created before this time (ISO 8601; without an offset, UTC).",
     )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -40,16 +46,21 @@ class EventOutput(serializers.ModelSerializer):
     """An event of the shop: what was POSTed to its webhook endpoints.
 
     `payload` is the JSON body exactly as delivered (the same bytes to every
-    endpoint and on every retry); `order` is the order it is about (none for
-    a ping).
+    endpoint and on every retry), its keys in their order; `order` is the order
+    it is about (none for a ping).
     """
 
-    payload = serializers.DictField(read_only=True)
+    payload = serializers.SerializerMethodField()
 
     class Meta:
         model = ShopEvent
         fields: tuple[str, ...] = ("id", "type", "created", "order", "payload")
         read_only_fields = fields  # an answer: every field is always there
+
+    @extend_schema_field(serializers.DictField())
+    def get_payload(self, event: ShopEvent) -> Any:
+        """The stored body's bytes read back: the jsonb column keeps no key order."""
+        return json.loads(event.body)
 
 
 class EndpointRefOutput(serializers.Serializer):
@@ -119,8 +130,14 @@ class ReplayInput(EndpointInput):
     """The failed deliveries of the events created in [since, until) are sent again (to
     `endpoint` only, when given)."""
 
-    since = serializers.DateTimeField(help_text="ISO 8601; events created at or after it.")
-    until = serializers.DateTimeField(help_text="ISO 8601; events created before it.")
+    since = serializers.DateTimeField(
+        default_timezone=UTC,
+        help_text="ISO 8601 (without an offset, UTC); events created at or after it.",
+    )
+    until = serializers.DateTimeField(
+        default_timezone=UTC,
+        help_text="ISO 8601 (without an offset, UTC); events created before it.",
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs["since"] >= attrs["until"]:

@@ -158,9 +158,9 @@ class EventReplayApi(ShopApiView):
         },
         examples=[examples.REPLAY, examples.REPLAYED],
         summary="Send failed deliveries again",
-        description="Every failed delivery (given up, or failing) of the events created in "
-        "[since, until) is made due now with a new retry window; to `endpoint` only when "
-        f"given. The range is at most {REPLAY_MAX_RANGE.days} days and at most "
+        description="Every failed delivery (given up, or failing; never a ping's) of the events "
+        "created in [since, until) is made due now with a new retry window; to `endpoint` "
+        f"only when given. The range is at most {REPLAY_MAX_RANGE.days} days and at most "
         f"{REPLAY_MAX_DELIVERIES} "
         "deliveries are replayed at once (more is a 400 `replay_too_large`: narrow the "
         "range). Read-only tokens may not.",

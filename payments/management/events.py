@@ -1,5 +1,6 @@
-"""What the shop event commands share: reading a time and an event id, describing an event
-and its deliveries in one line each.
+"""What the shop event commands share: reading a time, an event or order id and a shop's
+endpoint, describing an event and its deliveries in one line each, and what a redelivery
+enqueued.
 
 The shop they are given is found as by every shop command (payments.management.shops),
 an endpoint as by the shop_webhook_* ones (payments.management.webhooks).
@@ -14,8 +15,10 @@ from datetime import UTC, datetime
 from django.core.management.base import CommandError
 from django.utils.dateparse import parse_date, parse_datetime
 
-from payments.models import ShopEvent, ShopEventDelivery
-from payments.shop_event_selectors import REPLAY_MAX_RANGE
+from payments.management.webhooks import endpoint_numbered
+from payments.models import Shop, ShopEvent, ShopEventDelivery, WebhookEndpoint
+from payments.services.shop_event_redelivery import Redelivered
+from payments.shop_event_selectors import REPLAY_MAX_RANGE, shop_endpoint_get
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -54,17 +57,48 @@ def time_range(since: datetime, until: datetime, *, bounded: bool = False) -> No
         )
 
 
+def _uuid(text: str, *, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what} (a UUID)") from exc
+
+
+def order_id(text: str) -> uuid.UUID:
+    """--order: an order id (a UUID)."""
+    return _uuid(text, what="an order id")
+
+
 def event_numbered(text: str) -> ShopEvent:
     """The event with this id (of any shop: the commands are the operator's), or a
     CommandError that says there is none."""
     try:
-        event_id = uuid.UUID(text)
-    except ValueError as exc:
-        raise CommandError(f"{text!r} is not an event id (a UUID)") from exc
+        event_id = _uuid(text, what="an event id")
+    except argparse.ArgumentTypeError as exc:
+        raise CommandError(str(exc)) from exc
     event = ShopEvent.objects.select_related("shop").filter(pk=event_id).first()
     if event is None:
         raise CommandError(f"no event {text} (`manage.py shop_events --shop NAME` lists them)")
     return event
+
+
+def shop_endpoint_numbered(given: str | None, *, shop: Shop) -> WebhookEndpoint | None:
+    """--endpoint of a shop's command: None when not given; a CommandError for an unknown
+    id or another shop's endpoint."""
+    if given is None:
+        return None
+    endpoint = endpoint_numbered(given)
+    try:
+        return shop_endpoint_get(shop=shop, endpoint_id=endpoint.pk)
+    except WebhookEndpoint.DoesNotExist as exc:
+        raise CommandError(f"webhook endpoint {given} is not one of this shop's") from exc
+
+
+def enqueued_note(done: Redelivered) -> str:
+    """ "N enqueued", and how many wait for their disabled endpoint, if any."""
+    waiting = len(done.deliveries) - done.enqueued
+    note = f" ({waiting} wait for their disabled endpoint)" if waiting else ""
+    return f"{done.enqueued} enqueued{note}"
 
 
 def describe_event(event: ShopEvent, deliveries: list[ShopEventDelivery]) -> str:

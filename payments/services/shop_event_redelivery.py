@@ -3,9 +3,9 @@ every failed delivery of a time range (a replay).
 
 Both make the chosen deliveries due now with a new retry window and enqueue
 those of enabled endpoints (`shop_event_deliveries_redeliver`, as the admin's
-"send again"); a disabled endpoint's deliveries wait, due, until it is
-enabled. The body and the event id are the stored ones: the shop drops a
-duplicate by its id.
+"send again"; one whose attempt is running only gets the new window); a
+disabled endpoint's deliveries wait, due, until it is enabled. The body and
+the event id are the stored ones: the shop drops a duplicate by its id.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ from typing import Any, Literal
 from uuid import UUID, uuid4
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Count, Max, QuerySet
 from django.utils import timezone
 from rest_framework.fields import DateTimeField
 
@@ -320,24 +320,39 @@ def _delivered(reply: delivery.Reply) -> bool:
 def _settle(
     row: ShopEventDelivery, reply: delivery.Reply, started: datetime, finished: datetime
 ) -> DeliveryOutcome:
-    """Record the attempt; deliver, give up, or schedule the next attempt with the backoff."""
+    """Record the attempt; deliver, give up, or schedule the next attempt with the backoff.
+
+    A failure is settled only while the attempt's claim still holds (next_attempt_at is
+    the lease its claim wrote) and against the window as it is now: a redelivery during
+    the attempt renews the window (shop_event_deliveries_redeliver), so the attempt
+    neither gives up at the old end nor overwrites what another writer set meanwhile.
+    """
     ok = _delivered(reply)
     fields = delivery.attempt_fields(reply, ok=ok)
     ShopEventAttempt.objects.create(
         delivery=row, at=started, duration_ms=reply.duration_ms, **fields
     )
     pending = ShopEventDelivery.objects.filter(pk=row.pk, delivered_at__isnull=True)
-    if ok:
+    if ok:  # the shop took it: true whoever else holds the delivery now
         pending.update(delivered_at=finished, next_attempt_at=None, last_error="")
         return DeliveryOutcome("delivered")
-    last_error = reply.summary[: delivery.ERROR_LENGTH]
-    if finished >= row.gives_up_at:
-        pending.update(given_up_at=finished, next_attempt_at=None, last_error=last_error)
-        return DeliveryOutcome("given_up")
-    next_at = min(
-        finished + timedelta(seconds=backoff_seconds(attempt=row.attempts)), row.gives_up_at
+    return _settle_failure(row, reply.summary[: delivery.ERROR_LENGTH], finished)
+
+
+def _settle_failure(row: ShopEventDelivery, last_error: str, finished: datetime) -> DeliveryOutcome:
+    """Give up once the window (as the database has it now) is over; else the next attempt."""
+    mine = ShopEventDelivery.objects.filter(
+        pk=row.pk, delivered_at__isnull=True, next_attempt_at=row.next_attempt_at
     )
-    pending.update(next_attempt_at=next_at, last_error=last_error)
+    if mine.filter(gives_up_at__lte=finished).update(
+        given_up_at=finished, next_attempt_at=None, last_error=last_error
+    ):
+        return DeliveryOutcome("given_up")
+    window_end = mine.select_for_update().values_list("gives_up_at", flat=True).first()
+    if window_end is None:  # not ours any more (delivered, or claimed again): its state stands
+        return DeliveryOutcome("failed")
+    next_at = min(finished + timedelta(seconds=backoff_seconds(attempt=row.attempts)), window_end)
+    mine.update(next_attempt_at=next_at, last_error=last_error)
     return DeliveryOutcome("failed", retry_in=(next_at - finished).total_seconds())
 
 
@@ -477,23 +492,53 @@ def shop_events_redeliver_due(
     return picked
 
 
-def shop_event_deliveries_redeliver(*, deliveries: QuerySet[ShopEventDelivery]) -> int:
-    """Make the undelivered ones of `deliveries` (also those given up) due now, with a new
-    retry window, and enqueue those of enabled endpoints; returns how many were enqueued.
+def _in_flight(ids: list[UUID], now: datetime) -> set[UUID]:
+    """Those of `ids` with an attempt running: claimed (counted in `attempts`), not recorded
+    yet, and its lease (next_attempt_at, as the claim wrote it) not run out.
 
-    Those of a disabled endpoint wait, due, and go out once it is enabled (the sweep).
+    An attempt whose worker died unrecorded counts as running until its lease runs out,
+    as the claim itself has it.
+    """
+    lease = _lease()
+    rows = (
+        ShopEventDelivery.objects.filter(pk__in=ids, next_attempt_at__gt=now)
+        .annotate(logged=Count("attempt_log"), last_at=Max("attempt_log__at"))
+        .values_list("pk", "attempts", "next_attempt_at", "logged", "last_at")
+    )
+    return {
+        pk
+        for pk, attempts, lease_end, logged, last_at in rows
+        if lease_end is not None  # (next_attempt_at__gt: never None here)
+        and attempts > logged
+        and (last_at is None or lease_end - lease > last_at)
+    }
+
+
+def shop_event_deliveries_redeliver(*, deliveries: QuerySet[ShopEventDelivery]) -> int:
+    """Give the undelivered ones of `deliveries` (also those given up) a new retry window,
+    make them due now and enqueue those of enabled endpoints; returns how many go out now
+    (enqueued, or with an attempt running).
+
+    One with an attempt running is not made due again (that would send it twice at
+    once): only its window is renewed, and that attempt's settle schedules the next try
+    in it. The rows are locked first, so an attempt settles either before (and the
+    delivery is due now) or after (in the new window). Those of a disabled endpoint
+    wait, due, and go out once it is enabled (the sweep).
     """
     now = timezone.now()
-    undelivered = deliveries.filter(delivered_at__isnull=True)
-    ids = list(undelivered.values_list("pk", flat=True))
-    ShopEventDelivery.objects.filter(pk__in=ids, delivered_at__isnull=True).update(
-        next_attempt_at=now, given_up_at=None, gives_up_at=now + _retry_window()
-    )
-    sent = list(
-        ShopEventDelivery.objects.filter(pk__in=ids, endpoint__in=_enabled_endpoints()).values_list(
-            "pk", flat=True
+    window = {"given_up_at": None, "gives_up_at": now + _retry_window()}
+    ids = list(deliveries.filter(delivered_at__isnull=True).values_list("pk", flat=True))
+    with transaction.atomic():
+        rows = ShopEventDelivery.objects.filter(pk__in=ids, delivered_at__isnull=True)
+        locked = list(rows.order_by("pk").select_for_update().values_list("pk", flat=True))
+        running = _in_flight(locked, now)
+        rows.filter(pk__in=running).update(**window)
+        rows.exclude(pk__in=running).update(next_attempt_at=now, **window)
+        sent = list(
+            rows.exclude(pk__in=running)
+            .filter(endpoint__in=_enabled_endpoints())
+            .values_list("pk", flat=True)
         )
-    )
-    if sent:
-        transaction.on_commit(partial(_enqueue_many, sent), robust=True)
-    return len(sent)
+        if sent:
+            transaction.on_commit(partial(_enqueue_many, sent), robust=True)
+    return len(sent) + len(running)

@@ -15,7 +15,7 @@ import base64
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 import pytest
@@ -25,6 +25,7 @@ from rest_framework.test import APIClient
 from payments import tasks
 from payments.api import events as events_api
 from payments.models import ShopEvent, ShopEventDelivery
+from payments.services.shop_events import shop_event_ping
 from payments.services.webhook_endpoints import webhook_endpoint_create
 from tests.factories import api_token_key
 from tests.payments.events_world import OK, World, build_world, deliver_due, receiver
@@ -92,6 +93,61 @@ def test_the_list_shows_each_event_as_delivered(world: World) -> None:
 
     assert first["type"] == "order.paid" and first["order"] == str(event.order_id)
     assert first["payload"] == json.loads(world.good_server.received[-1].body)
+
+
+def key_order(value: Any) -> list[str]:
+    """Every key of a JSON document, depth first, in the order it has them."""
+    if isinstance(value, dict):
+        return [part for key, item in value.items() for part in (key, *key_order(item))]
+    if isinstance(value, list):
+        return [part for item in value for part in key_order(item)]
+    return []
+
+
+def as_jsonb(value: Any) -> Any:
+    """The document with its keys as PostgreSQL's jsonb keeps them: shortest first."""
+    if isinstance(value, dict):
+        return {key: as_jsonb(value[key]) for key in sorted(value, key=lambda k: (len(k), k))}
+    if isinstance(value, list):
+        return [as_jsonb(item) for item in value]
+    return value
+
+
+def test_the_payload_keeps_the_delivered_bodys_key_order(world: World) -> None:
+    event = world.events_a[-1]
+    # What the jsonb column gives back on PostgreSQL (SQLite keeps the order as written).
+    ShopEvent.objects.filter(pk=event.pk).update(payload=as_jsonb(event.payload))
+    delivered = json.loads(world.good_server.received[-1].body)
+
+    listed = client_for(world.key_a).get("/api/events/").json()["results"][0]
+    shown = client_for(world.key_a).get(f"/api/events/{event.pk}/").json()
+
+    assert listed["id"] == str(event.pk)
+    assert key_order(listed["payload"]) == key_order(delivered) == key_order(shown["payload"])
+    assert key_order(delivered) != key_order(as_jsonb(delivered))  # the test can tell them apart
+
+
+def test_times_without_an_offset_are_utc_whatever_the_time_zone(
+    world: World, settings: Any, enqueued: list[str], django_capture_on_commit_callbacks: Any
+) -> None:
+    settings.TIME_ZONE = "Asia/Tokyo"  # nine hours from UTC: a naive time read there misses
+    middle = world.events_a[1]
+
+    def naive_utc(moment: Any) -> str:
+        return moment.astimezone(UTC).replace(tzinfo=None).isoformat()
+
+    around = {
+        "created_after": naive_utc(middle.created - timedelta(minutes=1)),
+        "created_before": naive_utc(middle.created + timedelta(minutes=1)),
+    }
+    assert ids(client_for(world.key_a).get("/api/events/", around)) == [str(middle.pk)]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = replay(
+            world, {"since": around["created_after"], "until": around["created_before"]}
+        )
+    assert response.status_code == 202, response.content
+    assert response.json() == {"deliveries": 1, "enqueued": 1}
+    assert enqueued == [str(ShopEventDelivery.objects.get(event=middle, endpoint=world.bad).pk)]
 
 
 def test_filters_by_type_order_and_time(world: World) -> None:
@@ -400,9 +456,28 @@ def test_a_replay_of_too_many_deliveries_is_refused(
     response = replay(world, body)
 
     assert response.status_code == 400, response.content
-    assert response.json()
+    assert response.json()["error"] == "replay_too_large"
     assert enqueued == []
     assert dict(ShopEventDelivery.objects.values_list("pk", "next_attempt_at")) == before
+
+
+def test_a_replay_never_sends_a_failed_ping_again(
+    world: World, enqueued: list[str], django_capture_on_commit_callbacks: Any
+) -> None:
+    ping = shop_event_ping(endpoint=world.bad)  # the bad endpoint answers 500: given up at once
+    assert ping is not None and not ping.ok
+    body = {
+        "since": (timezone.now() - timedelta(days=5)).isoformat(),
+        "until": (timezone.now() + timedelta(minutes=1)).isoformat(),
+    }
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = replay(world, body)
+
+    assert response.status_code == 202, response.content
+    assert response.json() == {"deliveries": 3, "enqueued": 3}  # the three events, no ping
+    assert str(ping.delivery_id) not in enqueued
+    assert ShopEventDelivery.objects.get(pk=ping.delivery_id).given_up_at is not None
 
 
 # --- Tokens and the schema ---------------------------------------------------------------

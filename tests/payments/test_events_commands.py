@@ -23,7 +23,8 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from payments import tasks
-from payments.models import ShopEventDelivery
+from payments.models import ShopEvent, ShopEventDelivery
+from payments.services.shop_events import shop_event_ping
 from tests.payments.events_world import World, build_world, deliver_due
 
 pytestmark = pytest.mark.django_db
@@ -133,6 +134,23 @@ def test_shop_event_show_prints_the_body_and_each_delivery(world: World) -> None
     assert "failing" in lines[1] and "last error: HTTP 500" in lines[1]
 
 
+def test_shop_event_show_prints_the_body_with_its_keys_as_stored(world: World) -> None:
+    event = world.events_a[-1]
+    # The jsonb column's order on PostgreSQL; the stored bytes keep the delivered one.
+    reordered = dict(sorted(event.payload.items(), key=lambda item: (len(item[0]), item[0])))
+    ShopEvent.objects.filter(pk=event.pk).update(payload=reordered)
+
+    out, _ = run("shop_event_show", str(event.pk))
+
+    start, end = out.index("{"), out.rindex("}") + 1
+    printed = json.loads(out[start:end])
+    delivered = json.loads(world.good_server.received[-1].body)
+    assert list(printed) == list(delivered) == ["id", "type", "version", "timestamp", "data"]
+    assert list(printed["data"]["order"]) == list(delivered["data"]["order"])
+    assert list(printed) != sorted(printed)  # neither sorted nor the column's order
+    assert list(printed) != list(reordered)
+
+
 @pytest.mark.parametrize(
     ("given", "says"), [("nope", "not an event id"), (str(uuid.uuid4()), "no event")]
 )
@@ -207,6 +225,23 @@ def test_shop_events_replay_sends_the_failed_deliveries_with_a_progress_bar(
     assert deliver_due() == ["delivered"] * 3
     resent = {r.body for r in world.bad_server.received[seen_before:]}
     assert resent == {event.body.encode() for event in world.events_a}
+
+
+def test_shop_events_replay_never_sends_a_failed_ping_again(
+    world: World, enqueued: list[str], django_capture_on_commit_callbacks: Any
+) -> None:
+    ping = shop_event_ping(endpoint=world.bad)  # answered 500: given up at once, never retried
+    assert ping is not None and not ping.ok
+    since, until = days_ago(5), (timezone.now() + timedelta(minutes=1)).isoformat()
+
+    dry, _ = run("shop_events_replay", "--shop", "shop-a", "--since", since, "--until", until,
+                 "--dry-run")  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True):
+        out, _ = run("shop_events_replay", "--shop", "shop-a", "--since", since, "--until", until)
+
+    assert "3 failed deliveries; nothing sent" in dry
+    assert "3 failed deliveries made due, 3 enqueued" in out
+    assert str(ping.delivery_id) not in enqueued
 
 
 def test_shop_events_replay_dry_run_sends_nothing(world: World, enqueued: list[str]) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from payments.exceptions import EndpointRefused
-from payments.management.events import describe_delivery, event_numbered
+from payments.management.events import describe_delivery, enqueued_note, event_numbered
 from payments.management.webhooks import endpoint_numbered
 from payments.services.shop_event_redelivery import shop_event_redeliver
 from payments.shop_event_selectors import shop_event_deliveries
@@ -38,6 +38,4 @@ class Command(BaseCommand):
             return
         for row in shop_event_deliveries(event=event).filter(pk__in=done.deliveries):
             self.stdout.write(describe_delivery(row))
-        waiting = len(done.deliveries) - done.enqueued
-        note = f" ({waiting} wait for their disabled endpoint)" if waiting else ""
-        self.stdout.write(f"event {event.pk}: {done.enqueued} enqueued{note}")
+        self.stdout.write(f"event {event.pk}: {enqueued_note(done)}")

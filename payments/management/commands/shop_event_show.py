@@ -1,5 +1,6 @@
-"""`python manage.py shop_event_show EVENT_ID`: an event, its body as delivered, and its
-delivery to each endpoint (state, attempts, when next or when done, the last error)."""
+"""`python manage.py shop_event_show EVENT_ID`: an event, its body as delivered (its keys in
+their order), and its delivery to each endpoint (state, attempts, when next or when done,
+the last error)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ class Command(BaseCommand):
         self.stdout.write(f"event {event.pk}  {event.type}  of shop {event.shop.name!r}")
         self.stdout.write(f"created {event.created:{TIME_FORMAT}} UTC")
         self.stdout.write(f"order {event.order_id or '-'}")
-        self.stdout.write(json.dumps(event.payload, indent=2, sort_keys=True))
+        # The body as stored and delivered: its keys in their order, indented to read.
+        self.stdout.write(json.dumps(json.loads(event.body), indent=2))
         deliveries = list(shop_event_deliveries(event=event))
         if not deliveries:
             self.stdout.write("no delivery (no endpoint took it)")

@@ -8,23 +8,14 @@ deliveries.
 
 from __future__ import annotations
 
-import argparse
-import uuid
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
 from payments.api.event_serializers import EVENT_TYPES
-from payments.management.events import count, describe_event, moment, time_range
+from payments.management.events import count, describe_event, moment, order_id, time_range
 from payments.management.shops import shop_named
 from payments.shop_event_selectors import shop_event_list
-
-
-def order_id(text: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an order id (a UUID)") from exc
 
 
 class Command(BaseCommand):

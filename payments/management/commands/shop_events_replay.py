@@ -11,13 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 from tqdm import tqdm
 
-from payments.management.events import moment, time_range
+from payments.management.events import enqueued_note, moment, shop_endpoint_numbered, time_range
 from payments.management.shops import shop_named
-from payments.management.webhooks import endpoint_numbered
-from payments.models import WebhookEndpoint
 from payments.services.shop_event_redelivery import shop_event_deliveries_replay
 from payments.shop_event_selectors import shop_deliveries_failed
 
@@ -35,7 +33,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         shop = shop_named(options["shop"])
         time_range(options["since"], options["until"], bounded=True)
-        endpoint = self._endpoint(options["endpoint"], shop.pk)
+        endpoint = shop_endpoint_numbered(options["endpoint"], shop=shop)
         failed = shop_deliveries_failed(
             shop=shop, since=options["since"], until=options["until"], endpoint=endpoint
         )
@@ -51,17 +49,7 @@ class Command(BaseCommand):
             disable=options["verbosity"] == 0,
         ) as bar:
             done = shop_event_deliveries_replay(delivery_ids=ids, progress=bar.update)
-        waiting = len(done.deliveries) - done.enqueued
-        note = f" ({waiting} wait for their disabled endpoint)" if waiting else ""
         self.stdout.write(
             f"shop {shop.name!r}: {len(done.deliveries)} failed deliveries made due, "
-            f"{done.enqueued} enqueued{note}"
+            f"{enqueued_note(done)}"
         )
-
-    def _endpoint(self, given: str | None, shop_id: int) -> WebhookEndpoint | None:
-        if given is None:
-            return None
-        endpoint = endpoint_numbered(given)
-        if endpoint.shop_id != shop_id:
-            raise CommandError(f"webhook endpoint {given} is not one of this shop's")
-        return endpoint
