@@ -188,3 +188,16 @@ def live_gateway(live_server: Any, settings: Any, tmp_path: Path) -> str:
     settings.GATEWAY_API_URL = f"{url}/sandbox/api/"
     settings.GATEWAY_PAYMENT_HOST = f"{url}/sandbox"
     return url
+
+
+@pytest.fixture
+def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The shop-event delivery tasks published, captured instead of left in the shared
+    broker: a test runs them itself, as a worker would (`shop_event_deliver`)."""
+    from payments import tasks
+
+    published: list[str] = []
+    monkeypatch.setattr(
+        tasks.deliver_shop_event, "apply_async", lambda args, **kw: published.append(args[0])
+    )
+    return published

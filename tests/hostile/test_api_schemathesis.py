@@ -43,7 +43,6 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from payments import tasks
 from payments.models import Order, ShopEvent
 from payments.services import order_transition
 from payments.services.shop_events import shop_event_deliver
@@ -93,17 +92,6 @@ def fuzz_settings(examples: int) -> Any:
         suppress_health_check=list(HealthCheck),
         database=None,
     )
-
-
-@pytest.fixture
-def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The delivery tasks published by events sent again, captured instead of left in the
-    shared broker."""
-    published: list[str] = []
-    monkeypatch.setattr(
-        tasks.deliver_shop_event, "apply_async", lambda args, **kw: published.append(args[0])
-    )
-    return published
 
 
 @pytest.fixture

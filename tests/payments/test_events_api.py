@@ -22,7 +22,6 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from payments import tasks
 from payments.api import events as events_api
 from payments.models import ShopEvent, ShopEventDelivery
 from payments.services.shop_events import shop_event_ping
@@ -37,16 +36,6 @@ pytestmark = pytest.mark.django_db
 def _quick(settings: Any) -> None:
     settings.SHOP_WEBHOOK_TIMEOUT = 1.0
     settings.SHOP_WEBHOOK_RETRY_HOURS = 24
-
-
-@pytest.fixture
-def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The delivery tasks published, captured instead of left in the shared broker."""
-    published: list[str] = []
-    monkeypatch.setattr(
-        tasks.deliver_shop_event, "apply_async", lambda args, **kw: published.append(args[0])
-    )
-    return published
 
 
 @pytest.fixture

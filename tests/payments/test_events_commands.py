@@ -22,7 +22,6 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from payments import tasks
 from payments.models import ShopEvent, ShopEventDelivery
 from payments.services.shop_events import shop_event_ping
 from tests.payments.events_world import World, build_world, deliver_due
@@ -34,16 +33,6 @@ pytestmark = pytest.mark.django_db
 def _quick(settings: Any) -> None:
     settings.SHOP_WEBHOOK_TIMEOUT = 1.0
     settings.SHOP_WEBHOOK_RETRY_HOURS = 24
-
-
-@pytest.fixture
-def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The delivery tasks published, captured instead of left in the shared broker."""
-    published: list[str] = []
-    monkeypatch.setattr(
-        tasks.deliver_shop_event, "apply_async", lambda args, **kw: published.append(args[0])
-    )
-    return published
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from payments import tasks
 from payments.models import Order, ShopEvent, ShopEventDelivery
 from payments.services import order_transition
 from payments.services import shop_events as service
@@ -90,16 +89,6 @@ def holding_shop(settings: Any) -> Iterator[HoldingShop]:
     settings.SHOP_WEBHOOK_RETRY_HOURS = 24
     yield shop
     shop.stop()
-
-
-@pytest.fixture
-def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The delivery tasks published, captured: the test runs them as a worker would."""
-    published: list[str] = []
-    monkeypatch.setattr(
-        tasks.deliver_shop_event, "apply_async", lambda args, **kw: published.append(args[0])
-    )
-    return published
 
 
 def in_thread(work: Callable[[], str]) -> tuple[threading.Thread, list[str]]:

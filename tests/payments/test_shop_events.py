@@ -79,18 +79,6 @@ def shop(settings: Any) -> Iterator[Callable[..., Shop]]:
         receiver.stop()
 
 
-@pytest.fixture
-def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Capture the delivery tasks published, instead of leaving them in the shared broker."""
-    published: list[str] = []
-
-    def apply_async(args: list[str], **options: Any) -> None:
-        published.append(args[0])
-
-    monkeypatch.setattr(tasks.deliver_shop_event, "apply_async", apply_async)
-    return published
-
-
 def closed_port_url() -> str:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -20,7 +20,6 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from payments import tasks
 from payments.choices import SHOP_EVENT_TYPES
 from payments.models import (
     Order,
@@ -43,6 +42,7 @@ from payments.services.webhook_endpoints import (
 from payments.shops import shop_default
 from payments.states import ALLOWED_TRANSITIONS, OrderStatus
 from tests.http_receiver import ScriptedReceiver, scripted
+from tests.payments.events_world import deliver_due
 from tests.standard_webhooks import signatures_in, verifies
 
 OK = (204, b"")
@@ -79,16 +79,6 @@ def _quick(settings: Any) -> None:
     settings.SHOP_WEBHOOK_RETRY_HOURS = 24
 
 
-@pytest.fixture
-def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The delivery tasks published, captured instead of left in the shared broker."""
-    published: list[str] = []
-    monkeypatch.setattr(
-        tasks.deliver_shop_event, "apply_async", lambda args, **kw: published.append(args[0])
-    )
-    return published
-
-
 def another_shop(name: str = "shop-b") -> Shop:
     return shop_create(name=name, gateway_key=uuid.uuid4(), gateway_secret=GATEWAY_SECRET)
 
@@ -102,17 +92,6 @@ def endpoint_to(
 def paid(order: Order) -> ShopEvent:
     order_transition(order_id=order.pk, to=OrderStatus.PAID, reason="test")
     return ShopEvent.objects.get(order=order, type="order.paid")
-
-
-def deliver_due() -> list[str]:
-    """One attempt of every delivery due now (what the workers would do)."""
-    due = ShopEventDelivery.objects.filter(
-        delivered_at__isnull=True, given_up_at__isnull=True, next_attempt_at__lte=timezone.now()
-    )
-    return [
-        service.shop_event_deliver(delivery_id=pk).result
-        for pk in due.order_by("created").values_list("pk", flat=True)
-    ]
 
 
 # --- Routing: each shop's events to its own endpoints ------------------------------------
