@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, timedelta
 from typing import Any
 
@@ -27,24 +26,9 @@ from payments.models import ShopEvent, ShopEventDelivery
 from payments.services.shop_events import shop_event_ping
 from payments.services.webhook_endpoints import webhook_endpoint_create
 from tests.factories import api_token_key
-from tests.payments.events_world import OK, World, build_world, deliver_due, receiver
+from tests.payments.events_world import OK, World, deliver_due, receiver
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _quick(settings: Any) -> None:
-    settings.SHOP_WEBHOOK_TIMEOUT = 1.0
-    settings.SHOP_WEBHOOK_RETRY_HOURS = 24
-
-
-@pytest.fixture
-def world(enqueued: list[str]) -> Iterator[World]:
-    built = build_world()
-    enqueued.clear()
-    yield built
-    for server in built.servers():
-        server.stop()
 
 
 def client_for(key: str) -> APIClient:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from io import StringIO
 from typing import Any
@@ -24,24 +23,9 @@ from django.utils import timezone
 
 from payments.models import ShopEvent, ShopEventDelivery
 from payments.services.shop_events import shop_event_ping
-from tests.payments.events_world import World, build_world, deliver_due
+from tests.payments.events_world import World, deliver_due
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _quick(settings: Any) -> None:
-    settings.SHOP_WEBHOOK_TIMEOUT = 1.0
-    settings.SHOP_WEBHOOK_RETRY_HOURS = 24
-
-
-@pytest.fixture
-def world(enqueued: list[str]) -> Iterator[World]:
-    built = build_world()
-    enqueued.clear()
-    yield built
-    for server in built.servers():
-        server.stop()
 
 
 def run(*args: str) -> tuple[str, str]:
