@@ -44,6 +44,8 @@ class EventOutput(serializers.ModelSerializer):
     a ping).
     """
 
+    # A choice (not the model's free text) so that the schema names the enum: EventType.
+    type = serializers.ChoiceField(choices=EVENT_TYPES, read_only=True)
     payload = serializers.DictField(read_only=True)
 
     class Meta:
