@@ -27,6 +27,7 @@ from kombu import Exchange, Queue
 from merchant import logs as _logs
 from merchant import queues as _queues
 from payments import conf as _app
+from payments.api.schema_settings import SCHEMA_SETTINGS, SWAGGER_SETTINGS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -389,6 +390,7 @@ CACHES = {"default": env.cache("CACHE_URL", default=f"filecache://{VAR_DIR / 'ca
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["payments.api.authentication.ShopTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["payments.api.authentication.ShopTokenRequired"],
+    # For `manage.py spectacular` (its webhooks); the served schema needs none of this.
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # Every error in one body (payments/api/errors.py). JSON in and out, as the schema says
     # (a schema with form bodies too breaks generated clients: they send one of the three).
@@ -396,27 +398,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
 }
-SPECTACULAR_SETTINGS = {
-    "TITLE": "Merchant payments API",
-    "DESCRIPTION": "Create orders at the gateway and follow their payments.",
-    "VERSION": "0.1.0",
-    "SERVE_INCLUDE_SCHEMA": False,
-    # Swagger UI from the installed sidecar package, not a CDN.
-    "SWAGGER_UI_DIST": "SIDECAR",
-    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    # 3.1 for `webhooks`: the shop events' payload (payments.api.event_schema).
-    "OAS_VERSION": "3.1.0",
-    "WEBHOOKS": ["payments.api.event_schema.shop_event_webhook"],
-    # Enum names for readers and generated clients (not FooStatusEnum, BarStatusEnum).
-    "ENUM_NAME_OVERRIDES": {
-        "OrderStatus": "payments.states.OrderStatus",
-        "Currency": "payments.money.CURRENCIES",
-        "PaymentStatus": "payments.models.Payment.Status",
-        "PaymentSource": "payments.models.Payment.Source",
-        "FlagKind": "payments.models.OrderFlag.Kind",
-        "DeliveryState": "payments.models.shop_events.DeliveryState",
-    },
-}
+# The API's schema settings are the app's (payments.api.schema_settings: the schema view
+# applies them itself, in a host project too); here for `manage.py spectacular`.
+SPECTACULAR_SETTINGS = {**SCHEMA_SETTINGS, **SWAGGER_SETTINGS, "SERVE_INCLUDE_SCHEMA": False}
 
 # --- Abuse: admin login lockout (django-axes) and the order-creation throttle ---------
 # docs/deploy.md "Abuse". Bad values are refused by checks payments.E201-E204.

@@ -257,25 +257,7 @@ def check_project_settings(app_configs: Any = None, **kwargs: Any) -> list[check
                 id="payments.E013",
             )
         )
-    return found + _schema_class_problems()
-
-
-def _schema_class_problems() -> list[checks.CheckMessage]:
-    """The API's docs pages (api/schema/, api/docs/) are drawn by drf-spectacular."""
-    from rest_framework.settings import api_settings
-
-    schema_class = api_settings.DEFAULT_SCHEMA_CLASS
-    if schema_class is not None and schema_class.__module__.startswith("drf_spectacular"):
-        return []
-    return [
-        checks.Warning(
-            "REST_FRAMEWORK's DEFAULT_SCHEMA_CLASS is not drf-spectacular's: the payments "
-            "API's schema and docs pages cannot be drawn.",
-            hint='Set REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": '
-            '"drf_spectacular.openapi.AutoSchema", ...}.',
-            id="payments.W014",
-        )
-    ]
+    return found
 
 
 LOCKOUT_PARAMETERS = {"username", "ip_address", "user_agent"}

@@ -45,13 +45,13 @@ def _order_context(order: Order, *, outcome: str | None = None) -> dict[str, obj
 @require_GET
 def checkout(request: HttpRequest, order_id: UUID) -> HttpResponse:
     order = get_object_or_404(Order, pk=order_id)
-    return render(request, "checkout/checkout.html", _order_context(order))
+    return render(request, "payments/checkout/checkout.html", _order_context(order))
 
 
 @require_GET
 def checkout_return(request: HttpRequest, order_id: UUID, outcome: str) -> HttpResponse:
     order = get_object_or_404(Order, pk=order_id)
-    return render(request, "checkout/return.html", _order_context(order, outcome=outcome))
+    return render(request, "payments/checkout/return.html", _order_context(order, outcome=outcome))
 
 
 @require_GET

@@ -69,7 +69,7 @@ CODES: dict[str, ErrorCode] = {
         "a body over the size or field limit",
     ),
     "unsupported_media_type": ErrorCode(
-        415, 'Unsupported media type "text/plain" in request.', "a body that is not JSON or a form"
+        415, 'Unsupported media type "text/plain" in request.', "a body that is not JSON"
     ),
     "throttled": ErrorCode(
         429, "Too many orders created for this shop: try again in 12 s.", "too many creations"

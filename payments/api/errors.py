@@ -4,13 +4,16 @@
 
 `fields` only for a validation error (`invalid`); a gateway failure adds `order`.
 Views raise DRF exceptions (or `ApiError` with a code of `error_codes.CODES`) and
-`api_exception_handler` (REST_FRAMEWORK["EXCEPTION_HANDLER"]) writes the body;
-`ApiErrorMiddleware` gives Django's own answers under /api/ (no URL matched, a
-500, a refused body) the same body instead of an HTML page.
+`api_exception_handler` (every API view's, `payments.api.base.ShopApiView`) writes
+the body, a bug's 500 included; `base.ApiNotFoundView` answers any path under the
+API that no operation has. `ApiErrorMiddleware` (the service's; a host project may add it)
+gives what is refused before a view under the API (a Host not allowed, another
+middleware's refusal) the same body.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
@@ -18,14 +21,15 @@ from typing import Any
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.urls import NoReverseMatch, get_script_prefix, reverse
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
-from rest_framework.views import exception_handler
+from rest_framework.views import exception_handler, set_rollback
 
 from payments.api.error_codes import CODES
 
-API_PREFIX = "/api/"
+logger = logging.getLogger(__name__)
 
 
 class ApiError(exceptions.APIException):
@@ -73,8 +77,15 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     elif isinstance(exc, RequestDataTooBig | TooManyFieldsSent | TooManyFilesSent):
         exc = ApiError("too_large")  # Django's text names its settings: not for callers
     response = exception_handler(exc, context)
-    if response is None:  # not an API error but a bug: a 500, shaped by ApiErrorMiddleware
-        return None
+    if response is None:
+        # Not an API error but a bug: logged with its traceback, answered in the one body
+        # (also with DEBUG on: callers and generated clients read JSON, not a debug page).
+        view = context.get("view")
+        logger.exception("API view %s failed", type(view).__name__, exc_info=exc)
+        set_rollback()  # as for an exception that leaves the view: nothing half-written
+        return Response(
+            {"error": "server_error", "detail": CODES["server_error"].detail}, status=500
+        )
     assert isinstance(exc, exceptions.APIException)
     response.data = error_body(exc)
     return response
@@ -82,13 +93,26 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
 
 # Django's own answers: the code for a status (other statuses: HTTP's phrase as a code).
 DJANGO_CODES = {400: "bad_request", 404: "not_found", 413: "too_large", 500: "server_error"}
+NO_OPERATION = "Nothing here: no API operation has this path."
+
+
+def api_path_prefix() -> str:
+    """Where the URLconf mounts the API ("/api/" in the service; "/payments/api/" under
+    payments.site_urls), from its schema's URL, as a path_info (no script prefix)."""
+    try:
+        url = reverse("api-schema")
+    except NoReverseMatch:  # the API is not mounted: nothing is under it
+        return "\0"
+    return "/" + url.removeprefix(get_script_prefix()).removesuffix("schema/")
 
 
 class ApiErrorMiddleware:
-    """Django's error pages under /api/ (no URL matched, a 500...) as the API's error body.
+    """Django's own error pages under the API as the API's error body.
 
-    First in MIDDLEWARE: it sees what every other layer answers. The rest of the site
-    keeps its HTML pages.
+    The views and the URLconf's catch-all answer the rest; this layer sees what
+    happens before a view (a Host refused by ALLOWED_HOSTS, another middleware's
+    refusal). First in MIDDLEWARE: it sees what every
+    other layer answers. The rest of the site keeps its HTML pages.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -96,7 +120,7 @@ class ApiErrorMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        if not request.path_info.startswith(API_PREFIX) or response.status_code < 400:
+        if response.status_code < 400 or not request.path_info.startswith(api_path_prefix()):
             return response
         if response.get("Content-Type", "").startswith("application/json"):
             return response  # DRF's, already in the API's shape
@@ -106,6 +130,6 @@ class ApiErrorMiddleware:
 def django_error(status: int) -> JsonResponse:
     code = DJANGO_CODES.get(status) or HTTPStatus(status).phrase.lower().replace(" ", "_")
     known = CODES.get(code)
-    detail = "Nothing here: no API operation has this path." if status == 404 else None
+    detail = NO_OPERATION if status == 404 else None
     text = detail or (known.detail if known else HTTPStatus(status).description)
     return JsonResponse({"error": code, "detail": text}, status=status)

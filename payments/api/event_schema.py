@@ -1,4 +1,4 @@
-"""The shop events in the OpenAPI schema: OpenAPI 3.1 `webhooks` (SPECTACULAR_SETTINGS).
+"""The shop events in the OpenAPI schema: OpenAPI 3.1 `webhooks` (schema_settings.py).
 
 The serializers only describe the payload version 2 that
 payments.services.shop_events builds (tests hold the one to the other);
@@ -11,10 +11,10 @@ from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiResponse,
     OpenApiWebhook,
-    extend_schema,
 )
 from rest_framework import serializers
 
+from payments.api.openapi import operation
 from payments.api.serializers import OrderOutput
 from payments.choices import SHOP_EVENT_PING, SHOP_EVENT_TYPES
 from payments.services.shop_events import PAYLOAD_VERSION
@@ -121,7 +121,7 @@ Any 2xx answer delivers the event; anything else is retried with backoff."""
 
 shop_event_webhook = OpenApiWebhook(
     name="shopEvent",
-    decorator=extend_schema(
+    decorator=operation(
         summary="A shop event (an order changed, or a ping)",
         description=_DESCRIPTION,
         request=ShopEventPayload,

@@ -50,6 +50,8 @@ class EventOutput(serializers.ModelSerializer):
     it is about (none for a ping).
     """
 
+    # A choice (not the model's free text) so that the schema names the enum: EventType.
+    type = serializers.ChoiceField(choices=EVENT_TYPES, read_only=True)
     payload = serializers.SerializerMethodField()
 
     class Meta:

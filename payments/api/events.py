@@ -12,7 +12,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -31,7 +31,7 @@ from payments.api.event_serializers import (
     ReplayInput,
     ReplayOutput,
 )
-from payments.api.openapi import EVERY_OPERATION, error_responses
+from payments.api.openapi import EVERY_OPERATION, enum_query, error_responses, operation
 from payments.api.pagination import NewestFirstCursorPagination
 from payments.exceptions import EndpointRefused
 from payments.models import Shop, ShopEvent, WebhookEndpoint
@@ -81,10 +81,15 @@ class EventListApi(ShopApiView):
     # Declared here so that the schema shows the paginated envelope.
     pagination_class = NewestFirstCursorPagination
 
-    @extend_schema(
-        parameters=[EventFilterInput],
+    @operation(
+        parameters=[
+            EventFilterInput,
+            enum_query("type", "EventType", "Only events of this type."),
+        ],
         responses={
-            200: EventOutput(many=True),
+            200: OpenApiResponse(
+                EventOutput(many=True), description="A page of the shop's events, newest first."
+            ),
             **error_responses("invalid", "invalid_cursor", *EVERY_OPERATION, "too_large"),
         },
         examples=[examples.EVENT_LIST],
@@ -102,10 +107,12 @@ class EventListApi(ShopApiView):
 
 
 class EventDetailApi(ShopApiView):
-    @extend_schema(
+    @operation(
         parameters=[EVENT_ID],
         responses={
-            200: EventDetailOutput,
+            200: OpenApiResponse(
+                EventDetailOutput, description="The event and its delivery to each endpoint."
+            ),
             **error_responses("invalid", *EVERY_OPERATION, "not_found"),
         },
         examples=[examples.EVENT_DETAIL],
@@ -120,10 +127,15 @@ class EventDetailApi(ShopApiView):
 
 
 class EventRedeliverApi(ShopApiView):
-    @extend_schema(
+    @operation(
         parameters=[EVENT_ID],
         request=RedeliverInput,
-        responses={202: RedeliverOutput, **error_responses(*WRITES, *EVERY_OPERATION, "not_found")},
+        responses={
+            202: OpenApiResponse(
+                RedeliverOutput, description="The deliveries made due now, and how many enqueued."
+            ),
+            **error_responses(*WRITES, *EVERY_OPERATION, "not_found"),
+        },
         examples=[examples.REDELIVER_ALL, examples.REDELIVER_ONE, examples.REDELIVERED],
         summary="Send an event again",
         description="Without a body: to each endpoint that has not taken it yet (failing or "
@@ -150,10 +162,12 @@ class EventRedeliverApi(ShopApiView):
 
 
 class EventReplayApi(ShopApiView):
-    @extend_schema(
+    @operation(
         request=ReplayInput,
         responses={
-            202: ReplayOutput,
+            202: OpenApiResponse(
+                ReplayOutput, description="How many failed deliveries were made due now."
+            ),
             **error_responses(*WRITES, "replay_too_large", *EVERY_OPERATION),
         },
         examples=[examples.REPLAY, examples.REPLAYED],

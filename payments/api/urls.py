@@ -1,7 +1,8 @@
-from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from django.urls import path, re_path
 
+from payments.api.base import ApiNotFoundView
 from payments.api.events import EventDetailApi, EventListApi, EventRedeliverApi, EventReplayApi
+from payments.api.schema import ApiDocsView, ApiSchemaView
 from payments.api.views import OrderDetailApi, OrderListCreateApi
 
 urlpatterns = [
@@ -16,6 +17,9 @@ urlpatterns = [
         EventRedeliverApi.as_view(),
         name="api-event-redeliver",
     ),
-    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("schema/", ApiSchemaView.as_view(), name="api-schema"),
+    path("docs/", ApiDocsView.as_view(url_name="api-schema"), name="api-docs"),
+    # Last: any other path under the API is the API's JSON 404, under any mount prefix
+    # (a host project need not add ApiErrorMiddleware). Not in the schema: no operation.
+    re_path(r"^.*$", ApiNotFoundView.as_view()),
 ]

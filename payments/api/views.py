@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any, NoReturn
 
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
@@ -21,7 +21,7 @@ from payments.api import openapi
 from payments.api.authentication import refused, request_token
 from payments.api.base import ShopApiView
 from payments.api.errors import ApiError
-from payments.api.openapi import EVERY_OPERATION, error_responses
+from payments.api.openapi import EVERY_OPERATION, enum_query, error_responses, operation
 from payments.api.pagination import NewestFirstCursorPagination
 from payments.api.serializers import OrderCreateInput, OrderOutput
 from payments.api.throttles import OrderCreateRateThrottle, OrderCreateThrottled
@@ -85,9 +85,13 @@ class OrderListCreateApi(ShopApiView):
 
     class FilterInput(serializers.Serializer):
         status = serializers.ChoiceField(choices=OrderStatus.choices, required=False)
-        reference = serializers.CharField(max_length=100, required=False)
+        reference = serializers.CharField(
+            max_length=100,
+            required=False,
+            help_text="Only the orders with this reference (the shop's own id, exactly).",
+        )
 
-    @extend_schema(
+    @operation(
         operation_id="orders_create",
         summary="Create an order at the gateway",
         description="Creates the order at the gateway and answers it with its `payment_url` "
@@ -149,15 +153,20 @@ class OrderListCreateApi(ShopApiView):
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 
-    @extend_schema(
+    @operation(
         operation_id="orders_list",
         summary="List orders",
         description="The calling shop's orders, newest first, a page at a time: follow `next`.",
-        parameters=[FilterInput],
+        parameters=[
+            FilterInput,
+            enum_query("status", "OrderStatus", "Only the orders in this status."),
+        ],
         # A bare list serializer (not an OpenApiResponse): how drf-spectacular tells a list,
         # which adds the pagination parameters. The example is one order, paginated by it.
         responses={
-            200: OrderOutput(many=True),
+            200: OpenApiResponse(
+                OrderOutput(many=True), description="A page of the shop's orders, newest first."
+            ),
             **error_responses("invalid", "invalid_cursor", *EVERY_OPERATION, "too_large"),
         },
         examples=[OpenApiExample("a page", value=openapi.PAID_ORDER_EXAMPLE, response_only=True)],
@@ -174,7 +183,7 @@ class OrderListCreateApi(ShopApiView):
 
 
 class OrderDetailApi(ShopApiView):
-    @extend_schema(
+    @operation(
         operation_id="orders_retrieve",
         summary="One order",
         description="One of the calling shop's orders, with its payments, flags and refunds. "

@@ -116,6 +116,6 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float
         try:
             requests.get(url, timeout=2)
             return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # a first answer slow under load
             time.sleep(0.2)
     raise AssertionError(f"{url} did not answer in {timeout} s\n{log.read_text()}")

@@ -6,7 +6,8 @@ fresh virtualenv, `startproject`, add the app alone (clear check errors that nam
 settings, never an AttributeError), add the README's settings and URL blocks (`check`
 clean, `migrate`), serve the project, create an order with `order_create` against the
 sandbox gateway, pay it there, and see the sandbox's signed IPN reach the project's
-`payments/ipn/` and its `order_paid` receiver fire. About a minute.
+`payments/ipn/` and its `order_paid` receiver fire. On the way: the project serves the
+service's own API schema (under its prefix) and the API's JSON error body. About a minute.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
+import requests
+from django.test import Client
 
 from tests.embed.host import (
     GATEWAY_API_KEY,
@@ -134,6 +137,34 @@ def _sandbox(tmp: Path, port: int) -> Iterator[dict[str, str]]:
         yield env
 
 
+SCHEMA_ACCEPT = {"Accept": "application/vnd.oai.openapi+json"}
+
+
+def _assert_the_services_api(base: str, client: Client) -> None:
+    """The project's /payments/api/ is the service's /api/: its schema (generated here, in
+    the service's settings) but for the prefix, and its JSON 404 for an unknown path."""
+    service = client.get("/api/schema/", headers=SCHEMA_ACCEPT).json()
+    hosted = requests.get(f"{base}/payments/api/schema/", headers=SCHEMA_ACCEPT, timeout=30)
+    assert hosted.status_code == 200, hosted.text[:500]
+    schema = hosted.json()
+    assert schema["openapi"] == service["openapi"] == "3.1.0"
+    assert schema["webhooks"] == service["webhooks"] and schema["webhooks"]
+    assert schema["components"] == service["components"]
+    assert schema["info"] == service["info"]
+    paths = {path.removeprefix("/payments"): item for path, item in schema["paths"].items()}
+    assert set(schema["paths"]) == {f"/payments{path}" for path in service["paths"]}
+    assert paths == service["paths"]
+
+    docs = requests.get(f"{base}/payments/api/docs/", timeout=30)
+    assert docs.status_code == 200 and "Merchant payments API" in docs.text
+    assert "drf_spectacular_sidecar/swagger-ui-dist/" in docs.text  # not a CDN
+
+    missing = requests.get(f"{base}/payments/api/no-such-thing/", timeout=30)
+    assert missing.status_code == 404
+    assert missing.headers["Content-Type"] == "application/json"
+    assert missing.json()["error"] == "not_found"
+
+
 def _wait_paid(paid_log: Path, order_id: str, logs: list[Path], timeout: float = 90) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -147,7 +178,9 @@ def _wait_paid(paid_log: Path, order_id: str, logs: list[Path], timeout: float =
     raise AssertionError(f"order_paid never reached the shop's receiver\n{shown}")
 
 
-def test_a_shop_project_takes_a_payment_through_the_installed_app(tmp_path: Path) -> None:
+def test_a_shop_project_takes_a_payment_through_the_installed_app(
+    tmp_path: Path, client: Client
+) -> None:
     venv = build_venv(tmp_path)
     project = _start_project(venv, tmp_path)
     settings_py = project / "shopsite" / "settings.py"
@@ -192,6 +225,7 @@ def test_a_shop_project_takes_a_payment_through_the_installed_app(tmp_path: Path
         process(host, cwd=project, env=env, log=host_log) as server,
     ):
         wait_http(f"http://127.0.0.1:{port}/payments/api/schema/", server, host_log)
+        _assert_the_services_api(f"http://127.0.0.1:{port}", client)
         created = ok(_manage(venv, project, env, "shell", "-c", "import json\n" + CREATE_ORDER))
         order = json.loads(created.split("ORDER ", 1)[1].splitlines()[0])
         assert order["status"] == "awaiting_payment", created

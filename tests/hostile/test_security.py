@@ -184,6 +184,9 @@ API_ROUTES = {
     "api/events/<str:event_id>/redeliver/",
     "api/schema/",
     "api/docs/",
+    # Last, the catch-all: the JSON 404 for any other path under the API, any method,
+    # token or not (tests/payments/test_api_errors.py); a DRF view like the others.
+    "api/^.*$",
 }
 
 

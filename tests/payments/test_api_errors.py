@@ -85,6 +85,38 @@ def test_a_server_error_under_the_api_is_json_and_elsewhere_html() -> None:
     assert middleware(factory.get("/checkout/x/"))["Content-Type"].startswith("text/html")
 
 
+MOUNTED = "tests.payments.mounted_urls"  # the app under /shop/, as a host project mounts it
+
+
+@pytest.mark.urls(MOUNTED)
+def test_a_bug_in_an_api_view_is_a_logged_json_500(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert_error(client.get("/shop/failing/"), 500, "server_error")
+
+    logged = [r for r in caplog.records if r.name == "payments.api.errors" and r.exc_info]
+    assert [str(r.exc_info[1]) for r in logged if r.exc_info] == ["a bug in an API view"]
+
+
+@pytest.mark.urls(MOUNTED)
+@pytest.mark.parametrize("path", ["/shop/api/nothing/", "/shop/api/orders/not-a-uuid/"])
+def test_under_any_prefix_a_path_no_operation_has_is_a_json_404(client: Client, path: str) -> None:
+    assert_error(client.get(path), 404, "not_found")
+    assert_error(client.post(path, {"a": 1}), 404, "not_found")  # no CSRF page either
+
+
+@pytest.mark.urls(MOUNTED)
+def test_the_middleware_finds_the_apis_prefix_in_the_urlconf() -> None:
+    def crash(request: HttpRequest) -> HttpResponse:
+        return server_error(request)
+
+    middleware = ApiErrorMiddleware(crash)
+    factory = RequestFactory()
+
+    assert_error(middleware(factory.get("/shop/api/orders/")), 500, "server_error")
+    assert middleware(factory.get("/api/orders/"))["Content-Type"].startswith("text/html")
+
+
 # --- DRF's refusals -----------------------------------------------------------------------
 
 

@@ -107,6 +107,39 @@ def test_the_enums_have_names_of_their_own(spec: dict[str, Any]) -> None:
     assert not [name for name in schemas if name.endswith("Enum")]
 
 
+def test_every_operation_declares_the_500_server_error(spec: dict[str, Any]) -> None:
+    for name, operation in operations(spec):
+        examples = operation["responses"]["500"]["content"]["application/json"]["examples"]
+        assert [example["value"]["error"] for example in examples.values()] == ["server_error"]
+        assert operation["responses"]["500"]["description"].startswith("`server_error`"), name
+
+
+def test_the_list_filters_name_their_enums(spec: dict[str, Any]) -> None:
+    refs = {
+        (path, param["name"]): param["schema"].get("$ref")
+        for path in ("/api/orders/", "/api/events/")
+        for param in spec["paths"][path]["get"]["parameters"]
+    }
+    assert refs[("/api/orders/", "status")] == "#/components/schemas/OrderStatus"
+    assert refs[("/api/events/", "type")] == "#/components/schemas/EventType"
+
+
+def test_mounted_elsewhere_the_schema_is_the_same_under_that_prefix(
+    client: Client, spec: dict[str, Any], settings: Any
+) -> None:
+    """A host project's own SPECTACULAR_SETTINGS / REST_FRAMEWORK change nothing either."""
+    settings.ROOT_URLCONF = "tests.payments.mounted_urls"
+    settings.SPECTACULAR_SETTINGS = {"TITLE": "A shop", "OAS_VERSION": "3.0.3"}
+    response = client.get(
+        "/shop/api/schema/", headers={"Accept": "application/vnd.oai.openapi+json"}
+    )
+    mounted = response.json()
+
+    assert {path.removeprefix("/shop") for path in mounted["paths"]} == set(spec["paths"])
+    mounted["paths"] = {path.removeprefix("/shop"): item for path, item in mounted["paths"].items()}
+    assert mounted == spec
+
+
 def test_readme_lists_every_error_code() -> None:
     readme = README.read_text()
     assert not [code for code in CODES if f"`{code}`" not in readme]
