@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.urls import Resolver404, resolve
 from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
@@ -52,4 +53,18 @@ class ApiNotFoundView(APIView):
         return api_exception_handler
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        raise ApiError("not_found", NO_OPERATION)
+        raise ApiError("not_found", _why_not_found(request.path_info))
+
+
+def _why_not_found(path: str) -> str:
+    """NO_OPERATION, naming the path with its slash when only the slash is missing (Django's
+    APPEND_SLASH redirect would turn a POST into a GET and drop its body)."""
+    if path.endswith("/"):
+        return NO_OPERATION
+    try:
+        match = resolve(f"{path}/")
+    except Resolver404:
+        return NO_OPERATION
+    if getattr(match.func, "view_class", None) is ApiNotFoundView:
+        return NO_OPERATION
+    return f"{NO_OPERATION} API paths end with a slash: {path}/"

@@ -63,6 +63,19 @@ def test_a_path_no_operation_has_is_a_json_404(api_client: APIClient, path: str)
     assert_error(api_client.get(path), 404, "not_found")
 
 
+def test_a_path_missing_only_its_slash_is_a_404_naming_the_path_with_it(
+    api_client: APIClient,
+) -> None:
+    # Not Django's redirect: a POST redirected would be sent again as a GET, without its body.
+    missing_slash = api_client.post("/api/orders", {"reference": "r"}, format="json")
+    nowhere = api_client.post("/api/nothing", {}, format="json")
+
+    assert_error(missing_slash, 404, "not_found")
+    assert missing_slash.json()["detail"].endswith("API paths end with a slash: /api/orders/")
+    assert_error(nowhere, 404, "not_found")
+    assert "slash" not in nowhere.json()["detail"]
+
+
 def test_a_json_404_without_a_token_too(client: Client) -> None:
     assert_error(client.get("/api/orders/not-a-uuid/"), 404, "not_found")
 
