@@ -299,6 +299,11 @@ def _measured(
     floor_summary["ratio_to_minimal_drf"] = round(
         floor.cpu_per_request_ms() / base.cpu_per_request_ms(), 3
     )
+    # Issue 19's figure: the order create's CPU over the floor's (target <= 1.15).
+    created = combine("order_create", rounds.orders)
+    floor_summary["order_create_to_floor"] = round(
+        created.cpu_per_request_ms() / floor.cpu_per_request_ms(), 3
+    )
     return {
         "what": "server CPU (user+system of the gunicorn master and workers, /proc) per "
         "request; ratio = CPU per order create / CPU per minimal DRF request",

@@ -6,6 +6,7 @@ schema: they are written for the API's readers; notes for this code are comments
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from django.urls import reverse
@@ -100,6 +101,12 @@ class OrderCreateInput(serializers.Serializer):
 
     def to_new_order(self) -> NewOrder:
         return NewOrder(**self.validated_data)
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # DRF deep-copies every declared field for each instance: half of validating a
+        # body. These fields are flat (no child fields) and keep nothing per request but
+        # what `bind` sets on the copy, so a shallow copy of each serves as well.
+        return {name: copy.copy(field) for name, field in self._declared_fields.items()}
 
 
 class PaymentOutput(serializers.ModelSerializer):

@@ -23,7 +23,7 @@ from payments.api.base import ShopApiView
 from payments.api.errors import ApiError
 from payments.api.openapi import EVERY_OPERATION, enum_query, error_responses, operation
 from payments.api.pagination import NewestFirstCursorPagination
-from payments.api.serializers import OrderCreateInput, OrderOutput
+from payments.api.serializers import OrderCreateInput, OrderOutput, order_representation
 from payments.api.throttles import OrderCreateRateThrottle, OrderCreateThrottled
 from payments.exceptions import (
     IdempotencyConflict,
@@ -149,7 +149,7 @@ class OrderListCreateApi(ShopApiView):
         except OrderCreationFailed as failure:
             raise gateway_error(failure) from failure
         return Response(
-            OrderOutput(order, context={"new": created}).data,
+            order_representation(order, new=created),  # what OrderOutput renders, built once
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 

@@ -35,6 +35,11 @@ class Shop(models.Model):
     active = models.BooleanField(default=True)
     created = models.DateTimeField(default=timezone.now)
 
+    # Not a column: whether the shop had an enabled webhook endpoint when this instance was
+    # read, for a read that asked in the same statement (`payments.shops.api_token_for_key`);
+    # None when not asked. False spares `shop_event_record` its endpoints query.
+    had_enabled_endpoints: bool | None = None
+
     class Meta:
         ordering = ("name",)
         constraints = [

@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 from uuid import UUID
@@ -96,14 +96,14 @@ def order_create(
     quote = None if new.currency == money.BTC else quote_read(currency=new.currency, client=client)
     ttl = shop.order_ttl_seconds or payments_settings.PAYMENTS_ORDER_TTL
     fields = {
-        **asdict(new),
+        **vars(new),  # its flat fields (asdict would deep-copy each value)
         **quote_fields(amount_int=new.amount_int, currency=new.currency, quote=quote),
         "shop": shop,
         "api_token": api_token,
         "created_by": created_by,
         "deadline": timezone.now() + timedelta(seconds=ttl),
     }
-    order, is_new = _order_claim(fields=fields, fingerprint=new.fingerprint(), key=idempotency_key)
+    order, is_new = _order_claim(fields=fields, new=new, key=idempotency_key)
     if is_new:
         _order_submit(order, client)
         if order.quote_missing:
@@ -116,17 +116,17 @@ def order_create(
     return order, is_new
 
 
-def _order_claim(
-    *, fields: dict[str, Any], fingerprint: str, key: str | None
-) -> tuple[Order, bool]:
+def _order_claim(*, fields: dict[str, Any], new: NewOrder, key: str | None) -> tuple[Order, bool]:
     """A new order row (of `fields`), or the one an earlier request with the same key made.
 
     The key's row is locked while deciding, so two requests with one key
     never both reach the gateway.
     """
     if key is None:
-        # One INSERT, committed on its own: nothing to lock, no transaction to wrap it in.
+        # One INSERT, committed on its own: nothing to lock, no transaction to wrap it in,
+        # no fingerprint to compare.
         return Order.objects.create(**fields), True
+    fingerprint = new.fingerprint()
     with transaction.atomic():
         record, _ = IdempotencyKey.objects.select_for_update().get_or_create(
             shop=fields["shop"], key=key, defaults={"fingerprint": fingerprint}
@@ -187,9 +187,8 @@ def _order_failed(order: Order, *, reason: str, uncertain: bool) -> Order:
     """Record a creation that did not happen, in one transaction: failed, why, and flagged
     gateway_uncertain when the call may have reached the gateway."""
     with transaction.atomic():
-        _created_order_update(order, failure_reason=reason)
-        order_transition(
-            order_id=order.id, to=OrderStatus.FAILED, reason=reason[:255], locked=order
+        _created_order_transition(
+            order, to=OrderStatus.FAILED, reason=reason[:255], failure_reason=reason
         )
         if uncertain:
             order_flag(
@@ -236,35 +235,40 @@ def _order_submit(order: Order, client: GatewayClient) -> None:
         order.refresh_from_db()
         raise OrderCreationFailed(order, exc) from exc
     with transaction.atomic():
-        _created_order_update(
-            order, transaction=created.transaction, payment_url=created.payment_url
-        )
-        logger.info(
-            "order %s created at the gateway: transaction %s",
-            order.id,
-            created.transaction,
-            extra={"order_id": str(order.id), "transaction": str(created.transaction)},
-        )
-        order_transition(
-            order_id=order.id,
+        _created_order_transition(
+            order,
             to=OrderStatus.AWAITING_PAYMENT,
             reason="gateway accepted the order",
-            locked=order,
+            transaction=created.transaction,
+            payment_url=created.payment_url,
         )
+    logger.info(
+        "order %s created at the gateway: transaction %s",
+        order.id,
+        created.transaction,
+        extra={"order_id": str(order.id), "transaction": str(created.transaction)},
+    )
 
 
-def _created_order_update(order: Order, **fields: Any) -> None:
-    """Write `fields` to the order, in the caller's transaction, only while it is `created`.
+def _created_order_transition(order: Order, *, to: str, reason: str, **fields: Any) -> None:
+    """Move a `created` order to `to` with `fields` (the gateway's answer, or why it failed),
+    in the caller's transaction: one UPDATE, then the transition's record.
 
     The UPDATE locks the row, and matching only a still-`created` order proves the row in
     hand current (only its own creation moves a created order, or a retry once that
-    creation cannot be running any more: `_order_claim`): the transition can use it,
-    without a SELECT ... FOR UPDATE or a refresh after.
+    creation cannot be running any more: `_order_claim`): no SELECT ... FOR UPDATE, no
+    refresh after, and the answer and the status are written together.
     """
-    if not Order.objects.filter(pk=order.pk, status=OrderStatus.CREATED).update(**fields):
+    _check_transition(order, to)
+    now = timezone.now()
+    moved = Order.objects.filter(pk=order.pk, status=OrderStatus.CREATED).update(
+        status=to, updated=now, **fields
+    )
+    if not moved:
         raise InvalidTransition(f"order {order.pk} left `created` during its creation")
     for name, value in fields.items():
         setattr(order, name, value)
+    _transition_recorded(order, to, reason, now)
 
 
 def _failure_reason(exc: GatewayError) -> str:
@@ -303,11 +307,17 @@ def _check_transition(order: Order, to: str) -> None:
 
 def _transition_write(order: Order, to: str, reason: str) -> Order:
     now = timezone.now()
+    # One UPDATE without a SELECT first: the row is locked and already in hand.
+    Order.objects.filter(pk=order.pk).update(status=to, updated=now)
+    return _transition_recorded(order, to, reason, now)
+
+
+def _transition_recorded(order: Order, to: str, reason: str, now: datetime) -> Order:
+    """After the UPDATE that moved `order` (still in its former status) to `to`: the
+    transition's row, the shop event, the status signal after the commit."""
     OrderTransition.objects.create(
         order=order, from_status=order.status, to_status=to, reason=reason, created=now
     )
-    # One UPDATE without a SELECT first: the row is locked and already in hand.
-    Order.objects.filter(pk=order.pk).update(status=to, updated=now)
     order.status, order.updated = to, now
     shop_event_record(order=order, event_type=f"order.{to}")
     signal = STATUS_SIGNALS.get(to)

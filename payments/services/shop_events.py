@@ -216,7 +216,9 @@ def shop_event_record(
     its deliveries too. The deliveries are enqueued after the commit. `extra`
     adds keys to the payload's "data", next to its "order" (e.g. {"flag": {...}}).
     """
-    webhook_endpoint_settings_in_step()
+    synced = webhook_endpoint_settings_in_step()
+    if not synced and _read_without_endpoints(order):
+        return None
     event_type = str(event_type)
     endpoints = webhook_endpoints_taking(shop_ids=[_shop_id(order)], event_type=event_type)
     if not endpoints:
@@ -224,6 +226,17 @@ def shop_event_record(
     event = _build_event(order, event_type, extra, timezone.now())
     _record([event], endpoints)
     return event
+
+
+def _read_without_endpoints(order: Order) -> bool:
+    """The order's shop, as this request read it, had no enabled webhook endpoint.
+
+    Read in the request's own token lookup (`Shop.had_enabled_endpoints`): an endpoint
+    added since is as concurrent with this request as one added just after the query
+    this spares, and the settings' endpoint is synced before this is trusted.
+    """
+    shop = order.shop if Order.shop.is_cached(order) else None
+    return shop is not None and shop.had_enabled_endpoints is False
 
 
 def shop_events_record_many(*, order_ids: Iterable[UUID], event_type: str) -> list[UUID]:

@@ -213,8 +213,9 @@ _in_step_with: tuple[str, str] | None = None  # the settings this process last s
 _in_step_lock = threading.Lock()
 
 
-def webhook_endpoint_settings_in_step() -> None:
-    """Sync the settings' endpoint once per process (again when the settings change).
+def webhook_endpoint_settings_in_step() -> bool:
+    """Sync the settings' endpoint once per process (again when the settings change);
+    True when this call synced it (endpoints read before may be out of date).
 
     Called before recording an event, in the caller's transaction; the sync
     counts as done only once that transaction commits, so a rollback makes
@@ -223,9 +224,10 @@ def webhook_endpoint_settings_in_step() -> None:
     """
     wanted = (payments_settings.SHOP_WEBHOOK_URL, payments_settings.SHOP_WEBHOOK_SECRET)
     if _in_step_with == wanted:
-        return
+        return False
     webhook_endpoint_sync_settings(disable_when_unset=False)
     transaction.on_commit(partial(_remember_in_step, wanted))
+    return True
 
 
 def _remember_in_step(synced: tuple[str, str] | None) -> None:

@@ -326,7 +326,7 @@ def accepting_gateway(settings: Any) -> Iterator[str]:
     fake.stop()
 
 
-def test_create_takes_seven_statements_and_one_transaction(
+def test_create_takes_five_statements_and_one_transaction(
     api_client: APIClient, accepting_gateway: str, django_capture_on_commit_callbacks: Any
 ) -> None:
     # The first call of a key also creates its nonce row; its commit hooks (run here, as
@@ -337,15 +337,53 @@ def test_create_takes_seven_statements_and_one_transaction(
         response = create(api_client, VALID)
 
     assert response.status_code == 201, response.content
-    # token, INSERT order (committed before the call), nonce (on PostgreSQL after the key's
-    # call lock: its lock_timeout, then the advisory lock), then in one transaction: store
-    # the answer, record the transition, set the status, and look for the shop's webhook
-    # endpoints taking the event (none here). No re-read, no savepoint.
+    # token (with whether its shop has an enabled webhook endpoint: none here), INSERT order
+    # (committed before the call), nonce (on PostgreSQL after the key's call lock: its
+    # lock_timeout, then the advisory lock), then in one transaction: store the answer with
+    # the status, record the transition. No re-read, no savepoint, no endpoints query.
     statements = [q["sql"].split()[0].upper() for q in queries.captured_queries]
     call_lock = ["SELECT", "SELECT"] if connection.vendor == "postgresql" else []
     assert [s for s in statements if s not in ("BEGIN", "COMMIT")] == [
-        "SELECT", "INSERT", *call_lock, "UPDATE", "UPDATE", "INSERT", "UPDATE", "SELECT",
+        "SELECT", "INSERT", *call_lock, "UPDATE", "UPDATE", "INSERT",
     ]  # fmt: skip
+
+
+def test_a_create_for_a_shop_with_an_endpoint_asks_which_take_the_event(
+    api_client: APIClient, accepting_gateway: str, django_capture_on_commit_callbacks: Any
+) -> None:
+    from payments.models import ShopEvent
+    from payments.services.webhook_endpoints import webhook_endpoint_create
+    from payments.shops import shop_default
+
+    with django_capture_on_commit_callbacks(execute=True):
+        create(api_client, VALID)
+    webhook_endpoint_create(shop=shop_default(), url="https://shop.example/hooks")
+    with CaptureQueriesContext(connection) as queries:
+        response = create(api_client, VALID)
+
+    assert response.status_code == 201, response.content
+    statements = [q["sql"].split()[0].upper() for q in queries.captured_queries]
+    # The endpoints query, then the event and its delivery.
+    assert [s for s in statements if s not in ("BEGIN", "COMMIT")][-3:] == [
+        "SELECT", "INSERT", "INSERT",
+    ]  # fmt: skip
+    event = ShopEvent.objects.get(order_id=response.json()["id"])
+    assert event.type == "order.awaiting_payment"
+
+
+def test_the_settings_endpoint_synced_by_a_create_gets_its_event(
+    api_client: APIClient, accepting_gateway: str, settings: Any
+) -> None:
+    from payments.models import ShopEventDelivery
+
+    # Set now: this process has not synced it, so the token's lookup sees no endpoint.
+    settings.SHOP_WEBHOOK_URL = "https://shop.example/events"
+    response = create(api_client, VALID)
+
+    assert response.status_code == 201, response.content
+    delivery = ShopEventDelivery.objects.get(event__order_id=response.json()["id"])
+    assert delivery.endpoint.from_settings
+    assert delivery.event.type == "order.awaiting_payment"
 
 
 def test_the_answer_to_a_create_is_the_order_as_stored(
