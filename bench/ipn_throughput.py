@@ -16,8 +16,14 @@ Closed-loop phases alternate (minimal, IPN, minimal, IPN) so that drift of
 a noisy machine hits both. Then an open-loop phase sends fresh IPNs at 200
 requests/s and measures latency from each request's scheduled time.
 
-At the end the database is checked: every IPN sent paid its order, and
-there are exactly as many notifications and payments as IPNs sent.
+The service runs with PAYMENTS_IPN_APPLY=worker and a real Celery worker on
+Redis (BENCH_IPN_APPLY=request: applied in the request, no worker; bench.ipn_apply);
+in worker mode the open loop starts once the closed loop's backlog is applied,
+and `store_to_applied_ms` is how long after being stored its IPNs were applied.
+
+At the end (worker mode: once nothing is pending, waited for with a bound) the
+database is checked: every IPN sent paid its order, and there are exactly as
+many notifications and payments as IPNs sent, each notification applied.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from bench.common import (
     require_success,
     wait_for_idle,
 )
+from bench.ipn_apply import WORKER_CONCURRENCY, appliers, apply_mode, store_to_applied, wait_drained
 from bench.load import Expect, Item, LoadGenerator, LoadResult, latency_summary, used_items
 from bench.servers import HOST, Infrastructure, Server, ServerConfig, log
 from payments.ipn import ACK
@@ -47,7 +54,8 @@ from payments.ipn import ACK
 NAME = "ipn_throughput"
 TARGET_RATIO = 0.6
 TARGET_P99_MS = 25.0
-OPEN_LOOP_RATE = 200.0
+# BENCH_IPN_RATE=<IPN/s> runs the open loop at another rate (the targets are at 200).
+OPEN_LOOP_RATE = float(os.environ.get("BENCH_IPN_RATE", "200"))
 # Chosen by an interleaved sweep in one run (4 rounds of 2.5 s per config, 16 connections):
 # mean IPN/s sync 54, gthread x1 61, x2 71, x4 72, x8 84 (see bench/README.md). It is also
 # the Procfile's web process. BENCH_IPN_SERVER=sync or =gthread:<threads> tries another.
@@ -203,6 +211,7 @@ def check_database(sent: list[Item], acknowledged: int, errors: int) -> dict[str
         and paid_of_sent == n
         and orders_paid == n
         and received == n
+        and outcomes.get("applied") == n  # worker mode: none left pending
     )
     return {
         "correct": correct,
@@ -218,9 +227,10 @@ def check_database(sent: list[Item], acknowledged: int, errors: int) -> dict[str
     }
 
 
-def queries_per_ipn() -> dict[str, Any]:
-    """Queries of one IPN and of one minimal request, in this process (after the checks)."""
-    from django.test import Client
+def queries_per_ipn(mode: str) -> dict[str, Any]:
+    """Queries of one IPN (in `mode`: the request's only) and of one minimal request, in this
+    process (after the checks)."""
+    from django.test import Client, override_settings
 
     from payments.testing import IPN_PATH
 
@@ -230,7 +240,7 @@ def queries_per_ipn() -> dict[str, Any]:
         (transaction, amount_int), *_ = seed_orders(1, f"queries-{name}")
         body, headers = paid_ipn(transaction, amount_int)
         content_type = headers.pop("Content-Type")
-        with counting_queries() as count:
+        with override_settings(PAYMENTS_IPN_APPLY=mode), counting_queries() as count:
             response = client.post(path, body, content_type=content_type, headers=headers)
         if response.status_code != 200:
             raise RuntimeError(f"{path}: HTTP {response.status_code} {response.content[:200]!r}")
@@ -243,7 +253,7 @@ def _unseeded_orders(n: int) -> list[tuple[uuid.UUID, int]]:
     return [(uuid.uuid4(), AMOUNT_INT) for _ in range(n)]
 
 
-def _floor_summary(phases: list[Phase], minimal_rps: float) -> dict[str, Any]:
+def _floor_summary(phases: list[Phase], minimal_rps: float, ipn_rps: float) -> dict[str, Any]:
     """The store-only view's req/s against the same baseline: the IPN ratio's upper bound."""
     if not phases:
         return {"measured": False, "why": "PostgreSQL only (bench.ipn_floor)"}
@@ -253,6 +263,7 @@ def _floor_summary(phases: list[Phase], minimal_rps: float) -> dict[str, Any]:
         "CONFLICT of the notification into a copy of the inbox table, committed, then [OK] "
         "(bench.ipn_floor): what any IPN view must do before answering, without applying",
         "ratio_to_minimal": round(floor.load.requests_per_second / minimal_rps, 3),
+        "ipn_ratio_to_floor": round(ipn_rps / floor.load.requests_per_second, 3),
         "closed_loop": floor.summary(),
     }
 
@@ -299,6 +310,7 @@ class IpnRounds:
     floor: list[Phase] = field(default_factory=list)
     acknowledged: int = 0
     errors: int = 0
+    backlog_drain_s: float | None = None  # worker mode: after the closed-loop rounds
 
     def _count(self, load: LoadResult) -> None:
         self.acknowledged += load.ok
@@ -371,6 +383,7 @@ class IpnRounds:
 def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
     sizes = QUICK if quick else FULL
     config = server_config()
+    mode = apply_mode()
     pools = Pools.build(sizes)
     measure_floor = infra.is_postgres
     if measure_floor:
@@ -378,21 +391,20 @@ def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
 
         create_table()
 
-    server = infra.start_server("service-ipn", config)
-    with LoadGenerator(HOST, server.port, processes=PROCESSES) as gen:
-        rounds = IpnRounds(gen, server, infra.postgres_meter(), sizes, pools, measure_floor)
-        rounds.warm_up()
-        for index in range(sizes.rounds):
-            rounds.run_round(index)
-        wait_for_idle()
-        opened = rounds.open_loop()
-
-    infra.stop_server(server)  # every answer is in; nothing is still being written
+    with appliers(infra, mode) as env:  # worker mode: drained before the worker stops
+        rounds, opened = _phases(infra, config, sizes, pools, measure_floor, env)
     checks = check_database(pools.closed.sent + pools.open.sent, rounds.acknowledged, rounds.errors)
     if not checks["correct"]:
         log(f"{NAME}: DATABASE CHECK FAILED: {checks}")
     ratio, measured = _measured(infra, config, sizes, rounds, opened)
-    measured.update(database_check=checks, queries_per_request=queries_per_ipn())
+    measured["ipn_apply"] = mode
+    if mode == "worker":
+        measured["worker"] = f"celery worker, prefork x {WORKER_CONCURRENCY}, Redis broker"
+    measured["closed_loop"]["worker_backlog_drain_s"] = rounds.backlog_drain_s
+    measured["open_loop"]["store_to_applied_ms"] = store_to_applied(
+        [transaction_of(item) for item in pools.open.sent]
+    )
+    measured.update(database_check=checks, queries_per_request=queries_per_ipn(mode))
     meets_target = measured["meets_ratio_target"] and measured["meets_p99_target"]
     return {
         "ratio": round(ratio, 3),
@@ -404,6 +416,31 @@ def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
         "meets_target": meets_target,
         "measured": measured,
     }
+
+
+def _phases(
+    infra: Infrastructure,
+    config: ServerConfig,
+    sizes: Sizes,
+    pools: Pools,
+    measure_floor: bool,
+    env: dict[str, str],
+) -> tuple[IpnRounds, Phase]:
+    """Warm-up, the closed-loop rounds and the open loop, against one server."""
+    server = infra.start_server("service-ipn", config, access_log=False, port=None, **env)
+    with LoadGenerator(HOST, server.port, processes=PROCESSES) as gen:
+        rounds = IpnRounds(gen, server, infra.postgres_meter(), sizes, pools, measure_floor)
+        rounds.warm_up()
+        for index in range(sizes.rounds):
+            rounds.run_round(index)
+        if env["PAYMENTS_IPN_APPLY"] == "worker":
+            # The closed loop stored faster than the worker applies: the open loop's IPNs
+            # would wait behind that backlog, which is not what 200 IPN/s alone does.
+            rounds.backlog_drain_s = wait_drained()
+        wait_for_idle()
+        opened = rounds.open_loop()
+    infra.stop_server(server)  # every answer is in; nothing is still being written
+    return rounds, opened
 
 
 def _open_summary(sizes: Sizes, opened: Phase) -> dict[str, Any]:
@@ -429,6 +466,10 @@ def _measured(
     base = combine("minimal", rounds.minimal)
     ratio = ipn.load.requests_per_second / base.load.requests_per_second
     open_summary = _open_summary(sizes, opened)
+    floor = _floor_summary(
+        rounds.floor, base.load.requests_per_second, ipn.load.requests_per_second
+    )
+    floor_ratio = floor.get("ipn_ratio_to_floor")
     return ratio, {
         "what": "closed loop: requests/s with the same connections for both; ratio = "
         "IPN req/s / minimal req/s. Open loop: latency of fresh IPNs from their "
@@ -447,5 +488,6 @@ def _measured(
             "minimal": base.summary(),
         },
         "open_loop": open_summary,
-        "store_only_floor": _floor_summary(rounds.floor, base.load.requests_per_second),
+        "ratio_to_floor": floor_ratio,
+        "store_only_floor": floor,
     }

@@ -13,13 +13,14 @@ from typing import Any
 from payments.choices import Sweep
 
 DEFAULT = "celery"  # Celery's own default name: an upgrade leaves nothing in a forgotten queue
-NOTIFICATIONS = "notifications"  # applying stored IPNs (the apply_pending sweep)
+NOTIFICATIONS = "notifications"  # applying stored IPNs (their worker's wakes, apply_pending)
 EVENTS = "events"  # shop event deliveries
 SWEEPS = "sweeps"  # reconciliation sweeps and the redelivery sweep of shop events
 SANDBOX = "sandbox"  # the sandbox gateway's IPN deliveries and their sweep
 ALL = (DEFAULT, NOTIFICATIONS, EVENTS, SWEEPS, SANDBOX)
 
 _ROUTES = {
+    "payments.tasks.apply_notifications": NOTIFICATIONS,
     "payments.tasks.deliver_shop_event": EVENTS,
     "payments.tasks.redeliver_shop_events": SWEEPS,
     "payments.tasks.run_sweep": SWEEPS,

@@ -306,6 +306,10 @@ PAYMENTS_QUOTE_WINDOW = env.int("PAYMENTS_QUOTE_WINDOW", default=PAYMENTS_ORDER_
 # any http(s) URL on it) or an origin (`https://shop.example:8443`, that scheme and
 # port only). The service's own host is always allowed.
 PAYMENTS_RETURN_HOSTS = env.list("PAYMENTS_RETURN_HOSTS", default=[])
+# Who applies a verified IPN: "request" (the request that stores it, before answering [OK])
+# or "worker" (the request stores it and answers; a Celery worker applies it within
+# milliseconds: more IPNs/s per web process; needs a running worker and broker).
+PAYMENTS_IPN_APPLY = env.str("PAYMENTS_IPN_APPLY", default=_app.DEFAULTS["PAYMENTS_IPN_APPLY"])
 # The demo shop at / (development).
 DEMO_SHOP_ENABLED = env.bool("DEMO_SHOP_ENABLED", default=DEBUG)
 

@@ -16,6 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 
 from payments.api.throttles import OrderCreateRateThrottle
+from payments.choices import IpnApply
 from payments.conf import payments_settings
 from payments.gateway.signing import secret_valid
 from payments.selectors import parse_return_host
@@ -187,6 +188,22 @@ def check_quote_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.
             )
         )
     return found
+
+
+@checks.register(deploy=False)
+def check_ipn_apply(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """An unknown PAYMENTS_IPN_APPLY would leave every IPN unapplied, or applied twice over."""
+    value = payments_settings.PAYMENTS_IPN_APPLY
+    if value in IpnApply.values:
+        return []
+    return [
+        checks.Error(
+            f"PAYMENTS_IPN_APPLY is {value!r}; it must be one of {', '.join(IpnApply.values)}.",
+            hint="Set PAYMENTS_IPN_APPLY=request (the request applies each IPN before [OK]) "
+            "or =worker (a Celery worker applies it just after; README: Notifications).",
+            id="payments.E020",
+        )
+    ]
 
 
 @checks.register(deploy=False)

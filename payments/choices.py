@@ -18,6 +18,13 @@ class Sweep(models.TextChoices):
     LEDGER = "ledger", "ledger"
 
 
+class IpnApply(models.TextChoices):
+    """Who applies a stored IPN (PAYMENTS_IPN_APPLY): the request that stored it, or a worker."""
+
+    REQUEST = "request", "request"
+    WORKER = "worker", "worker"
+
+
 class IpnStatus(models.TextChoices):
     """The `status` of a gateway notification (the protocol's values)."""
 

@@ -45,6 +45,8 @@ DEFAULTS: dict[str, Any] = {
     "PAYMENTS_CONFIRMING_TTL": 24 * 3600,
     "PAYMENTS_UNDERPAID_TOLERANCE": Decimal("0.005"),
     "PAYMENTS_RETURN_HOSTS": [],
+    # --- IPNs: applied by the request that stores them, or by a worker (payments.ipn_inbox) ---
+    "PAYMENTS_IPN_APPLY": "request",
     "PAYMENTS_SWEEP_SECONDS": {
         Sweep.APPLY_PENDING.value: 60,
         Sweep.EXPIRE.value: 60,

@@ -16,7 +16,7 @@ from django.db import DatabaseError
 
 from merchant.delivery import retry_if_soon
 from payments.gateway.errors import GatewayUnavailable
-from payments.services import shop_events
+from payments.services import ipn_inbox, shop_events
 from payments.services.dashboard_summary import dashboard_summary_refresh
 from payments.services.runs import reconciliation_run
 
@@ -100,6 +100,20 @@ def run_sweep(sweep: str, chunk_size: int | None = None) -> dict[str, int]:
     if chunk_size:
         return reconciliation_run(sweep=sweep, chunk_size=chunk_size).counts
     return reconciliation_run(sweep=sweep).counts
+
+
+# --- IPNs applied by a worker (PAYMENTS_IPN_APPLY=worker) ----------------------
+#
+# Published (debounced) by the IPN view after it stored a notification; it applies
+# every pending one, chunk by chunk with SKIP LOCKED, so wakes running at once on
+# several workers, or one redelivered (acks_late), apply nothing twice. A lost wake
+# is the apply_pending sweep's.
+
+
+@shared_task(acks_late=True, ignore_result=True, soft_time_limit=60, time_limit=90)
+def apply_notifications(until: float) -> int:
+    """Apply stored IPNs until none is pending after `until` (a Unix time); how many."""
+    return ipn_inbox.notifications_drain(until=until)["examined"]
 
 
 # --- The admin dashboard --------------------------------------------------------

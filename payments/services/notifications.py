@@ -79,6 +79,21 @@ def notification_receive(
             return _record_error(notification, exc)
 
 
+def notification_store(
+    *, shop: Shop, body: bytes, headers: dict[str, str], remote_addr: str | None
+) -> Notification:
+    """Store a notification verified with `shop`'s key, committed before returning, without
+    applying it (PAYMENTS_IPN_APPLY=worker: a worker applies it; payments.services.ipn_inbox).
+
+    New, it is stored `pending`; the same body again only counts up
+    `times_received`. Raises as `notification_receive` (nothing written).
+    One statement: in autocommit it is its own transaction, committed when it
+    returns (BEGIN and COMMIT would be two more round trips); inside a caller's
+    atomic block (ATOMIC_REQUESTS) it commits with that block, before the answer.
+    """
+    return _notification_store(_Received(shop, body, headers, remote_addr))
+
+
 class _Received:
     """One verified request, as it is stored."""
 
