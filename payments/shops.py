@@ -39,16 +39,31 @@ class GatewayCredentials:
     api_secret: str
 
 
-def _shop_where(condition: str, params: list[Any]) -> Shop | None:
+def _shop_where(condition: str, params: list[Any], *, endpoints: bool = False) -> Shop | None:
     """The shop matching an indexed `condition` (trusted SQL of this module), or None.
 
     Raw SQL because the IPN asks on every request, and building the queryset
     cost the ORM about twice what the query itself costs; a raw query still
-    converts the columns as the ORM does.
+    converts the columns as the ORM does. With `endpoints`, the same statement
+    says whether the shop has an enabled webhook endpoint
+    (`Shop.had_enabled_endpoints`), for a caller that uses the shop at once (a
+    notification): the order change it makes then records its event without a
+    query of its own when the shop has none.
     """
-    table = connection.ops.quote_name(Shop._meta.db_table)
-    sql = f"SELECT * FROM {table} WHERE {condition}"  # noqa: S608
-    return next(iter(Shop.objects.raw(sql, params)), None)
+    quote = connection.ops.quote_name
+    table = quote(Shop._meta.db_table)
+    flag = ""
+    if endpoints:
+        endpoint_table = quote(WebhookEndpoint._meta.db_table)
+        flag = (
+            f", EXISTS (SELECT 1 FROM {endpoint_table} e "  # noqa: S608  (quoted names only)
+            "WHERE e.shop_id = s.id AND e.enabled) AS had_enabled_endpoints"
+        )
+    sql = f"SELECT s.*{flag} FROM {table} s WHERE {condition}"  # noqa: S608
+    shop = next(iter(Shop.objects.raw(sql, params)), None)
+    if shop is not None and endpoints:  # SQLite answers EXISTS with 0 or 1
+        shop.had_enabled_endpoints = bool(shop.had_enabled_endpoints)
+    return shop
 
 
 def shop_default() -> Shop:
@@ -56,7 +71,7 @@ def shop_default() -> Shop:
 
     One indexed query (the IPN of the default shop asks for it on every request).
     """
-    shop = _shop_where("is_default", [])
+    shop = _shop_where("s.is_default", [])
     return shop if shop is not None else Shop.objects.get(pk=default_shop_id())
 
 
@@ -98,13 +113,14 @@ def shop_for_gateway_key(*, rest_key: str) -> Shop | None:
     """
     configured = payments_settings.GATEWAY_API_KEY
     if configured and hmac.compare_digest(rest_key.encode(), configured.encode()):
-        return shop_default()
+        return _shop_where("s.is_default", [], endpoints=True) or shop_default()
     try:
         key = uuid.UUID(rest_key)
     except ValueError:
         return None
     prepared = Shop._meta.get_field("gateway_key").get_db_prep_value(key, connection)
-    return _shop_where("gateway_key = %s AND NOT is_default", [prepared])  # its unique index
+    by_key = "s.gateway_key = %s AND NOT s.is_default"  # its unique index
+    return _shop_where(by_key, [prepared], endpoints=True)
 
 
 def api_token_digest(key: str) -> str:

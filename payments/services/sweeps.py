@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from merchant.chunks import locked_chunks
 from payments.conf import payments_settings
-from payments.models import Notification, Order, OrderFlag, Shop
+from payments.models import Notification, Order, OrderFlag, Shop, WebhookEndpoint
 from payments.services.notifications import notification_apply_safely
 from payments.services.orders import order_flag, orders_transition
 from payments.states import OrderStatus
@@ -125,8 +125,14 @@ def notifications_apply_pending(
 def _with_shops(chunk: list[Notification]) -> None:
     """Each notification's shop, one query for the chunk (applying reads it: one query each).
 
-    Not select_related: FOR UPDATE would then lock the shops' rows too.
+    Not select_related: FOR UPDATE would then lock the shops' rows too. Each shop says
+    whether it has an enabled webhook endpoint (`Shop.had_enabled_endpoints`), so an
+    order change of a shop without one records no event and asks nothing more.
     """
-    shops = Shop.objects.in_bulk({notification.shop_id for notification in chunk})
+    enabled = WebhookEndpoint.objects.filter(shop_id=OuterRef("pk"), enabled=True)
+    chosen = Shop.objects.annotate(had_endpoints=Exists(enabled))
+    shops = chosen.in_bulk({notification.shop_id for notification in chunk})
+    for shop in shops.values():
+        shop.had_enabled_endpoints = bool(getattr(shop, "had_endpoints"))  # noqa: B009
     for notification in chunk:
         notification.shop = shops[notification.shop_id]

@@ -17,9 +17,19 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from payments.gateway.signing import new_secret
-from payments.models import Notification, Order, Payment, RejectedNotification, Shop
+from payments.models import (
+    Notification,
+    Order,
+    Payment,
+    RejectedNotification,
+    Shop,
+    ShopEvent,
+)
 from payments.services.shops import shop_create, shop_disable
-from payments.services.webhook_endpoints import webhook_endpoint_settings_in_step
+from payments.services.webhook_endpoints import (
+    webhook_endpoint_create,
+    webhook_endpoint_settings_in_step,
+)
 from payments.shops import shop_default, shop_gateway_credentials
 from payments.testing import ipn_body, post_ipn
 from tests.factories import accepted_order
@@ -211,6 +221,22 @@ def test_the_shops_tolerance_decides_a_short_btc_payment_of_a_fiat_order(
     assert outcomes == {"lenient": "paid", "default": "awaiting_payment"}
 
 
+@pytest.mark.parametrize("default", [True, False], ids=["default shop", "another shop"])
+def test_a_notification_of_a_shop_with_an_endpoint_records_its_event(
+    client: Client, shop_a: Shop, default: bool
+) -> None:
+    """The key's lookup says the shop has an endpoint: the endpoints are read, the event made."""
+    shop = shop_default() if default else shop_a
+    endpoint, _secret = webhook_endpoint_create(shop=shop, url="http://127.0.0.1:9/events")
+    order = accepted_order(shop=shop, currency="BTC")
+    body = ipn_body(transaction=order.transaction, status="paid", amount_int=order.amount_int)
+
+    assert post_ipn(client, body, shop=shop).content == b"[OK]"
+
+    event = ShopEvent.objects.get(order=order, type="order.paid")
+    assert [d.endpoint_id for d in event.deliveries.all()] == [endpoint.pk]
+
+
 def test_a_shops_notification_takes_as_many_statements_as_the_default_shops(
     client: Client, shop_a: Shop, django_capture_on_commit_callbacks: Any
 ) -> None:
@@ -233,6 +259,7 @@ def test_a_shops_notification_takes_as_many_statements_as_the_default_shops(
             counted[(shop.is_default, currency)] = [q["sql"].split()[0] for q in queries]
     assert counted[(False, "BTC")] == counted[(True, "BTC")]
     assert counted[(False, "EUR")] == counted[(True, "EUR")]
-    assert counted[(False, "BTC")][0] == "SELECT"  # the shop of the key, by its unique index
-    # and the order, locked, and the shop's webhook endpoints taking the event
-    assert sum(sql == "SELECT" for sql in counted[(False, "BTC")]) == 3
+    # The shop of the key, by its unique index, and whether it has a webhook endpoint ...
+    assert counted[(False, "BTC")][0] == "SELECT"
+    # ... and the order, locked: no query of the endpoints for a shop that has none.
+    assert sum(sql == "SELECT" for sql in counted[(False, "BTC")]) == 2
