@@ -20,13 +20,14 @@ from typing import Any, TypeVar
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.db import connection
-from django.db.models import Count, Exists, Model, OuterRef, Q, QuerySet
+from django.db.models import Count, Model, OuterRef, Q, QuerySet
 
 from payments.conf import payments_settings
 from payments.exceptions import SecretUnreadable, ShopUnconfigured
 from payments.models import ApiToken, Order, Shop, WebhookEndpoint
 from payments.models.shops import default_shop_id
 from payments.secret_box import unseal
+from payments.webhook_endpoints import enabled_endpoint_exists
 
 M = TypeVar("M", bound=Model)
 
@@ -62,7 +63,7 @@ def _shop_where(condition: str, params: list[Any], *, endpoints: bool = False) -
     sql = f"SELECT s.*{flag} FROM {table} s WHERE {condition}"  # noqa: S608
     shop = next(iter(Shop.objects.raw(sql, params)), None)
     if shop is not None and endpoints:  # SQLite answers EXISTS with 0 or 1
-        shop.had_enabled_endpoints = bool(shop.had_enabled_endpoints)
+        shop.endpoints_seen(bool(shop.had_enabled_endpoints))
     return shop
 
 
@@ -135,11 +136,10 @@ def _live_tokens() -> QuerySet[ApiToken]:
     Built once per process (never evaluated itself: each lookup filters a clone of it):
     building the EXISTS subquery cost as much as the rest of the lookup.
     """
-    enabled = WebhookEndpoint.objects.filter(shop_id=OuterRef("shop_id"), enabled=True)
     return (
         ApiToken.objects.select_related("shop")
         .filter(revoked_at__isnull=True, shop__active=True)
-        .annotate(shop_endpoints=Exists(enabled))
+        .annotate(shop_endpoints=enabled_endpoint_exists(shop=OuterRef("shop_id")))
     )
 
 
@@ -153,7 +153,7 @@ def api_token_for_key(*, key: str) -> ApiToken | None:
     token = _live_tokens().filter(key_sha256=api_token_digest(key)).first()
     if token is not None:
         # An annotation of _live_tokens, which the model's type does not declare.
-        token.shop.had_enabled_endpoints = bool(getattr(token, "shop_endpoints"))  # noqa: B009
+        token.shop.endpoints_seen(bool(getattr(token, "shop_endpoints")))  # noqa: B009
     return token
 
 

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 from django.conf import settings
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
+
+# How long a read's "no enabled webhook endpoint" stands for an order change made with it:
+# about a request's time, so that an endpoint added meanwhile is concurrent with the change.
+ENDPOINTS_SEEN_SECONDS = 1.0
 
 
 class Shop(models.Model):
@@ -35,10 +41,10 @@ class Shop(models.Model):
     active = models.BooleanField(default=True)
     created = models.DateTimeField(default=timezone.now)
 
-    # Not a column: whether the shop had an enabled webhook endpoint when this instance was
-    # read, for a read that asked in the same statement (`payments.shops.api_token_for_key`);
-    # None when not asked. False spares `shop_event_record` its endpoints query.
+    # Not columns: whether the shop had an enabled webhook endpoint when this instance was
+    # read, for a read that asked in the same statement (`endpoints_seen`), and when.
     had_enabled_endpoints: bool | None = None
+    _endpoints_seen_at: float | None = None
 
     class Meta:
         ordering = ("name",)
@@ -54,6 +60,23 @@ class Shop(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def endpoints_seen(self, had: bool) -> None:
+        """Record what a read of this shop said of its enabled webhook endpoints, now."""
+        self.had_enabled_endpoints = had
+        self._endpoints_seen_at = time.monotonic()
+
+    def had_no_endpoints_lately(self) -> bool:
+        """Read within ENDPOINTS_SEEN_SECONDS with no enabled endpoint: an order change made
+        with this instance may skip the endpoints query (`shop_event_record`). An endpoint
+        added since is concurrent with the change; past the bound (a slow gateway call in
+        between) the endpoints are asked again."""
+        seen = self._endpoints_seen_at
+        return (
+            self.had_enabled_endpoints is False
+            and seen is not None
+            and time.monotonic() - seen < ENDPOINTS_SEEN_SECONDS
+        )
 
 
 DEFAULT_SHOP_NAME = "default"

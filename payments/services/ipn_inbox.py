@@ -16,7 +16,8 @@ its publish time + the window + DRAIN_MARGIN_SECONDS finds nothing: a
 notification whose wake was skipped inside the window was committed before
 that scan, which sees it. A wake lost with the broker (down, a worker killed)
 is the `apply_pending` sweep's (PAYMENTS_SWEEP_SECONDS), which applies what is
-still pending a minute later.
+still pending a minute after it was stored (at its next run: within about two
+minutes).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ DRAIN_MARGIN_SECONDS = 0.25
 DRAIN_IDLE_SECONDS = 0.025  # between passes that found less than a chunk
 DRAIN_MAX_SECONDS = 30.0  # under steady load, later wakes carry on
 DRAIN_CHUNK = 20  # one commit per chunk: the orders show their state at that commit
+DRAIN_PASS_CHUNKS = 10  # a pass ends after this many chunks, so the time bound is checked
 BROKER_DOWN_PAUSE_SECONDS = 5.0  # no request pays the publish timeout more often
 # Two quick tries, as the shop events' publish: the request never waits long for the broker.
 WAKE_RETRY_POLICY = {"max_retries": 1, "interval_start": 0.1, "interval_step": 0.2}
@@ -102,7 +104,10 @@ def notifications_drain(*, until: float) -> Counter[str]:
         began = time.time()
         # Failed ones (outcome error) are the sweep's: retried here they would never end.
         found = notifications_apply_pending(
-            older_than_seconds=0, chunk_size=DRAIN_CHUNK, include_failed=False
+            older_than_seconds=0,
+            chunk_size=DRAIN_CHUNK,
+            include_failed=False,
+            limit=DRAIN_CHUNK * DRAIN_PASS_CHUNKS,
         )
         counts.update(found)
         if found["examined"] >= DRAIN_CHUNK:

@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 from uuid import UUID
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Sum
 from django.db.models.functions import Coalesce
@@ -111,7 +112,8 @@ def _notification_store(received: _Received) -> Notification:
     """Insert the notification, or count another receipt of it: one statement, row locked.
 
     A concurrent receipt of the same body waits on the row until the first
-    commits, then sees its outcome, so one notification is applied once. The
+    commits, then sees its outcome, so one notification is applied once (in
+    worker mode the applying takes the row's lock: payments.services.ipn_inbox). The
     same body stored for another shop is left alone: NotificationOfAnotherShop.
     """
     now = timezone.now()
@@ -150,6 +152,8 @@ def notification_apply_safely(*, notification: Notification) -> str:
     """
     try:
         return notification_apply(notification=notification).outcome
+    except SoftTimeLimitExceeded:
+        raise  # the task's time is up, not this notification's fault: it stays pending
     except Exception as exc:  # the stored row must survive whatever applying did
         logger.exception(
             "applying notification %s failed",

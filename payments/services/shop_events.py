@@ -229,14 +229,10 @@ def shop_event_record(
 
 
 def _read_without_endpoints(order: Order) -> bool:
-    """The order's shop, as this request read it, had no enabled webhook endpoint.
-
-    Read in the request's own token lookup (`Shop.had_enabled_endpoints`): an endpoint
-    added since is as concurrent with this request as one added just after the query
-    this spares, and the settings' endpoint is synced before this is trusted.
-    """
+    """The order's shop, as this request read it just now, had no enabled webhook endpoint
+    (`Shop.had_no_endpoints_lately`; the settings' endpoint is synced before this is trusted)."""
     shop = order.shop if Order.shop.is_cached(order) else None
-    return shop is not None and shop.had_enabled_endpoints is False
+    return shop is not None and shop.had_no_endpoints_lately()
 
 
 def shop_events_record_many(*, order_ids: Iterable[UUID], event_type: str) -> list[UUID]:

@@ -18,10 +18,11 @@ from django.utils import timezone
 
 from merchant.chunks import locked_chunks
 from payments.conf import payments_settings
-from payments.models import Notification, Order, OrderFlag, Shop, WebhookEndpoint
+from payments.models import Notification, Order, OrderFlag, Shop
 from payments.services.notifications import notification_apply_safely
 from payments.services.orders import order_flag, orders_transition
 from payments.states import OrderStatus
+from payments.webhook_endpoints import enabled_endpoint_exists
 
 logger = logging.getLogger(__name__)
 
@@ -96,10 +97,12 @@ def notifications_apply_pending(
     progress: Progress | None = None,
     ids: list[int] | None = None,
     include_failed: bool = True,
+    limit: int | None = None,
 ) -> Counter[str]:
     """Apply stored notifications that were never applied (or whose applying failed).
 
-    Young rows are left to the request that stored them. `ids` replays those
+    Young rows are left to the request that stored them (or, with
+    PAYMENTS_IPN_APPLY=worker, to the worker it woke). `ids` replays those
     notifications whatever their outcome: applying is idempotent.
     """
     if ids is not None:
@@ -111,7 +114,7 @@ def notifications_apply_pending(
         cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
         pending = Notification.objects.filter(outcome__in=outcomes, received_at__lt=cutoff)
     counts: Counter[str] = Counter()
-    for chunk in locked_chunks(pending, size=chunk_size, progress=progress):
+    for chunk in locked_chunks(pending, size=chunk_size, progress=progress, limit=limit):
         counts["examined"] += len(chunk)
         if dry_run:
             continue
@@ -129,10 +132,9 @@ def _with_shops(chunk: list[Notification]) -> None:
     whether it has an enabled webhook endpoint (`Shop.had_enabled_endpoints`), so an
     order change of a shop without one records no event and asks nothing more.
     """
-    enabled = WebhookEndpoint.objects.filter(shop_id=OuterRef("pk"), enabled=True)
-    chosen = Shop.objects.annotate(had_endpoints=Exists(enabled))
+    chosen = Shop.objects.annotate(had_endpoints=enabled_endpoint_exists(shop=OuterRef("pk")))
     shops = chosen.in_bulk({notification.shop_id for notification in chunk})
     for shop in shops.values():
-        shop.had_enabled_endpoints = bool(getattr(shop, "had_endpoints"))  # noqa: B009
+        shop.endpoints_seen(bool(getattr(shop, "had_endpoints")))  # noqa: B009
     for notification in chunk:
         notification.shop = shops[notification.shop_id]

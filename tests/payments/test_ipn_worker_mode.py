@@ -23,9 +23,10 @@ import pytest
 from django.test import Client
 
 from payments.checks import check_ipn_apply
-from payments.models import Notification, Order, Payment
+from payments.models import Notification, Order, Payment, ShopEvent
 from payments.services.ipn_inbox import notifications_drain
 from payments.services.sweeps import notifications_apply_pending
+from payments.services.webhook_endpoints import webhook_endpoint_create
 from payments.states import OrderStatus
 from payments.testing import ipn_body, post_ipn, post_ipn_http
 from tests.conftest import service_env
@@ -93,6 +94,20 @@ def test_the_request_stores_and_answers_without_applying(
     assert notifications_drain(until=0)["examined"] == 1  # what the woken worker runs
     order.refresh_from_db()
     assert order.status == OrderStatus.PAID
+
+
+def test_the_worker_records_the_event_of_a_shop_with_an_endpoint(
+    worker_mode: None, make_order: Callable[..., Order]
+) -> None:
+    """The drain reads the chunk's shops with their endpoints: a shop with one gets its event."""
+    order = make_order()
+    endpoint, _secret = webhook_endpoint_create(shop=order.shop, url="http://127.0.0.1:9/events")
+    assert post_ipn(Client(), paid_body(order)).content == b"[OK]"
+
+    assert notifications_drain(until=0)["examined"] == 1
+
+    event = ShopEvent.objects.get(order=order, type="order.paid")
+    assert [d.endpoint_id for d in event.deliveries.all()] == [endpoint.pk]
 
 
 def test_a_duplicate_in_worker_mode_is_counted_not_applied(

@@ -41,9 +41,14 @@ from payments.models import (
     ShopEventAttempt,
     ShopEventDelivery,
     WebhookEndpoint,
+    shops,
 )
 from payments.services import order_flag, order_transition
 from payments.services import shop_events as service
+from payments.services.webhook_endpoints import (
+    webhook_endpoint_create,
+    webhook_endpoint_settings_in_step,
+)
 from payments.shop_event_signing import signature_headers
 from payments.states import OrderStatus
 from tests.conftest import service_env
@@ -670,3 +675,25 @@ def test_a_real_worker_delivers_a_transition_to_the_shop(
     assert delivery.attempts == 1
     assert len(receiver.received) == 1
     assert_signed(receiver.received[0], event)
+
+
+@pytest.mark.parametrize("seconds_since_read", [0.0, 5.0], ids=["just read", "read long ago"])
+def test_a_shop_read_without_endpoints_skips_the_query_only_for_about_a_request(
+    make_order: Callable[..., Order],
+    monkeypatch: pytest.MonkeyPatch,
+    seconds_since_read: float,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """A read that saw no endpoint stands for ENDPOINTS_SEEN_SECONDS: an endpoint added during
+    a slow gateway call still gets the order's event."""
+    with django_capture_on_commit_callbacks(execute=True):  # this process's sync done first
+        webhook_endpoint_settings_in_step()
+    order = make_order()
+    order.shop.endpoints_seen(False)
+    webhook_endpoint_create(shop=order.shop, url="http://127.0.0.1:9/events")  # meanwhile
+    later = time.monotonic() + seconds_since_read
+    monkeypatch.setattr("payments.models.shops.time.monotonic", lambda: later)
+
+    recorded = service.shop_event_record(order=order, event_type="order.paid")
+
+    assert (recorded is not None) == (seconds_since_read > shops.ENDPOINTS_SEEN_SECONDS)
