@@ -311,6 +311,7 @@ class IpnRounds:
     acknowledged: int = 0
     errors: int = 0
     backlog_drain_s: float | None = None  # worker mode: after the closed-loop rounds
+    round_drains_s: list[float] = field(default_factory=list)  # after each round's IPN phase
 
     def _count(self, load: LoadResult) -> None:
         self.acknowledged += load.ok
@@ -361,6 +362,9 @@ class IpnRounds:
             log(f"{NAME}: ran out of seeded orders; raise Sizes.orders")
         self._count(phase.load)
         self.ipn.append(phase)
+        # Worker mode: the next phase starts once this one's notifications are applied, so that
+        # the worker's applying never runs in (and slows) the baseline's or the floor's phase.
+        self.round_drains_s.append(wait_drained())
         if self.measure_floor:
             floor_run = partial(self.pools.floor.run, send_round)
             self.floor.append(self._closed_round(f"store_only[{index}]", floor_run))
@@ -401,6 +405,7 @@ def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
     if mode == "worker":
         measured["worker"] = f"celery worker, prefork x {WORKER_CONCURRENCY}, Redis broker"
     measured["closed_loop"]["worker_backlog_drain_s"] = rounds.backlog_drain_s
+    measured["closed_loop"]["worker_round_drains_s"] = rounds.round_drains_s
     measured["open_loop"]["store_to_applied_ms"] = store_to_applied(
         [transaction_of(item) for item in pools.open.sent]
     )
