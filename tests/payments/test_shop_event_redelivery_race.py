@@ -51,13 +51,13 @@ class HoldingShop:
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 status = shop.arrive()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                finally:
-                    with shop.lock:
-                        shop.in_flight -= 1
+                # Out of flight once answered: counted down before the answer is sent, or the
+                # sender could read it and POST again before this thread gets to count down.
+                with shop.lock:
+                    shop.in_flight -= 1
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
         self.server = serve_in_background(Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
