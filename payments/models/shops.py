@@ -66,15 +66,17 @@ class Shop(models.Model):
         self.had_enabled_endpoints = had
         self._endpoints_seen_at = time.monotonic()
 
-    def had_no_endpoints_lately(self) -> bool:
-        """Read within ENDPOINTS_SEEN_SECONDS with no enabled endpoint: an order change made
-        with this instance may skip the endpoints query (`shop_event_record`). An endpoint
-        added since is concurrent with the change; past the bound (a slow gateway call in
-        between) the endpoints are asked again."""
+    def had_no_endpoints_lately(self, *, not_before: float | None = None) -> bool:
+        """Read within ENDPOINTS_SEEN_SECONDS, and after `not_before` (time.monotonic()),
+        with no enabled endpoint: an order change made with this instance may skip the
+        endpoints query (`shop_event_record`). An endpoint added since is concurrent with
+        the change; past the bound (a slow gateway call in between), or read before
+        `not_before` (the process's sync of the settings' endpoint), they are asked again."""
         seen = self._endpoints_seen_at
         return (
             self.had_enabled_endpoints is False
             and seen is not None
+            and (not_before is None or seen > not_before)
             and time.monotonic() - seen < ENDPOINTS_SEEN_SECONDS
         )
 

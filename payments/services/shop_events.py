@@ -61,7 +61,10 @@ from payments.models import (
     ShopEventDelivery,
     WebhookEndpoint,
 )
-from payments.services.webhook_endpoints import webhook_endpoint_settings_in_step
+from payments.services.webhook_endpoints import (
+    webhook_endpoint_settings_in_step,
+    webhook_endpoint_settings_in_step_since,
+)
 from payments.shop_event_signing import signature_headers
 from payments.webhook_endpoints import webhook_endpoint_secrets, webhook_endpoints_taking
 
@@ -232,7 +235,10 @@ def _read_without_endpoints(order: Order) -> bool:
     """The order's shop, as this request read it just now, had no enabled webhook endpoint
     (`Shop.had_no_endpoints_lately`; the settings' endpoint is synced before this is trusted)."""
     shop = order.shop if Order.shop.is_cached(order) else None
-    return shop is not None and shop.had_no_endpoints_lately()
+    # Not a read made before this process's sync of the settings' endpoint took effect (by
+    # another thread, say): that read may predate the endpoint the sync made.
+    synced_at = webhook_endpoint_settings_in_step_since()
+    return shop is not None and shop.had_no_endpoints_lately(not_before=synced_at)
 
 
 def shop_events_record_many(*, order_ids: Iterable[UUID], event_type: str) -> list[UUID]:

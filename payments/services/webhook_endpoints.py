@@ -23,6 +23,7 @@ missing them) must not silently switch off the endpoint the others use.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import partial
@@ -210,7 +211,14 @@ def webhook_endpoint_sync_settings(*, disable_when_unset: bool = True) -> Webhoo
 
 
 _in_step_with: tuple[str, str] | None = None  # the settings this process last synced
+_in_step_since: float | None = None  # time.monotonic() when that sync took effect here
 _in_step_lock = threading.Lock()
+
+
+def webhook_endpoint_settings_in_step_since() -> float | None:
+    """When (time.monotonic()) this process's last sync of the settings' endpoint took effect;
+    a read of the endpoints made before it may predate the endpoint that sync made."""
+    return _in_step_since
 
 
 def webhook_endpoint_settings_in_step() -> bool:
@@ -231,9 +239,10 @@ def webhook_endpoint_settings_in_step() -> bool:
 
 
 def _remember_in_step(synced: tuple[str, str] | None) -> None:
-    global _in_step_with
+    global _in_step_with, _in_step_since
     with _in_step_lock:
         _in_step_with = synced
+        _in_step_since = time.monotonic()
 
 
 def settings_changed(*, setting: str, **kwargs: object) -> None:

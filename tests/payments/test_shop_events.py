@@ -697,3 +697,21 @@ def test_a_shop_read_without_endpoints_skips_the_query_only_for_about_a_request(
     recorded = service.shop_event_record(order=order, event_type="order.paid")
 
     assert (recorded is not None) == (seconds_since_read > shops.ENDPOINTS_SEEN_SECONDS)
+
+
+def test_a_read_made_before_the_processs_settings_sync_is_not_trusted(
+    make_order: Callable[..., Order], settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Another thread's first event syncs SHOP_WEBHOOK_URL's endpoint while this request's
+    shop read (no endpoint yet) is in hand: its order change still records the event."""
+    order = make_order()
+    order.shop.endpoints_seen(False)  # this request's token lookup: no endpoint yet
+    settings.SHOP_WEBHOOK_URL = "http://127.0.0.1:9/events"
+    settings.SHOP_WEBHOOK_SECRET = SECRET
+    with django_capture_on_commit_callbacks(execute=True):  # the other thread's sync
+        webhook_endpoint_settings_in_step()
+
+    recorded = service.shop_event_record(order=order, event_type="order.awaiting_payment")
+
+    assert recorded is not None
+    assert [d.endpoint.from_settings for d in recorded.deliveries.all()] == [True]
