@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +29,7 @@ from payments.services.webhook_endpoints import webhook_endpoint_create
 from payments.states import OrderStatus
 from payments.testing import ipn_body, post_ipn, post_ipn_http
 from tests.conftest import service_env
+from tests.faults.conftest import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -48,15 +48,6 @@ def paid_body(order: Order, payment_id: uuid.UUID | None = None) -> bytes:
         amount_int=order.amount_int,
         payment_id=payment_id,
     )
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def nothing_pending() -> bool:
