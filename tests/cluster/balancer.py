@@ -145,7 +145,13 @@ class RecordingHttpProxy:
             protocol_version = "HTTP/1.1"  # keep-alive, as the service's requests.Session uses
 
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                if len(body) < length:
+                    # The caller's node was killed mid-request: no HTTP server acts on a cut
+                    # request, so neither forward it to the gateway nor count it as a call.
+                    self.close_connection = True
+                    return
                 seq = proxy._arrived(body) if self.path.endswith("merchant/order/create") else -1
                 upstream = http.client.HTTPConnection(HOST, proxy.upstream_port, timeout=30)
                 try:
