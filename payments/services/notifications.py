@@ -177,9 +177,14 @@ def _record_error(notification: Notification, exc: Exception) -> Notification:
     return notification
 
 
-def notification_apply(*, notification: Notification) -> Notification:
-    """Apply a stored notification to its order: one transaction, the order row locked."""
-    with transaction.atomic():
+def notification_apply(*, notification: Notification, savepoint: bool = True) -> Notification:
+    """Apply a stored notification to its order: one transaction, the order row locked.
+
+    `savepoint=False` inside a caller's atomic block saves two round trips, but a
+    failure then spoils the caller's whole block (payments.services.sweeps applies
+    a chunk so, and again one by one if one fails).
+    """
+    with transaction.atomic(savepoint=savepoint):
         return _apply(notification)
 
 

@@ -7,16 +7,20 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from payments.models import Notification, Order, ReconciliationRun
+from payments.services import notifications
 from payments.services.runs import reconciliation_run
 from payments.services.sweeps import (
     notifications_apply_pending,
     orders_expire_due,
     orders_flag_stuck,
 )
+from payments.signals import order_paid
 from payments.testing import ipn_body, post_ipn
 
 pytestmark = pytest.mark.django_db
@@ -160,3 +164,64 @@ def test_replaying_a_flagged_notification_does_not_flag_twice(make_order: Any) -
     )
     call_command("replay_notifications", "--ids", str(Notification.objects.get().pk))
     assert list(order.flags.values_list("kind", flat=True)) == ["data_mismatch"]
+
+
+def _stored_paid(order: Order, n: int) -> Notification:
+    body = ipn_body(transaction=order.transaction, status="paid", amount_int=order.amount_int)
+    return Notification.objects.create(
+        body=body, body_sha256=f"{n}" * 64, received_at=past(600), outcome="pending"
+    )
+
+
+def test_a_chunk_is_applied_in_one_savepoint(make_order: Any) -> None:
+    orders = [make_order() for _ in range(3)]
+    for n, order in enumerate(orders):
+        _stored_paid(order, n)
+
+    with CaptureQueriesContext(connection) as captured:
+        counts = notifications_apply_pending(chunk_size=3)
+
+    assert counts["outcome:applied"] == 3
+    sql = [q["sql"] for q in captured.captured_queries]
+    order_locks = [i for i, statement in enumerate(sql) if statement.startswith("SELECT o.*")]
+    opened_for = [i for i in order_locks if sql[i - 1].startswith("SAVEPOINT")]
+    assert len(order_locks) == 3
+    assert opened_for == order_locks[:1], "a savepoint per notification, not per chunk"
+
+
+def test_a_failure_in_a_chunk_rolls_back_its_first_pass_and_stores_only_that_error(
+    make_order: Any, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    orders = [make_order() for _ in range(3)]
+    for n, order in enumerate(orders):
+        _stored_paid(order, n)
+    broken = orders[1].transaction
+    real = notifications.HANDLERS["paid"]
+
+    def paid_unless_broken(*, order: Order, message: Any) -> tuple[str, str]:
+        if order.transaction == broken:
+            raise RuntimeError("a bug in applying")
+        return real(order=order, message=message)
+
+    monkeypatch.setitem(notifications.HANDLERS, "paid", paid_unless_broken)
+    paid: list[Order] = []
+    order_paid.connect(lambda sender, order, **kw: paid.append(order), weak=False, dispatch_uid="t")
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            counts = notifications_apply_pending(chunk_size=3)
+    finally:
+        order_paid.disconnect(dispatch_uid="t")
+
+    assert counts == {"examined": 3, "outcome:applied": 2, "outcome:error": 1}
+    outcomes = dict(Notification.objects.values_list("order__transaction", "outcome"))
+    assert outcomes[orders[0].transaction] == outcomes[orders[2].transaction] == "applied"
+    failed = Notification.objects.get(outcome="error")
+    assert failed.detail == "RuntimeError: a bug in applying"
+    for order in (orders[0], orders[2]):  # applied once: the first pass left nothing behind
+        order.refresh_from_db()
+        assert order.status == "paid"
+        assert list(order.transitions.values_list("to_status", flat=True)) == ["paid"]
+        assert order.payments.count() == 1
+    orders[1].refresh_from_db()
+    assert orders[1].status == "awaiting_payment" and not orders[1].payments.exists()
+    assert sorted(o.pk for o in paid) == sorted([orders[0].pk, orders[2].pk])
