@@ -14,10 +14,11 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from bench.load import latency_summary
-from bench.servers import Infrastructure, log
+from bench.servers import CeleryProcess, CpuSnapshot, Infrastructure, log
 
 MODES = ("worker", "request")
 # The Procfile's worker: prefork x 2; BENCH_IPN_WORKER_CONCURRENCY tries another.
@@ -32,16 +33,65 @@ def apply_mode() -> str:
     return mode
 
 
+@dataclass
+class Appliers:
+    """The service's environment for a mode, and its Celery worker (worker mode)."""
+
+    env: dict[str, str]
+    worker: CeleryProcess | None = None
+
+    @property
+    def by_worker(self) -> bool:
+        return self.worker is not None
+
+    def cpu(self) -> CpuSnapshot:
+        """The worker's processes' CPU now (empty in request mode)."""
+        return self.worker.cpu() if self.worker is not None else CpuSnapshot({})
+
+
+@dataclass
+class ApplyCost:
+    """One closed-loop IPN phase, until everything it stored was applied."""
+
+    ipns: int
+    seconds: float  # the phase's, plus the wait until nothing was pending
+    worker_cpu: float  # the worker's processes
+    machine_cpu: float  # every process: load generator, web, PostgreSQL, worker, Redis
+
+
+def apply_cost_summary(costs: Sequence[ApplyCost], floor: dict[str, Any] | None) -> dict[str, Any]:
+    """What an IPN cost until it was applied: the worker's CPU and the whole machine's, and
+    the machine's per request of the store-only floor (whose requests/s, on a saturated
+    machine, they bound)."""
+    ipns = sum(cost.ipns for cost in costs) or 1
+    seconds = sum(cost.seconds for cost in costs) or 1.0
+    machine_ms = 1000 * sum(cost.machine_cpu for cost in costs) / ipns
+    out: dict[str, Any] = {
+        "what": "each closed-loop IPN phase until nothing it stored was pending; machine CPU "
+        "is every process's (/proc/stat): load generator, web, PostgreSQL, worker, Redis",
+        "ipns": ipns,
+        "seconds": round(seconds, 2),
+        "stored_and_applied_per_s": round(ipns / seconds, 1),
+        "worker_cpu_per_ipn_ms": round(1000 * sum(cost.worker_cpu for cost in costs) / ipns, 3),
+        "machine_cpu_per_ipn_ms": round(machine_ms, 3),
+    }
+    if floor and floor.get("ok"):
+        floor_ms = 1000 * floor["machine_busy_cores"] * floor["elapsed_s"] / floor["ok"]
+        out["floor_machine_cpu_per_request_ms"] = round(floor_ms, 3)
+        out["floor_to_ipn_machine_cpu"] = round(floor_ms / machine_ms, 3)
+    return out
+
+
 @contextmanager
-def appliers(infra: Infrastructure, mode: str) -> Iterator[dict[str, str]]:
+def appliers(infra: Infrastructure, mode: str) -> Iterator[Appliers]:
     """The service's environment for `mode`, with its worker running (worker mode) until exit."""
     if mode == "request":
-        yield {"PAYMENTS_IPN_APPLY": "request"}
+        yield Appliers({"PAYMENTS_IPN_APPLY": "request"})
         return
     env = {"PAYMENTS_IPN_APPLY": "worker", "CELERY_BROKER_URL": infra.prepare_broker()}
     worker = infra.start_worker("ipn-worker", concurrency=WORKER_CONCURRENCY, **env)
     try:
-        yield env
+        yield Appliers(env, worker)
         wait_drained()
     finally:
         infra.stop_celery(worker)

@@ -46,8 +46,25 @@ from bench.common import (
     require_success,
     wait_for_idle,
 )
-from bench.ipn_apply import WORKER_CONCURRENCY, appliers, apply_mode, store_to_applied, wait_drained
-from bench.load import Expect, Item, LoadGenerator, LoadResult, latency_summary, used_items
+from bench.ipn_apply import (
+    WORKER_CONCURRENCY,
+    Appliers,
+    ApplyCost,
+    appliers,
+    apply_cost_summary,
+    apply_mode,
+    store_to_applied,
+    wait_drained,
+)
+from bench.load import (
+    Expect,
+    Item,
+    LoadGenerator,
+    LoadResult,
+    latency_summary,
+    machine_busy_seconds,
+    used_items,
+)
 from bench.servers import HOST, Infrastructure, Server, ServerConfig, log
 from payments.ipn import ACK
 
@@ -305,6 +322,7 @@ class IpnRounds:
     sizes: Sizes
     pools: Pools
     measure_floor: bool
+    applying: Appliers
     ipn: list[Phase] = field(default_factory=list)
     minimal: list[Phase] = field(default_factory=list)
     floor: list[Phase] = field(default_factory=list)
@@ -312,6 +330,7 @@ class IpnRounds:
     errors: int = 0
     backlog_drain_s: float | None = None  # worker mode: after the closed-loop rounds
     round_drains_s: list[float] = field(default_factory=list)  # after each round's IPN phase
+    apply_costs: list[ApplyCost] = field(default_factory=list)  # each IPN phase, drain included
 
     def _count(self, load: LoadResult) -> None:
         self.acknowledged += load.ok
@@ -357,17 +376,28 @@ class IpnRounds:
         )
         # The store-only view gets the same kind of requests as the IPN view.
         send_round = partial(self.send_ipns, seconds=seconds)
-        phase = self._closed_round(f"ipn[{index}]", partial(self.pools.closed.run, send_round))
+        phase = self._measure_ipns(index, partial(self.pools.closed.run, send_round))
         if not self.pools.closed.items:
             log(f"{NAME}: ran out of seeded orders; raise Sizes.orders")
         self._count(phase.load)
         self.ipn.append(phase)
-        # Worker mode: the next phase starts once this one's notifications are applied, so that
-        # the worker's applying never runs in (and slows) the baseline's or the floor's phase.
-        self.round_drains_s.append(wait_drained())
         if self.measure_floor:
             floor_run = partial(self.pools.floor.run, send_round)
             self.floor.append(self._closed_round(f"store_only[{index}]", floor_run))
+
+    def _measure_ipns(self, index: int, run: Callable[[], LoadResult]) -> Phase:
+        """An IPN phase, then (worker mode) the wait until what it stored is applied, so that
+        the worker's applying never runs in (and slows) the baseline's or the floor's phase;
+        the worker's and PostgreSQL's CPU counted until then."""
+        worker_before = self.applying.cpu()
+        phase = self._closed_round(f"ipn[{index}]", run)
+        busy_after_phase = machine_busy_seconds()
+        drain = wait_drained()
+        self.round_drains_s.append(drain)
+        worker = self.applying.cpu().since(worker_before)
+        busy = phase.load.machine_busy + machine_busy_seconds() - busy_after_phase
+        self.apply_costs.append(ApplyCost(phase.load.ok, phase.load.elapsed + drain, worker, busy))
+        return phase
 
     def open_loop(self) -> Phase:
         seconds = self.sizes.open_loop_seconds
@@ -395,8 +425,8 @@ def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
 
         create_table()
 
-    with appliers(infra, mode) as env:  # worker mode: drained before the worker stops
-        rounds, opened = _phases(infra, config, sizes, pools, measure_floor, env)
+    with appliers(infra, mode) as applying:  # worker mode: drained before the worker stops
+        rounds, opened = _phases(infra, config, sizes, pools, measure_floor, applying)
     checks = check_database(pools.closed.sent + pools.open.sent, rounds.acknowledged, rounds.errors)
     if not checks["correct"]:
         log(f"{NAME}: DATABASE CHECK FAILED: {checks}")
@@ -406,6 +436,9 @@ def run(infra: Infrastructure, quick: bool) -> dict[str, Any]:
         measured["worker"] = f"celery worker, prefork x {WORKER_CONCURRENCY}, Redis broker"
     measured["closed_loop"]["worker_backlog_drain_s"] = rounds.backlog_drain_s
     measured["closed_loop"]["worker_round_drains_s"] = rounds.round_drains_s
+    measured["closed_loop"]["until_applied"] = apply_cost_summary(
+        rounds.apply_costs, measured["store_only_floor"].get("closed_loop")
+    )
     measured["open_loop"]["store_to_applied_ms"] = store_to_applied(
         [transaction_of(item) for item in pools.open.sent]
     )
@@ -429,16 +462,17 @@ def _phases(
     sizes: Sizes,
     pools: Pools,
     measure_floor: bool,
-    env: dict[str, str],
+    applying: Appliers,
 ) -> tuple[IpnRounds, Phase]:
     """Warm-up, the closed-loop rounds and the open loop, against one server."""
-    server = infra.start_server("service-ipn", config, access_log=False, port=None, **env)
+    server = infra.start_server("service-ipn", config, access_log=False, port=None, **applying.env)
     with LoadGenerator(HOST, server.port, processes=PROCESSES) as gen:
-        rounds = IpnRounds(gen, server, infra.postgres_meter(), sizes, pools, measure_floor)
+        pg = infra.postgres_meter()
+        rounds = IpnRounds(gen, server, pg, sizes, pools, measure_floor, applying)
         rounds.warm_up()
         for index in range(sizes.rounds):
             rounds.run_round(index)
-        if env["PAYMENTS_IPN_APPLY"] == "worker":
+        if applying.by_worker:
             # The closed loop stored faster than the worker applies: the open loop's IPNs
             # would wait behind that backlog, which is not what 200 IPN/s alone does.
             rounds.backlog_drain_s = wait_drained()
