@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from payments.models import Notification, Order, ReconciliationRun
+from payments.notification_message import order_lock_key
 from payments.services import notifications
 from payments.services.runs import reconciliation_run
 from payments.services.sweeps import (
@@ -225,3 +227,38 @@ def test_a_failure_in_a_chunk_rolls_back_its_first_pass_and_stores_only_that_err
     orders[1].refresh_from_db()
     assert orders[1].status == "awaiting_payment" and not orders[1].payments.exists()
     assert sorted(o.pk for o in paid) == sorted([orders[0].pk, orders[2].pk])
+
+
+def test_a_chunk_keeps_each_orders_notifications_in_arrival_order(make_order: Any) -> None:
+    """Sorted by order (for the lock order), one order's partial still comes before its paid."""
+    x, y = make_order(), make_order()
+    payment = uuid.uuid4()
+    bodies = [
+        ipn_body(transaction=x.transaction, status="partial", payment_id=payment,
+                 amount_pending=x.amount_int, amount_total=x.amount_int),
+        ipn_body(transaction=y.transaction, status="paid", amount_int=y.amount_int),
+        ipn_body(transaction=x.transaction, status="paid", payment_id=payment,
+                 amount_int=x.amount_int),
+    ]  # fmt: skip
+    for n, body in enumerate(bodies):
+        Notification.objects.create(
+            body=body, body_sha256=f"{n}" * 64, received_at=past(600), outcome="pending"
+        )
+
+    counts = notifications_apply_pending(chunk_size=3)
+
+    assert counts["outcome:applied"] == 3
+    assert list(x.transitions.values_list("to_status", flat=True)) == ["confirming", "paid"]
+
+
+@pytest.mark.parametrize(
+    ("sent", "key"),
+    [
+        ("8B3C1E64-7A5F-4F0E-9C3D-2A1B0C9D8E7F", "8b3c1e647a5f4f0e9c3d2a1b0c9d8e7f"),
+        ("8b3c1e647a5f4f0e9c3d2a1b0c9d8e7f", "8b3c1e647a5f4f0e9c3d2a1b0c9d8e7f"),
+        ("not-a-uuid", ""),
+        ("", ""),
+    ],
+)
+def test_the_lock_order_key_is_the_transaction_however_written(sent: str, key: str) -> None:
+    assert order_lock_key(f"id={sent}&status=paid".encode()) == key
