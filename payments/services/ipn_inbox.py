@@ -11,10 +11,10 @@ each notification is applied once whoever finds it.
 
 Waking the worker costs a publish to the broker, so each web process
 publishes at most one wake per WAKE_WINDOW_SECONDS, after the commit. The task
-(`notifications_drain`) keeps applying until a scan that started later than
-its publish time + the window + DRAIN_MARGIN_SECONDS finds nothing: a
-notification whose wake was skipped inside the window was committed before
-that scan, which sees it. A wake lost with the broker (down, a worker killed)
+(`notifications_drain`) keeps applying until a whole scan (not cut by its
+limit) that started later than its publish time + the window +
+DRAIN_MARGIN_SECONDS: a notification whose wake was skipped inside the window
+was committed before that scan, which takes it. A wake lost with the broker (down, a worker killed)
 is the `apply_pending` sweep's (PAYMENTS_SWEEP_SECONDS), which applies what is
 still pending a minute after it was stored (at its next run: within about two
 minutes).
@@ -97,23 +97,28 @@ def _publish(*, until: float) -> bool:
 
 
 def notifications_drain(*, until: float) -> Counter[str]:
-    """Apply pending notifications until a scan begun after `until` (time.time()) finds none."""
+    """Apply pending notifications until a whole scan begun after `until` (time.time()).
+
+    Such a scan took every notification committed before it began, `until`'s
+    included, but those another drain holds (SKIP LOCKED), which that drain
+    applies; a scan cut short by its limit did not. Stopping there, not when a
+    scan finds nothing, ends every wake soon after its `until` under a steady
+    stream too: later notifications are their own wakes' (or the window's).
+    """
     counts: Counter[str] = Counter()
     stop_at = time.monotonic() + DRAIN_MAX_SECONDS
+    limit = DRAIN_CHUNK * DRAIN_PASS_CHUNKS
     while time.monotonic() < stop_at:
         began = time.time()
         # Failed ones (outcome error) are the sweep's: retried here they would never end.
         found = notifications_apply_pending(
-            older_than_seconds=0,
-            chunk_size=DRAIN_CHUNK,
-            include_failed=False,
-            limit=DRAIN_CHUNK * DRAIN_PASS_CHUNKS,
+            older_than_seconds=0, chunk_size=DRAIN_CHUNK, include_failed=False, limit=limit
         )
         counts.update(found)
+        if began >= until and found["examined"] < limit:
+            break
         if found["examined"] >= DRAIN_CHUNK:
             continue  # a backlog: on at once
-        if not found["examined"] and began >= until:
-            break
         # A pass costs statements of its own (the chunks' SELECT and COMMIT): wait for a few
         # notifications to gather rather than take them one by one.
         time.sleep(DRAIN_IDLE_SECONDS)

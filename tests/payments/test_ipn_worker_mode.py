@@ -23,6 +23,7 @@ from django.test import Client
 
 from payments.checks import check_ipn_apply
 from payments.models import Notification, Order, Payment, ShopEvent
+from payments.services import ipn_inbox
 from payments.services.ipn_inbox import notifications_drain
 from payments.services.sweeps import notifications_apply_pending
 from payments.services.webhook_endpoints import webhook_endpoint_create
@@ -85,6 +86,48 @@ def test_the_request_stores_and_answers_without_applying(
     assert notifications_drain(until=0)["examined"] == 1  # what the woken worker runs
     order.refresh_from_db()
     assert order.status == OrderStatus.PAID
+
+
+class _Clock:
+    """time.time, time.monotonic and time.sleep of the drain, on a clock the test moves."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_a_wake_ends_after_its_window_under_a_steady_stream(
+    worker_mode: None, make_order: Callable[..., Order], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every pass finds a newer notification, yet the drain ends with its first whole pass
+    begun after `until` (those later notifications are their own wakes'), not 30 s later."""
+    clock = _Clock(1_000.0)
+    real_pass = ipn_inbox.notifications_apply_pending
+    began: list[float] = []
+
+    def a_notification_then_a_pass(**kwargs: Any) -> Any:
+        began.append(clock.now)
+        post_ipn(Client(), paid_body(make_order()))  # stored, not applied: worker mode
+        clock.now += 0.01  # the pass's own time
+        return real_pass(**kwargs)
+
+    monkeypatch.setattr(ipn_inbox, "time", clock)
+    monkeypatch.setattr(ipn_inbox, "notifications_wake", lambda: False)
+    monkeypatch.setattr(ipn_inbox, "notifications_apply_pending", a_notification_then_a_pass)
+
+    counts = notifications_drain(until=1_000.1)
+
+    assert [t >= 1_000.1 for t in began] == [False] * (len(began) - 1) + [True]
+    assert counts["outcome:applied"] == len(began)  # each pass applied its notification
+    assert nothing_pending()
 
 
 def test_the_worker_records_the_event_of_a_shop_with_an_endpoint(
