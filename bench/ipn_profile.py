@@ -56,13 +56,22 @@ def profile(mode: str, n: int) -> str:
         profiler.runcall(_post_all, client, bodies[20:])
         took = time.perf_counter() - started
         statements = _statements(client, bodies[-1])
+    heading = (
+        f"== {mode}: {n} IPNs, {took / n * 1000:.2f} ms per IPN (profiled)\n"
+        f"statements of one IPN: {statements}\n"
+    )
+    # The service's own functions and the publish (Django's request stack left out).
+    return _report(profiler, heading, r"payments/|merchant/|kombu/|celery/")
+
+
+def _report(profiler: cProfile.Profile, heading: str, own: str) -> str:
+    """`heading`, the functions with the most own time, and the heaviest calls of files
+    matching `own`."""
     out = io.StringIO()
-    out.write(f"== {mode}: {n} IPNs, {took / n * 1000:.2f} ms per IPN (profiled)\n")
-    out.write(f"statements of one IPN: {statements}\n")
+    out.write(heading)
     stats = pstats.Stats(profiler, stream=out)
     stats.sort_stats("tottime").print_stats(TOP)
-    # The service's own functions and the publish (Django's request stack left out).
-    stats.sort_stats("cumulative").print_stats(r"payments/|merchant/|kombu/|celery/", TOP)
+    stats.sort_stats("cumulative").print_stats(own, TOP)
     return out.getvalue()
 
 
@@ -79,13 +88,11 @@ def profile_drain() -> str:
         counts = profiler.runcall(notifications_drain, until=0)
     took = time.perf_counter() - started
     n = counts["examined"]
-    out = io.StringIO()
-    out.write(f"== drain: {n} notifications applied, {took / n * 1000:.2f} ms each, ")
-    out.write(f"{len(captured.captured_queries) / n:.1f} statements each\n")
-    stats = pstats.Stats(profiler, stream=out)
-    stats.sort_stats("tottime").print_stats(TOP)
-    stats.sort_stats("cumulative").print_stats(r"payments/|merchant/", TOP)
-    return out.getvalue()
+    heading = (
+        f"== drain: {n} notifications applied, {took / n * 1000:.2f} ms each, "
+        f"{len(captured.captured_queries) / n:.1f} statements each\n"
+    )
+    return _report(profiler, heading, r"payments/|merchant/")
 
 
 def _statements(client: Any, ipn: tuple[bytes, dict[str, str]]) -> list[str]:

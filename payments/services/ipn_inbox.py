@@ -14,10 +14,10 @@ publishes at most one wake per WAKE_WINDOW_SECONDS, after the commit. The task
 (`notifications_drain`) keeps applying until a whole scan (not cut by its
 limit) that started later than its publish time + the window +
 DRAIN_MARGIN_SECONDS: a notification whose wake was skipped inside the window
-was committed before that scan, which takes it. A wake lost with the broker (down, a worker killed)
-is the `apply_pending` sweep's (PAYMENTS_SWEEP_SECONDS), which applies what is
-still pending a minute after it was stored (at its next run: within about two
-minutes).
+was committed before that scan, which takes it. A wake lost with the broker
+(down, a worker killed) is the `apply_pending` sweep's (PAYMENTS_SWEEP_SECONDS),
+which applies what is still pending a minute after it was stored (at its next
+run: within about two minutes).
 """
 
 from __future__ import annotations

@@ -42,6 +42,13 @@ def worker_mode(settings: Any) -> None:
     settings.PAYMENTS_IPN_APPLY = "worker"
 
 
+@pytest.fixture
+def service_url(worker_mode: None, live_server: Any, start_worker: Callable[..., Any]) -> str:
+    """The live service in worker mode, with a real Celery worker applying its IPNs."""
+    start_worker("ipn-inbox")
+    return str(live_server.url)
+
+
 def paid_body(order: Order, payment_id: uuid.UUID | None = None) -> bytes:
     return ipn_body(
         transaction=order.transaction,
@@ -163,19 +170,15 @@ def test_a_duplicate_in_worker_mode_is_counted_not_applied(
 
 @pytest.mark.worker
 def test_a_real_worker_applies_every_ipn_exactly_once(
-    worker_mode: None,
-    live_server: Any,
-    start_worker: Callable[..., Any],
-    make_order: Callable[..., Order],
+    service_url: str, make_order: Callable[..., Order]
 ) -> None:
-    start_worker("ipn-inbox")
     orders = [make_order(reference=f"inbox-{i}") for i in range(24)]
     twice = orders[:6]  # each sent three times in the same concurrent batch (early retries)
     bodies = [paid_body(o) for o in orders]
     copies = bodies + [b for b in bodies[: len(twice)] for _ in range(2)]
 
     with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(lambda b: post_ipn_http(live_server.url, b, timeout=30), copies))
+        answers = list(pool.map(lambda b: post_ipn_http(service_url, b, timeout=30), copies))
 
     assert [(a.status_code, a.content) for a in answers] == [(200, b"[OK]")] * len(copies)
     wait_until(nothing_pending, 30, "the worker to apply every notification")
@@ -193,12 +196,8 @@ def test_a_real_worker_applies_every_ipn_exactly_once(
 
 @pytest.mark.worker
 def test_a_real_worker_applies_a_partial_then_the_paid(
-    worker_mode: None,
-    live_server: Any,
-    start_worker: Callable[..., Any],
-    make_order: Callable[..., Order],
+    service_url: str, make_order: Callable[..., Order]
 ) -> None:
-    start_worker("ipn-inbox")
     order = make_order(reference="partial-then-paid")
     payment_id = uuid.uuid4()
     partial = ipn_body(
@@ -208,11 +207,11 @@ def test_a_real_worker_applies_a_partial_then_the_paid(
         amount_pending=order.amount_int,
     )
 
-    assert post_ipn_http(live_server.url, partial).content == b"[OK]"
+    assert post_ipn_http(service_url, partial).content == b"[OK]"
     wait_until(nothing_pending, 30, "the partial to be applied")
     order.refresh_from_db()
     assert order.status == OrderStatus.CONFIRMING
-    assert post_ipn_http(live_server.url, paid_body(order, payment_id)).content == b"[OK]"
+    assert post_ipn_http(service_url, paid_body(order, payment_id)).content == b"[OK]"
     wait_until(nothing_pending, 30, "the paid to be applied")
 
     order.refresh_from_db()
