@@ -107,19 +107,9 @@ def parse_notification(body: bytes) -> NotificationMessage:
 
 def ids_as_sent(body: bytes) -> tuple[str | None, str | None]:
     """The transaction and status fields of an authentic body, unchecked: a fraction of
-    parse_notification's cost (the IPN view's log line; ordering a worker's chunk)."""
+    parse_notification's cost (the IPN view's log line)."""
     try:
         fields = dict(parse_qsl(body.decode("utf-8", "replace"), max_num_fields=MAX_FIELDS))
     except ValueError:
         return None, None
     return fields.get("id", "")[:64] or None, fields.get("status", "")[:32] or None
-
-
-def order_lock_key(body: bytes) -> str:
-    """The order a body's applying will lock (its transaction id, normalised), or "" when it
-    names none: chunks applied in this order lock their orders in one global order."""
-    transaction, _ = ids_as_sent(body)
-    try:
-        return uuid.UUID(transaction).hex if transaction else ""
-    except ValueError:
-        return ""

@@ -19,12 +19,10 @@ import logging
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
-from uuid import UUID
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
-from django.db.models import F, Sum
-from django.db.models.functions import Coalesce
+from django.db.models import F
 from django.utils import timezone
 
 from payments import money
@@ -32,8 +30,8 @@ from payments.choices import IpnStatus
 from payments.exceptions import InvalidNotification, NotificationOfAnotherShop
 from payments.models import Notification, Order, OrderFlag, Payment, RejectedNotification, Shop
 from payments.notification_message import NotificationMessage, parse_notification
+from payments.services.apply_batch import ApplyBatch
 from payments.services.inserts import insert_on_conflict
-from payments.services.orders import order_flag, order_transition
 from payments.services.quotes import Coverage, Verdict, payment_coverage
 from payments.states import OrderStatus
 
@@ -67,7 +65,7 @@ def notification_receive(
         with transaction.atomic():
             notification = _notification_store(received)
             if notification.outcome in (Outcome.PENDING, Outcome.ERROR):
-                _apply(notification)
+                notifications_apply(notifications=[notification])
             return notification
     except (OperationalError, InterfaceError, NotificationOfAnotherShop):
         raise  # nothing was written (transient: the gateway's retry will bring it back)
@@ -181,44 +179,73 @@ def notification_apply(*, notification: Notification, savepoint: bool = True) ->
     """Apply a stored notification to its order: one transaction, the order row locked.
 
     `savepoint=False` inside a caller's atomic block saves two round trips, but a
-    failure then spoils the caller's whole block (payments.services.sweeps applies
-    a chunk so, and again one by one if one fails).
+    failure then spoils the caller's whole block.
     """
     with transaction.atomic(savepoint=savepoint):
-        return _apply(notification)
+        notifications_apply(notifications=[notification])
+        return notification
 
 
-def _apply(notification: Notification) -> Notification:
-    """Apply inside the caller's transaction (which holds the notification's row)."""
+def notifications_apply(*, notifications: list[Notification]) -> list[str]:
+    """Apply stored notifications in the caller's transaction (which holds their rows); their
+    outcomes, in their order.
+
+    One ApplyBatch for all: their orders locked and their payments read in two
+    statements, each notification decided in turn against that state (a later
+    one of the same order sees what an earlier one did), the writes made
+    together (payments.services.apply_batch). Each notification's shop is
+    read from `notification.shop` (in hand on the IPN path, one query for a
+    sweep's chunk).
+    """
+    parsed = [_parsed(notification) for notification in notifications]
+    messages = [message for message in parsed if isinstance(message, NotificationMessage)]
+    batch = ApplyBatch.locked(
+        transactions=(message.transaction for message in messages),
+        payment_ids=(message.payment_id for message in messages),
+    )
+    for notification, message in zip(notifications, parsed, strict=True):
+        if isinstance(message, NotificationMessage):
+            _apply(notification, message, batch)
+        else:
+            batch.finish(notification=notification, outcome=Outcome.INVALID, detail=message)
+    batch.flush()
+    return [notification.outcome for notification in notifications]
+
+
+def _parsed(notification: Notification) -> NotificationMessage | str:
+    """The notification's message, or why it cannot be read."""
     try:
-        message = parse_notification(bytes(notification.body))
+        return parse_notification(bytes(notification.body))
     except InvalidNotification as exc:
-        return _finish(notification, Outcome.INVALID, str(exc))
+        return str(exc)
+
+
+def _apply(notification: Notification, message: NotificationMessage, batch: ApplyBatch) -> None:
     notification.transaction = message.transaction
     notification.payment_id = message.payment_id
     notification.status = message.status
     shop = notification.shop  # cached by the IPN path; one query in a sweep
-    order = order_locked(
-        shop=shop,
-        transaction=message.transaction,
-        currency=message.currency,
-        payment_id=message.payment_id,
-    )
+    order = batch.order(shop=shop, transaction=message.transaction)
     if order is None:
-        if Order.objects.filter(transaction=message.transaction).exists():
-            return _another_shops(notification, shop)
-        return _finish(notification, Outcome.UNKNOWN_TRANSACTION, "no order has this id")
+        if batch.has_order(transaction=message.transaction):
+            return _another_shops(notification, shop, batch)
+        batch.finish(
+            notification=notification,
+            outcome=Outcome.UNKNOWN_TRANSACTION,
+            detail="no order has this id",
+        )
+        return None
     notification.order = order
     if (message.data or "") != order.data:
-        order_flag(
-            order_id=order.pk, kind=Kind.DATA_MISMATCH, detail="data differs from the order's"
-        )
-        return _finish(notification, Outcome.FLAGGED, "data differs from the order's")
-    outcome, detail = HANDLERS[message.status](order=order, message=message)
-    return _finish(notification, outcome, detail)
+        detail = "data differs from the order's"
+        outcome, detail = _flagged(batch, order, Kind.DATA_MISMATCH, detail)
+    else:
+        outcome, detail = HANDLERS[message.status](batch=batch, order=order, message=message)
+    batch.finish(notification=notification, outcome=outcome, detail=detail)
+    return None
 
 
-def _another_shops(notification: Notification, shop: Shop) -> Notification:
+def _another_shops(notification: Notification, shop: Shop, batch: ApplyBatch) -> None:
     """A transaction of another shop's order: nothing applied, flagged on `shop`'s side only.
 
     No order is linked, so `shop`'s staff never see the other shop's order.
@@ -228,94 +255,38 @@ def _another_shops(notification: Notification, shop: Shop) -> Notification:
         shop.name,
         extra={"notification_id": notification.pk, "transaction": str(notification.transaction)},
     )
-    return _finish(
-        notification,
-        Outcome.FLAGGED,
-        "the transaction belongs to another shop: this shop's key cannot change it",
+    batch.finish(
+        notification=notification,
+        outcome=Outcome.FLAGGED,
+        detail="the transaction belongs to another shop: this shop's key cannot change it",
     )
-
-
-def order_locked(
-    *, shop: Shop, transaction: UUID, currency: str | None, payment_id: UUID
-) -> Order | None:
-    """`shop`'s order of `transaction`, locked, with `paid_before`: what its payments other
-    than `payment_id` brought in `currency` (the rule of quotes.received_int).
-
-    None when no order of `shop` has this transaction (another shop's is not
-    found: one shop's key never touches another shop's order). The order comes
-    with `shop` in hand (`order.shop`, no query).
-
-    The one way to lock an order for `payment_apply_paid` (the IPN inbox, the
-    ledger sweep), on every database: one statement on the hottest path of the
-    service, the total riding along as a scalar subquery (only the order row
-    is locked). Written as SQL because building the equivalent queryset cost
-    more CPU than the rest of the IPN. SQLite has no FOR UPDATE: its writers
-    take turns on the whole database.
-    """
-    order_table = connection.ops.quote_name(Order._meta.db_table)
-    payment_table = connection.ops.quote_name(Payment._meta.db_table)
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    uuid_field = Order._meta.get_field("transaction")
-    sql = (
-        "SELECT o.*, COALESCE((SELECT SUM(CASE WHEN p.status = %s AND p.currency = %s "  # noqa: S608
-        "THEN p.amount_int WHEN p.status = %s AND %s = %s THEN p.amount_valid ELSE 0 END) "
-        f"FROM {payment_table} p WHERE p.order_id = o.id AND p.payment_id <> %s), 0) "
-        f"AS paid_before FROM {order_table} o "
-        f"WHERE o.{connection.ops.quote_name('transaction')} = %s AND o.shop_id = %s{lock}"
-    )
-    params = [
-        Payment.Status.PAID.value,
-        currency or "",
-        Payment.Status.PARTIAL.value,
-        currency or "",
-        money.BTC,
-        uuid_field.get_db_prep_value(payment_id, connection),
-        uuid_field.get_db_prep_value(transaction, connection),
-        shop.pk,
-    ]
-    order = next(iter(Order.objects.raw(sql, params)), None)
-    if order is not None:
-        order.shop = shop
-    return order
-
-
-def _finish(notification: Notification, outcome: str, detail: str) -> Notification:
-    notification.outcome = outcome
-    notification.detail = detail[:500]
-    notification.needs_review = outcome in (
-        Outcome.FLAGGED, Outcome.UNKNOWN_TRANSACTION, Outcome.INVALID,
-    )  # fmt: skip
-    notification.applied_at = timezone.now()
-    notification.save(
-        update_fields=[
-            "transaction", "payment_id", "status", "order", "outcome", "detail",
-            "needs_review", "applied_at",
-        ]
-    )  # fmt: skip
-    return notification
 
 
 def _payment_for(
+    batch: ApplyBatch,
     order: Order,
     message: NotificationMessage,
     fields: dict[str, Any],
     source: str = Payment.Source.IPN,
 ) -> tuple[Payment, bool]:
-    """The Payment row of this payment_id: unique, so a duplicate never makes a second.
-
-    A new row is inserted with `fields` (status included) in one statement;
-    an existing one is returned as it is, for the caller to decide.
-    """
+    """The Payment of this payment_id (whichever order it is of), or a new one with `fields`
+    (status included) for the batch to insert. Unique: a duplicate never makes a second."""
+    payment = batch.payment(payment_id=message.payment_id)
+    if payment is not None:
+        return payment, False
     payment = Payment(payment_id=message.payment_id, order=order, source=source, **fields)
-    row = insert_on_conflict(obj=payment, unique_field="payment_id", returning=("id",))
-    if row is not None:
-        payment.pk = row[0]
-        return payment, True
-    return Payment.objects.get(payment_id=message.payment_id), False
+    batch.payment_add(payment=payment)
+    return payment, True
 
 
-def _flagged(order: Order, kind: str, detail: str) -> tuple[str, str]:
-    order_flag(order_id=order.pk, kind=kind, detail=detail)
+def _payment_update(batch: ApplyBatch, payment: Payment, fields: dict[str, Any]) -> None:
+    for name, value in fields.items():
+        setattr(payment, name, value)
+    batch.payment_change(payment=payment, fields=fields)
+
+
+def _flagged(batch: ApplyBatch, order: Order, kind: str, detail: str) -> tuple[str, str]:
+    batch.flag(order=order, kind=kind, detail=detail)
     return Outcome.FLAGGED, detail
 
 
@@ -334,79 +305,78 @@ def _paid_fields(order: Order, message: NotificationMessage) -> dict[str, Any]:
 
 
 def payment_apply_paid(
-    *, order: Order, message: NotificationMessage, source: str = Payment.Source.IPN
+    *,
+    batch: ApplyBatch,
+    order: Order,
+    message: NotificationMessage,
+    source: str = Payment.Source.IPN,
 ) -> tuple[str, str]:
     """Record a paid payment and move its order as the state table says.
 
-    `order` comes from `order_locked` (locked, with what was paid before).
-
-    The order becomes paid only when what its paid payments add up to covers
-    it (`payment_coverage`: the price, or a fiat order's BTC quote within the
-    tolerance and its window); short, it stays open and is flagged.
+    `order` is `batch`'s (locked, its payments read). The order becomes paid
+    only when what its paid payments add up to covers it (`payment_coverage`:
+    the price, or a fiat order's BTC quote within the tolerance and its
+    window); short, it stays open and is flagged.
     """
     if not message.amount_int:
-        return _invalid(order, "a paid notification with a zero amount")
+        return _invalid(batch, order, "a paid notification with a zero amount")
     fields = _paid_fields(order, message)
-    payment, created = _payment_for(order, message, fields, source)
+    payment, created = _payment_for(batch, order, message, fields, source)
     if payment.order_id != order.pk:
-        return _flagged(order, Kind.UNEXPECTED_NOTIFICATION, "payment id of another order")
+        return _flagged(batch, order, Kind.UNEXPECTED_NOTIFICATION, "payment id of another order")
     # When the payer sent the money: a payment first seen confirming was sent then.
     sent_at = (message.paid_at or timezone.now()) if created else payment.created
     if not created:
         if payment.status == Payment.Status.PAID and payment.amount_int is not None:
             return Outcome.DUPLICATE, "payment already recorded as paid"
-        for name, value in fields.items():
-            setattr(payment, name, value)
-        payment.save(update_fields=[*fields, "updated"])
+        _payment_update(batch, payment, fields)
     assert message.amount_int is not None and message.currency is not None
     if message.currency not in (order.currency, money.BTC):
-        return _flagged(
-            order, Kind.AMOUNT_MISMATCH, f"paid in {message.currency}, order is {order.currency}"
-        )
+        detail = f"paid in {message.currency}, order is {order.currency}"
+        return _flagged(batch, order, Kind.AMOUNT_MISMATCH, detail)
     if order.status == S.PAID:
         if order.multipay:
             return Outcome.APPLIED, "another payment on a multipay order"
-        return _flagged(order, Kind.UNEXPECTED_NOTIFICATION, "a second payment on a paid order")
+        detail = "a second payment on a paid order"
+        return _flagged(batch, order, Kind.UNEXPECTED_NOTIFICATION, detail)
     late = order.status in (S.EXPIRED, S.CANCELLED)
     if order.status not in (S.AWAITING_PAYMENT, S.CONFIRMING) and not late:
-        return _flagged(order, Kind.UNEXPECTED_NOTIFICATION, f"paid while {order.status}")
+        return _flagged(batch, order, Kind.UNEXPECTED_NOTIFICATION, f"paid while {order.status}")
+    paid_before = batch.paid_before(
+        order=order, currency=message.currency, payment_id=message.payment_id
+    )
     coverage = payment_coverage(
         order=order,
-        paid_int=_paid_before(order) + message.amount_int,
+        paid_int=paid_before + message.amount_int,
         currency=message.currency,
         sent_at=sent_at,
     )
     if not coverage.pays:
-        return _flagged(order, str(coverage.verdict), coverage.detail)
-    return _order_paid(order, message, coverage, late=late)
+        return _flagged(batch, order, str(coverage.verdict), coverage.detail)
+    return _order_paid(batch, order, message, coverage, late=late)
 
 
 def _order_paid(
-    order: Order, message: NotificationMessage, coverage: Coverage, *, late: bool
+    batch: ApplyBatch,
+    order: Order,
+    message: NotificationMessage,
+    coverage: Coverage,
+    *,
+    late: bool,
 ) -> tuple[str, str]:
     was = order.status
-    order_transition(
-        order_id=order.pk, to=S.PAID, reason=f"IPN paid {message.payment_id}", locked=order
-    )
+    batch.move(order=order, to=S.PAID, reason=f"IPN paid {message.payment_id}")
     if late:
-        order_flag(order_id=order.pk, kind=Kind.LATE, detail=f"paid after being {was}")
+        batch.flag(order=order, kind=Kind.LATE, detail=f"paid after being {was}")
     if coverage.verdict == Verdict.OVERPAID:
-        order_flag(order_id=order.pk, kind=Kind.OVERPAID, detail=coverage.detail)
+        batch.flag(order=order, kind=Kind.OVERPAID, detail=coverage.detail)
     return Outcome.APPLIED, "order paid" + (" late" if late else "")
 
 
-def _invalid(order: Order, detail: str) -> tuple[str, str]:
+def _invalid(batch: ApplyBatch, order: Order, detail: str) -> tuple[str, str]:
     """An authentic notification whose figures cannot be true: stored invalid, order flagged."""
-    order_flag(order_id=order.pk, kind=Kind.INVALID_NOTIFICATION, detail=detail)
+    batch.flag(order=order, kind=Kind.INVALID_NOTIFICATION, detail=detail)
     return Outcome.INVALID, detail
-
-
-def _paid_before(order: Order) -> int:
-    """What the order's other payments brought in the message's currency (order_locked)."""
-    paid_before = order.__dict__.get("paid_before")
-    if paid_before is None:
-        raise ValueError("payment_apply_paid takes an order locked by order_locked")
-    return int(paid_before)
 
 
 def _implied_rate(order: Order, btc_amount_int: int) -> Decimal:
@@ -414,11 +384,14 @@ def _implied_rate(order: Order, btc_amount_int: int) -> Decimal:
     return (price / money.to_decimal(btc_amount_int, money.BTC)).quantize(Decimal("1E-12"))
 
 
-def _apply_partial(*, order: Order, message: NotificationMessage) -> tuple[str, str]:
+def _apply_partial(
+    *, batch: ApplyBatch, order: Order, message: NotificationMessage
+) -> tuple[str, str]:
     assert message.amount_valid is not None and message.amount_pending is not None
     assert message.amount_total is not None
     if message.amount_valid + message.amount_pending != message.amount_total:
         return _invalid(
+            batch,
             order,
             f"partial figures do not add up: valid {message.amount_valid} + pending "
             f"{message.amount_pending} != total {message.amount_total}",
@@ -428,9 +401,10 @@ def _apply_partial(*, order: Order, message: NotificationMessage) -> tuple[str, 
         "amount_valid": message.amount_valid,
         "amount_total": message.amount_total,
     }
-    payment, created = _payment_for(order, message, {"status": Payment.Status.PARTIAL, **figures})
+    partial = {"status": Payment.Status.PARTIAL, **figures}
+    payment, created = _payment_for(batch, order, message, partial)
     if payment.order_id != order.pk:
-        return _flagged(order, Kind.UNEXPECTED_NOTIFICATION, "payment id of another order")
+        return _flagged(batch, order, Kind.UNEXPECTED_NOTIFICATION, "payment id of another order")
     if payment.status != Payment.Status.PARTIAL:
         return Outcome.STALE, f"payment already {payment.status}"
     if not created:
@@ -438,65 +412,58 @@ def _apply_partial(*, order: Order, message: NotificationMessage) -> tuple[str, 
         given = (message.amount_valid or 0, message.amount_total or 0)
         if given <= seen:
             return Outcome.DUPLICATE, "no newer confirmation figures"
-        for name, value in figures.items():
-            setattr(payment, name, value)
-        payment.save(update_fields=[*figures, "updated"])
+        _payment_update(batch, payment, figures)
     if order.status == S.AWAITING_PAYMENT:
-        return _confirming(order, message, sent_at=payment.created)
+        return _confirming(batch, order, message, sent_at=payment.created)
     if order.status == S.CONFIRMING or (order.status == S.PAID and order.multipay):
         return Outcome.APPLIED, "confirmation figures updated"
-    return _flagged(order, Kind.LATE, f"bitcoins arriving while the order is {order.status}")
+    detail = f"bitcoins arriving while the order is {order.status}"
+    return _flagged(batch, order, Kind.LATE, detail)
 
 
 def _confirming(
-    order: Order, message: NotificationMessage, *, sent_at: datetime
+    batch: ApplyBatch, order: Order, message: NotificationMessage, *, sent_at: datetime
 ) -> tuple[str, str]:
     """Confirming once the bitcoins on their way (with those paid) would pay the order."""
-    on_the_way = order.payments.filter(
-        status__in=(Payment.Status.PARTIAL, Payment.Status.PAID)
-    ).aggregate(total=Sum(Coalesce("amount_int", "amount_total")))["total"]
     coverage = payment_coverage(
-        order=order, paid_int=int(on_the_way or 0), currency=money.BTC, sent_at=sent_at
+        order=order, paid_int=batch.on_the_way(order=order), currency=money.BTC, sent_at=sent_at
     )
     if coverage.verdict in (Verdict.UNDERPAID, Verdict.QUOTE_EXPIRED):
-        return _flagged(order, str(coverage.verdict), f"confirming: {coverage.detail}")
-    order_transition(
-        order_id=order.pk,
-        to=S.CONFIRMING,
-        reason=f"IPN partial {message.payment_id}",
-        locked=order,
-    )
+        return _flagged(batch, order, str(coverage.verdict), f"confirming: {coverage.detail}")
+    batch.move(order=order, to=S.CONFIRMING, reason=f"IPN partial {message.payment_id}")
     return Outcome.APPLIED, "bitcoins confirming"
 
 
-def _apply_cancelled(*, order: Order, message: NotificationMessage) -> tuple[str, str]:
-    payment, _ = _payment_for(order, message, {"status": Payment.Status.CANCELLED})
+def _apply_cancelled(
+    *, batch: ApplyBatch, order: Order, message: NotificationMessage
+) -> tuple[str, str]:
+    payment, _ = _payment_for(batch, order, message, {"status": Payment.Status.CANCELLED})
     if payment.order_id != order.pk:
-        return _flagged(order, Kind.UNEXPECTED_NOTIFICATION, "payment id of another order")
+        return _flagged(batch, order, Kind.UNEXPECTED_NOTIFICATION, "payment id of another order")
     if order.status in (S.AWAITING_PAYMENT, S.CONFIRMING):
         if payment.status == Payment.Status.PARTIAL:
-            payment.status = Payment.Status.CANCELLED
-            payment.save(update_fields=["status", "updated"])
-        order_transition(
-            order_id=order.pk,
-            to=S.CANCELLED,
-            reason=f"IPN cancelled {message.payment_id}",
-            locked=order,
-        )
+            _payment_update(batch, payment, {"status": Payment.Status.CANCELLED})
+        batch.move(order=order, to=S.CANCELLED, reason=f"IPN cancelled {message.payment_id}")
         return Outcome.APPLIED, "order cancelled"
     if order.status == S.CANCELLED:
         return Outcome.DUPLICATE, "order already cancelled"
     if order.status == S.PAID:
-        return _flagged(order, Kind.UNEXPECTED_NOTIFICATION, "cancellation of a paid order")
+        detail = "cancellation of a paid order"
+        return _flagged(batch, order, Kind.UNEXPECTED_NOTIFICATION, detail)
     return Outcome.STALE, f"order already {order.status}"
 
 
-def _apply_closed(*, order: Order, message: NotificationMessage) -> tuple[str, str]:
-    return _flagged(order, Kind.UNEXPECTED_NOTIFICATION, "status 'closed' (shouldn't happen)")
+def _apply_closed(
+    *, batch: ApplyBatch, order: Order, message: NotificationMessage
+) -> tuple[str, str]:
+    detail = "status 'closed' (shouldn't happen)"
+    return _flagged(batch, order, Kind.UNEXPECTED_NOTIFICATION, detail)
 
 
 class _Handler(Protocol):
-    def __call__(self, *, order: Order, message: NotificationMessage) -> tuple[str, str]: ...
+    def __call__(
+        self, *, batch: ApplyBatch, order: Order, message: NotificationMessage
+    ) -> tuple[str, str]: ...
 
 
 # What each status does to its (locked) order; the IPN parser admits only these.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -268,7 +269,7 @@ def _created_order_transition(order: Order, *, to: str, reason: str, **fields: A
         raise InvalidTransition(f"order {order.pk} left `created` during its creation")
     for name, value in fields.items():
         setattr(order, name, value)
-    _transition_recorded(order, to, reason, now)
+    _moves_recorded([OrderMove(order=order, from_status=order.status, to=to, reason=reason)], now)
 
 
 def _failure_reason(exc: GatewayError) -> str:
@@ -306,24 +307,57 @@ def _check_transition(order: Order, to: str) -> None:
 
 
 def _transition_write(order: Order, to: str, reason: str) -> Order:
-    now = timezone.now()
-    # One UPDATE without a SELECT first: the row is locked and already in hand.
-    Order.objects.filter(pk=order.pk).update(status=to, updated=now)
-    return _transition_recorded(order, to, reason, now)
-
-
-def _transition_recorded(order: Order, to: str, reason: str, now: datetime) -> Order:
-    """After the UPDATE that moved `order` (still in its former status) to `to`: the
-    transition's row, the shop event, the status signal after the commit."""
-    OrderTransition.objects.create(
-        order=order, from_status=order.status, to_status=to, reason=reason, created=now
-    )
-    order.status, order.updated = to, now
-    shop_event_record(order=order, event_type=f"order.{to}")
-    signal = STATUS_SIGNALS.get(to)
-    if signal is not None and signal.has_listeners(sender=Order):
-        transaction.on_commit(partial(signal.send_robust, sender=Order, order=order))
+    move = OrderMove(order=order, from_status=order.status, to=to, reason=reason)
+    order_moves_write(moves=[move])
     return order
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrderMove:
+    """A checked change of a locked order's status: `order` in hand, `from_status` what it was."""
+
+    order: Order
+    from_status: str
+    to: str
+    reason: str
+
+
+def order_moves_write(*, moves: Sequence[OrderMove]) -> None:
+    """Write moves of orders the caller holds locked, already checked against the table:
+    one UPDATE per target status (no SELECT first: the rows are in hand), then their records.
+
+    The one writer behind `order_transition` and the IPN's batches
+    (payments.services.apply_batch), which move many orders per transaction.
+    """
+    now = timezone.now()
+    targets: dict[str, list[UUID]] = {}
+    for move in moves:
+        targets.setdefault(move.to, []).append(move.order.pk)
+    for to, ids in targets.items():
+        Order.objects.filter(pk__in=ids).update(status=to, updated=now)
+    _moves_recorded(moves, now)
+
+
+def _moves_recorded(moves: Sequence[OrderMove], now: datetime) -> None:
+    """After the UPDATEs that made `moves`: their transitions' rows (one INSERT), each
+    order's shop event, and its status signal after the commit."""
+    OrderTransition.objects.bulk_create(
+        OrderTransition(
+            order=move.order,
+            from_status=move.from_status,
+            to_status=move.to,
+            reason=move.reason,
+            created=now,
+        )
+        for move in moves
+    )
+    for move in moves:
+        order = move.order
+        order.status, order.updated = move.to, now
+        shop_event_record(order=order, event_type=f"order.{move.to}")
+        signal = STATUS_SIGNALS.get(move.to)
+        if signal is not None and signal.has_listeners(sender=Order):
+            transaction.on_commit(partial(signal.send_robust, sender=Order, order=order))
 
 
 def order_flag(*, order_id: UUID, kind: str, detail: str = "") -> OrderFlag:

@@ -14,12 +14,13 @@ paid in its own currency) needs no rate: the amount must be exact.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from uuid import UUID
 
-from django.db.models import BigIntegerField, Case, Sum, TextChoices, Value, When
+from django.db.models import TextChoices
 from django.utils import timezone
 
 from payments import money
@@ -72,21 +73,30 @@ def quote_fields(*, amount_int: int, currency: str, quote: Quote | None) -> dict
     }
 
 
-def received_int(*, order: Order, currency: str, excluding: UUID | None = None) -> int:
-    """What the order's payments brought in `currency` (but the payment `excluding`).
+def received_int(*, order: Order, currency: str) -> int:
+    """What the order's payments brought in `currency` (payments_received)."""
+    return payments_received(order.payments.all(), currency=currency)
+
+
+def payments_received(
+    payments: Iterable[Payment], *, currency: str, excluding: UUID | None = None
+) -> int:
+    """What `payments` (one order's) brought in `currency`, but the payment `excluding`.
 
     Paid payments in that currency; and, in BTC, the confirmed part
     (`amount_valid`) of payments still reported `partial`: the gateway credits
     bitcoins at 6 confirmations, and reports `paid` only for the payment that
     covers the order, so confirmed money reported `partial` counts too.
-    (The IPN path reads the same sum in its order lock: notifications.order_locked.)
     """
-    whens = [When(status=Payment.Status.PAID, currency=currency, then="amount_int")]
-    if currency == money.BTC:
-        whens.append(When(status=Payment.Status.PARTIAL, then="amount_valid"))
-    counted = Case(*whens, default=Value(0), output_field=BigIntegerField())
-    payments = order.payments.exclude(payment_id=excluding) if excluding else order.payments.all()
-    return int(payments.aggregate(total=Sum(counted))["total"] or 0)
+    total = 0
+    for payment in payments:
+        if payment.payment_id == excluding:
+            continue
+        if payment.status == Payment.Status.PAID and payment.currency == currency:
+            total += payment.amount_int or 0
+        elif payment.status == Payment.Status.PARTIAL and currency == money.BTC:
+            total += payment.amount_valid or 0
+    return total
 
 
 class Verdict(TextChoices):
@@ -135,7 +145,7 @@ def payment_coverage(*, order: Order, paid_int: int, currency: str, sent_at: dat
 def underpaid_tolerance(order: Order) -> Decimal:
     """The order's shop's tolerance, else PAYMENTS_UNDERPAID_TOLERANCE.
 
-    `order.shop` is in hand on the IPN and ledger paths (notifications.order_locked).
+    `order.shop` is in hand on the IPN and ledger paths (ApplyBatch.order).
     """
     own = order.shop.underpaid_tolerance
     return payments_settings.PAYMENTS_UNDERPAID_TOLERANCE if own is None else own

@@ -32,7 +32,8 @@ from payments.gateway.results import WalletEntry
 from payments.gateway_factory import gateway_client
 from payments.models import LedgerCheckpoint, Order, OrderFlag, Payment, Shop
 from payments.notification_message import NotificationMessage
-from payments.services.notifications import order_locked, payment_apply_paid
+from payments.services.apply_batch import ApplyBatch
+from payments.services.notifications import payment_apply_paid
 from payments.services.orders import order_flag
 from payments.services.quotes import payment_coverage, received_int
 from payments.shops import shop_default
@@ -129,9 +130,8 @@ def _reconcile_entry(entry: WalletEntry, *, shop: Shop, dry_run: bool) -> str:
     except ValueError:
         return "unmatched"
     credited = (entry.value.value_int, entry.value.currency)
-    order = order_locked(
-        shop=shop, transaction=transaction_id, currency=credited[1], payment_id=payment_id
-    )
+    batch = ApplyBatch.locked(transactions=[transaction_id], payment_ids=[payment_id])
+    order = batch.order(shop=shop, transaction=transaction_id)
     if order is None:
         logger.warning(
             "ledger credit %s of shop %s for a transaction it has no order of: %s",
@@ -141,7 +141,9 @@ def _reconcile_entry(entry: WalletEntry, *, shop: Shop, dry_run: bool) -> str:
         )
         return "unmatched"
     # This order's payment only: another order's payment id is never compared or changed.
-    payment = Payment.objects.filter(payment_id=payment_id, order=order).first()
+    payment = batch.payment(payment_id=payment_id)
+    if payment is not None and payment.order_id != order.pk:
+        payment = None
     if payment is not None and payment.status == Payment.Status.PAID:
         if (payment.amount_int, payment.currency) == credited:
             return _matched_or_short(order)
@@ -165,8 +167,10 @@ def _reconcile_entry(entry: WalletEntry, *, shop: Shop, dry_run: bool) -> str:
         method="ledger",
         paid_at=entry.date,
     )
-    payment_apply_paid(order=order, message=message, source=Payment.Source.RECONCILIATION)
-    order.refresh_from_db(fields=["status"])
+    payment_apply_paid(
+        batch=batch, order=order, message=message, source=Payment.Source.RECONCILIATION
+    )
+    batch.flush()
     if order.status != OrderStatus.PAID:
         # The gateway reports `paid` only for money that covers the order: none was due.
         return _matched_or_short(order)

@@ -21,8 +21,7 @@ from django.utils import timezone
 from merchant.chunks import locked_chunks
 from payments.conf import payments_settings
 from payments.models import Notification, Order, OrderFlag, Shop
-from payments.notification_message import order_lock_key
-from payments.services.notifications import notification_apply, notification_apply_safely
+from payments.services.notifications import notification_apply_safely, notifications_apply
 from payments.services.orders import order_flag, orders_transition
 from payments.states import OrderStatus
 from payments.webhook_endpoints import enabled_endpoint_exists
@@ -127,23 +126,15 @@ def notifications_apply_pending(
 
 
 def _apply_chunk(chunk: list[Notification]) -> list[str]:
-    """Apply a locked chunk's notifications; their outcomes.
+    """Apply a locked chunk's notifications together (notifications_apply); their outcomes.
 
-    One savepoint for the chunk, not one per notification (its SAVEPOINT and
-    RELEASE were two of an apply's seven round trips). When one fails, the
-    chunk's savepoint is rolled back (with its post-commit callbacks) and each
-    is applied again in a savepoint of its own, so only the failing one is
-    stored with outcome `error`. The chunk's orders are locked in one global
-    order (by transaction; a stable sort, so one order's notifications keep their
-    arrival order), so two drains holding the same orders never deadlock.
+    One savepoint for the chunk. When applying fails, the chunk's savepoint is
+    rolled back (with its post-commit callbacks) and each is applied again in a
+    savepoint of its own, so only the failing one is stored with outcome `error`.
     """
-    chunk = sorted(chunk, key=lambda notification: order_lock_key(bytes(notification.body)))
     try:
         with transaction.atomic():
-            return [
-                notification_apply(notification=notification, savepoint=False).outcome
-                for notification in chunk
-            ]
+            return notifications_apply(notifications=chunk)
     except SoftTimeLimitExceeded:
         raise  # the task's time is up: the chunk stays pending for the next drain or sweep
     except Exception as exc:  # which one failed, and why, is for the second pass to record

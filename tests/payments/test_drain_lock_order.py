@@ -1,12 +1,12 @@
 """Two drains whose chunks hold the same two orders in opposite arrival order: no deadlock.
 
-A chunk locks its orders one by one as it applies its notifications. Applied in
-arrival order, chunk A (order X, then Y) and chunk B (Y, then X) would each wait
-for the other's lock, and PostgreSQL would break the deadlock after
-deadlock_timeout by failing one of them (whose chunk is then applied again one
-by one). A chunk is applied in one global order of its orders instead, so the
-second drain waits for the first and both apply at once. Row locks are
-PostgreSQL's: SQLite lets one writer in at a time, so there is nothing to show.
+Locked in arrival order, chunk A (order X, then Y) and chunk B (Y, then X)
+would each wait for the other's lock, and PostgreSQL would break the deadlock
+after deadlock_timeout by failing one of them (whose chunk is then applied
+again one by one). A chunk's orders are locked in one statement, sorted by
+transaction (ApplyBatch.locked), so the second drain waits for the first and
+both apply at once. Row locks are PostgreSQL's: SQLite lets one writer in at a
+time, so there is nothing to show.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 from django.db import connection, connections
 
 from payments.models import Notification, Order
-from payments.services import notifications
+from payments.services.apply_batch import ApplyBatch
 from payments.services.sweeps import notifications_apply_pending
 from payments.testing import ipn_body
 
@@ -42,22 +42,22 @@ def test_two_drains_holding_the_same_orders_do_not_deadlock(
     x, y = make_order(reference="x"), make_order(reference="y")
     chunk_a = [_stored(x, 1), _stored(y, 2)]  # arrival order: X, then Y
     chunk_b = [_stored(y, 3), _stored(x, 4)]  # Y, then X
-    # Each drain, once it holds its first order, waits for the other to hold its own first
-    # (or for MEET_SECONDS, when the other is waiting for that same lock).
+    # Each drain, once it holds its orders, waits for the other to hold its own (or for
+    # MEET_SECONDS, when the other is waiting for those same locks).
     first_locks = threading.Barrier(2, timeout=MEET_SECONDS)
     locks: Counter[int] = Counter()
-    real_order_locked = notifications.order_locked
+    real_locked = ApplyBatch.locked
 
-    def order_locked_then_meet(**kwargs: Any) -> Order | None:
-        order = real_order_locked(**kwargs)
+    def locked_then_meet(**kwargs: Any) -> ApplyBatch:
+        batch = real_locked(**kwargs)
         locks[threading.get_ident()] += 1
         if locks[threading.get_ident()] == 1:
             # Broken when the other drain is waiting for this one's lock: carry on.
             with contextlib.suppress(threading.BrokenBarrierError):
                 first_locks.wait()
-        return order
+        return batch
 
-    monkeypatch.setattr(notifications, "order_locked", order_locked_then_meet)
+    monkeypatch.setattr(ApplyBatch, "locked", locked_then_meet)
     counts: dict[str, Counter[str]] = {}
 
     def drain(name: str, ids: list[int]) -> None:

@@ -1,0 +1,248 @@
+"""What applying notifications reads once and writes once per transaction.
+
+Applying a notification decides against its order and that order's payments,
+then writes a payment, the order's move, its transition and the
+notification's outcome. Done one notification at a time that is some six
+statements each; the worker applies chunks of twenty, and most of those
+statements differ only in their values. So an `ApplyBatch` holds a chunk's
+state: `ApplyBatch.locked` locks the chunk's orders in one statement (sorted by
+transaction: two batches holding the same orders lock them in one order and
+never deadlock) and reads their payments (and any payment of the chunk's
+payment ids) in a second. The handlers (payments.services.notifications)
+decide against that state, in hand, and tell the batch what to write;
+`flush` writes it with a statement or two for all: the new payments, the
+changed ones, the orders' moves and transitions (order_moves_write), the
+notifications' outcomes.
+
+The request path applies a chunk of one, and the ledger sweep a credit, the
+same way: one code path for every database (SQLite has no row locks; its
+writers take turns on the whole database).
+
+What reads the database between a decision and the flush must see the
+decision written: a flag (order_flag, and its shop event) and a second
+notification of an order with unwritten changes flush first. So each shop
+event reads the database as the one notification behind it left it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Generic, TypeVar
+from uuid import UUID
+
+from django.db import connection
+from django.db.models import Model
+from django.utils import timezone
+
+from payments.exceptions import InvalidTransition
+from payments.models import Notification, Order, Payment, Shop
+from payments.services.orders import OrderMove, order_flag, order_moves_write
+from payments.services.quotes import payments_received
+from payments.states import can_transition
+
+_M = TypeVar("_M", bound=Model)
+
+# What applying writes on a notification (payments.services.notifications._finish).
+OUTCOME_FIELDS = (
+    "transaction", "payment_id", "status", "order", "outcome", "detail", "needs_review",
+    "applied_at",
+)  # fmt: skip
+
+
+class ApplyBatch:
+    """The locked orders of a chunk with their payments, and the writes decided on them."""
+
+    def __init__(self, orders: Iterable[Order], payments: Iterable[Payment]) -> None:
+        self._orders = {order.transaction: order for order in orders}
+        self._payments = {payment.payment_id: payment for payment in payments}
+        self._new: list[Payment] = []
+        self._changed: dict[int, tuple[Payment, set[str]]] = {}
+        self._moves: list[OrderMove] = []
+        self._finished: list[Notification] = []
+        self._unwritten: set[UUID] = set()  # orders with changes not yet flushed
+
+    @classmethod
+    def locked(cls, *, transactions: Iterable[UUID], payment_ids: Iterable[UUID]) -> ApplyBatch:
+        """Lock the orders of `transactions` (whatever their shop) and read their payments and
+        those of `payment_ids`: one statement, in the caller's transaction."""
+        keys = sorted(set(transactions))
+        if not keys:
+            return cls([], [])
+        orders: dict[UUID, Order] = {}
+        payments: dict[int, Payment] = {}
+        with connection.cursor() as cursor:
+            cursor.execute(*_lock_sql(keys, sorted(set(payment_ids))))
+            rows = cursor.fetchall()
+        split = len(Order._meta.concrete_fields)
+        make_order, make_payment = _RowReader(Order), _RowReader(Payment)
+        for row in rows:
+            order = make_order(row[:split])
+            orders.setdefault(order.pk, order)
+            if row[split] is not None:  # the LEFT JOIN's row without a payment
+                payment = make_payment(row[split:])
+                payments.setdefault(payment.pk, payment)
+        return cls(orders.values(), payments.values())
+
+    def order(self, *, shop: Shop, transaction: UUID) -> Order | None:
+        """`shop`'s locked order of `transaction` (None when it has none: another shop's order
+        is never handed out), with changes still unwritten from an earlier notification
+        flushed first."""
+        order = self._orders.get(transaction)
+        if order is None or order.shop_id != shop.pk:
+            return None
+        if order.pk in self._unwritten:
+            self.flush()
+        order.shop = shop  # in hand: the quote and the shop events read it without a query
+        return order
+
+    def has_order(self, *, transaction: UUID) -> bool:
+        """Whether any shop has an order of `transaction`."""
+        return transaction in self._orders
+
+    def payment(self, *, payment_id: UUID) -> Payment | None:
+        """The payment of this id, whichever order it belongs to, as this batch knows it."""
+        return self._payments.get(payment_id)
+
+    def payment_add(self, *, payment: Payment) -> None:
+        self._payments[payment.payment_id] = payment
+        self._new.append(payment)
+        self._unwritten.add(payment.order_id)
+
+    def payment_change(self, *, payment: Payment, fields: Iterable[str]) -> None:
+        if payment.pk is None:
+            return  # not inserted yet: its INSERT writes what it now holds
+        _, changed = self._changed.setdefault(id(payment), (payment, set()))
+        changed.update(fields)
+        self._unwritten.add(payment.order_id)
+
+    def paid_before(self, *, order: Order, currency: str, payment_id: UUID) -> int:
+        """What the order's payments other than `payment_id` brought in `currency`."""
+        return payments_received(self._payments_of(order), currency=currency, excluding=payment_id)
+
+    def on_the_way(self, *, order: Order) -> int:
+        """The bitcoins paid or confirming on the order: its paid and partial payments' amounts
+        (a partial one's total, valid and pending)."""
+        moving = (Payment.Status.PARTIAL, Payment.Status.PAID)
+        return sum(
+            (payment.amount_int if payment.amount_int is not None else payment.amount_total) or 0
+            for payment in self._payments_of(order)
+            if payment.status in moving
+        )
+
+    def _payments_of(self, order: Order) -> Iterable[Payment]:
+        return (payment for payment in self._payments.values() if payment.order_id == order.pk)
+
+    def move(self, *, order: Order, to: str, reason: str) -> None:
+        """Move the locked `order` to `to` in hand (written at the flush). Raises
+        InvalidTransition, changing nothing, for a move the state table does not allow."""
+        if not can_transition(order.status, to):
+            raise InvalidTransition(f"order {order.pk}: {order.status} -> {to} is not allowed")
+        self._moves.append(OrderMove(order=order, from_status=order.status, to=to, reason=reason))
+        order.status = to
+        self._unwritten.add(order.pk)
+
+    def flag(self, *, order: Order, kind: str, detail: str) -> None:
+        """Raise a flag on `order` once what the batch decided is written (the flag's shop
+        event reads the order as it now is)."""
+        self.flush()
+        order_flag(order_id=order.pk, kind=kind, detail=detail)
+
+    def finish(self, *, notification: Notification, outcome: str, detail: str) -> None:
+        notification.outcome = outcome
+        notification.detail = detail[:500]
+        notification.needs_review = outcome in (
+            Notification.Outcome.FLAGGED,
+            Notification.Outcome.UNKNOWN_TRANSACTION,
+            Notification.Outcome.INVALID,
+        )
+        notification.applied_at = timezone.now()
+        self._finished.append(notification)
+
+    def flush(self) -> None:
+        """Write what was decided: payments first (the moves' shop events read them)."""
+        if self._new:
+            Payment.objects.bulk_create(self._new)
+        for payment, fields in self._changed.values():
+            payment.save(update_fields=[*fields, "updated"])
+        if self._moves:
+            order_moves_write(moves=self._moves)
+        if self._finished:
+            _outcomes_write(self._finished)
+        self._new, self._changed, self._moves, self._finished = [], {}, [], []
+        self._unwritten.clear()
+
+
+def _lock_sql(keys: list[UUID], payment_ids: list[UUID]) -> tuple[str, list[Any]]:
+    """Orders of `keys`, locked in the order of their transactions, each with its payments
+    and with the payments of `payment_ids` (another order's, if any, comes with each row).
+
+    SQL, as the hottest statement of the service: one round trip for what two
+    querysets would read, on every database (SQLite has no FOR UPDATE: its
+    writers take turns on the whole database).
+    """
+    qn = connection.ops.quote_name
+    columns = [f"o.{column}" for column in _columns(Order)]
+    columns += [f"p.{column}" for column in _columns(Payment)]
+    transaction, payment_id = _column(Order, "transaction"), _column(Payment, "payment_id")
+    params = [_prep(Payment, "payment_id", pk) for pk in payment_ids]
+    by_id = f" OR p.{payment_id} IN ({', '.join(['%s'] * len(params))})" if params else ""
+    params += [_prep(Order, "transaction", key) for key in keys]
+    lock = " FOR UPDATE OF o" if connection.features.has_select_for_update else ""
+    sql = (
+        f"SELECT {', '.join(columns)} FROM {qn(Order._meta.db_table)} o "  # noqa: S608
+        f"LEFT JOIN {qn(Payment._meta.db_table)} p "
+        f"ON (p.{_column(Payment, 'order')} = o.{_column(Order, 'id')}{by_id}) "
+        f"WHERE o.{transaction} IN ({', '.join(['%s'] * len(keys))}) "
+        f"ORDER BY o.{transaction}{lock}"
+    )
+    return sql, params
+
+
+class _RowReader(Generic[_M]):
+    """Instances of `model` from its concrete fields' raw column values, converted as the
+    ORM converts them (UUIDs and decimals on SQLite, for one)."""
+
+    def __init__(self, model: type[_M]) -> None:
+        self.model = model
+        self.names = [field.attname for field in model._meta.concrete_fields]
+        self.converters: list[tuple[int, list[Any], Any]] = []
+        for i, field in enumerate(model._meta.concrete_fields):
+            column = field.get_col(model._meta.db_table)
+            found = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+            if found:
+                self.converters.append((i, found, column))
+
+    def __call__(self, values: tuple[Any, ...]) -> _M:
+        converted = list(values)
+        for i, converters, column in self.converters:
+            for converter in converters:
+                converted[i] = converter(converted[i], column, connection)
+        return self.model.from_db(connection.alias, self.names, converted)
+
+
+def _columns(model: type[Model]) -> list[str]:
+    return [connection.ops.quote_name(str(field.column)) for field in model._meta.concrete_fields]
+
+
+def _column(model: type[Model], name: str) -> str:
+    return connection.ops.quote_name(str(model._meta.get_field(name).column))  # type: ignore[union-attr]
+
+
+def _prep(model: type[Model], name: str, value: Any) -> Any:
+    return model._meta.get_field(name).get_db_prep_value(value, connection)  # type: ignore[union-attr]
+
+
+def _outcomes_write(notifications: list[Notification]) -> None:
+    """Each notification's outcome: one UPDATE by primary key, sent together (executemany:
+    one round trip on PostgreSQL; the ORM's bulk_update costs more CPU than applying)."""
+    fields = [field for field in Notification._meta.concrete_fields if field.name in OUTCOME_FIELDS]
+    qn = connection.ops.quote_name
+    assignments = ", ".join(f"{qn(str(field.column))} = %s" for field in fields)
+    table, pk = qn(Notification._meta.db_table), _column(Notification, "id")
+    sql = f"UPDATE {table} SET {assignments} WHERE {pk} = %s"  # noqa: S608
+    rows = [
+        [field.get_db_prep_save(getattr(n, field.attname), connection) for field in fields] + [n.pk]
+        for n in notifications
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
