@@ -261,5 +261,5 @@ def test_a_shops_notification_takes_as_many_statements_as_the_default_shops(
     assert counted[(False, "EUR")] == counted[(True, "EUR")]
     # The shop of the key, by its unique index, and whether it has a webhook endpoint ...
     assert counted[(False, "BTC")][0] == "SELECT"
-    # ... and the order, locked: no query of the endpoints for a shop that has none.
-    assert sum(sql == "SELECT" for sql in counted[(False, "BTC")]) == 2
+    # ... the order, locked, and its payments: no query of the endpoints for a shop that has none.
+    assert sum(sql == "SELECT" for sql in counted[(False, "BTC")]) == 3

@@ -194,11 +194,11 @@ def test_a_chunk_is_applied_in_one_savepoint_with_its_writes_together(
     sql = [q["sql"].split(" times: ")[-1] for q in captured.captured_queries]
 
     def statements(start: str, table: str) -> list[int]:
-        head = f'{start} "payments_{table}"' if start != "SELECT" else f'"payments_{table}" o '
+        head = f'{start} "payments_{table}"' if start != "SELECT" else f'FROM "payments_{table}" '
         return [i for i, s in enumerate(sql) if s.startswith(start) and head in s]
 
-    [lock] = statements("SELECT", "order")  # the orders locked with their payments
-    assert 'LEFT JOIN "payments_payment"' in sql[lock]
+    [lock] = statements("SELECT", "order")  # the orders locked, however many
+    assert len(statements("SELECT", "payment")) == 1  # and their payments read
     assert len(statements("INSERT INTO", "payment")) == 1
     assert len(statements("UPDATE", "order")) == 1
     assert len(statements("INSERT INTO", "ordertransition")) == 1
