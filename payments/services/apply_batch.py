@@ -100,7 +100,7 @@ class ApplyBatch:
         self._unwritten.add(payment.order_id)
 
     def payment_change(self, *, payment: Payment, fields: Iterable[str]) -> None:
-        if payment.pk is None:
+        if any(payment is new for new in self._new):
             return  # not inserted yet: its INSERT writes what it now holds
         _, changed = self._changed.setdefault(id(payment), (payment, set()))
         changed.update(fields)
