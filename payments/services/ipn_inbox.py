@@ -40,9 +40,9 @@ logger = logging.getLogger(__name__)
 WAKE_WINDOW_SECONDS = 0.1
 # Covers the clocks of the web and worker hosts (NTP keeps them within milliseconds).
 DRAIN_MARGIN_SECONDS = 0.25
-DRAIN_IDLE_SECONDS = 0.025  # between passes that found less than a chunk
+DRAIN_IDLE_SECONDS = 0.05  # between passes that found less than a chunk
 DRAIN_MAX_SECONDS = 30.0  # under steady load, later wakes carry on
-DRAIN_CHUNK = 20  # one commit per chunk: the orders show their state at that commit
+DRAIN_CHUNK = 50  # one commit per chunk: the orders show their state at that commit
 DRAIN_PASS_CHUNKS = 10  # a pass ends after this many chunks, so the time bound is checked
 BROKER_DOWN_PAUSE_SECONDS = 5.0  # no request pays the publish timeout more often
 # Two quick tries, as the shop events' publish: the request never waits long for the broker.

@@ -116,6 +116,7 @@ def notifications_apply_pending(
         cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
         pending = Notification.objects.filter(outcome__in=outcomes, received_at__lt=cutoff)
     counts: Counter[str] = Counter()
+    pending = pending.defer("headers")  # applying never reads them: no JSON decoded per row
     for chunk in locked_chunks(pending, size=chunk_size, progress=progress, limit=limit):
         counts["examined"] += len(chunk)
         if dry_run:
