@@ -3,7 +3,7 @@
 Applying a notification decides against its order and that order's payments,
 then writes a payment, the order's move, its transition and the
 notification's outcome. Done one notification at a time that is some six
-statements each; the worker applies chunks of twenty, and most of those
+statements each; the worker applies chunks of fifty, and most of those
 statements differ only in their values. So an `ApplyBatch` holds a chunk's
 state: `ApplyBatch.locked` locks the chunk's orders in one statement (sorted by
 transaction: two batches holding the same orders lock them in one order and

@@ -4,8 +4,9 @@
 fails, that transaction is rolled back and the notification is stored again,
 with outcome `error`, in a new one (the `apply_pending` sweep applies it later).
 `notification_apply_safely` (sweeps, replays) relies on a savepoint instead.
-`notification_apply` is also what sweeps and replays call: applying the same
-notification again changes nothing.
+`notifications_apply` applies one or a chunk of them as one batch
+(payments.services.apply_batch): the request, the sweeps and the worker call it.
+Applying the same notification again changes nothing.
 
 A notification belongs to the shop whose gateway key signed it, and applying
 it touches that shop's orders and payments only: a transaction of another
