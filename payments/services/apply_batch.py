@@ -42,7 +42,7 @@ from payments.states import can_transition
 
 _M = TypeVar("_M", bound=Model)
 
-# What applying writes on a notification (payments.services.notifications._finish).
+# What applying writes on a notification (ApplyBatch.finish).
 OUTCOME_FIELDS = (
     "transaction", "payment_id", "status", "order", "outcome", "detail", "needs_review",
     "applied_at",
@@ -166,8 +166,8 @@ class ApplyBatch:
 def _orders_sql(keys: list[UUID]) -> tuple[str, list[Any]]:
     """The orders of `keys`, locked in the order of their transactions.
 
-    SQL, as the hottest statements of the service: a queryset costs more CPU
-    to build than applying a notification (SQLite has no FOR UPDATE: its
+    SQL, as the hottest statements of the service: a queryset's compilation
+    costs more CPU than reading the rows (SQLite has no FOR UPDATE: its
     writers take turns on the whole database).
     """
     qn = connection.ops.quote_name
