@@ -176,13 +176,10 @@ def _record_error(notification: Notification, exc: Exception) -> Notification:
     return notification
 
 
-def notification_apply(*, notification: Notification, savepoint: bool = True) -> Notification:
-    """Apply a stored notification to its order: one transaction, the order row locked.
-
-    `savepoint=False` inside a caller's atomic block saves two round trips, but a
-    failure then spoils the caller's whole block.
-    """
-    with transaction.atomic(savepoint=savepoint):
+def notification_apply(*, notification: Notification) -> Notification:
+    """Apply a stored notification to its order in a transaction (a savepoint inside the
+    caller's): a batch of one (notifications_apply)."""
+    with transaction.atomic():
         notifications_apply(notifications=[notification])
         return notification
 
