@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import urlsplit
 from uuid import UUID
 
 from django.db.models import QuerySet
 
+from payments import raw_sql
 from payments.conf import payments_settings
 from payments.models import Order, Shop
 
@@ -31,6 +33,25 @@ def order_get(*, shop: Shop, order_id: UUID) -> Order:
     return Order.objects.prefetch_related("flags", "payments", "resolutions").get(
         pk=order_id, shop=shop
     )
+
+
+def order_created_nth_newest(*, shop_id: int, n: int, since: datetime) -> datetime | None:
+    """When the shop's `n`-th newest order created since `since` was created; None when it
+    has fewer.
+
+    The order throttle asks it before every creation: SQL (a queryset's compilation costs
+    more than the statement), a backward scan of the (shop, created) index that reads at
+    most `n` entries.
+    """
+    created = raw_sql.column(Order, "created")
+    sql = (
+        f"SELECT {created} FROM {raw_sql.table(Order)} "  # noqa: S608
+        f"WHERE {raw_sql.column(Order, 'shop')} = %s AND {created} >= %s "
+        f"ORDER BY {created} DESC LIMIT 1 OFFSET %s"
+    )
+    params = [shop_id, raw_sql.prep(Order, "created", since), n - 1]
+    found: datetime | None = raw_sql.value_read(Order, "created", sql, params)
+    return found
 
 
 DEFAULT_PORTS = {"http": 80, "https": 443}

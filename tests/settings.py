@@ -25,8 +25,8 @@ os.environ.setdefault(
 os.environ.setdefault(
     "DJANGO_SECRET_KEY", "test-only-secret-key-shared-by-every-test-process-0123456789abcdef"
 )
-# No order-creation throttle: its window is in the cache the whole suite shares, where tests
-# that reuse a shop id would throttle each other. tests/payments/test_abuse.py turns it on.
+# No order-creation throttle: tests that create more of a shop's orders than a rate allows
+# would be refused. tests/payments/test_abuse.py turns it on.
 os.environ.setdefault("API_ORDER_CREATE_RATE", "")
 # Tests make the sandbox account themselves (tests/sandbox/test_accounts.py: created or not).
 os.environ.setdefault("SANDBOX_ACCOUNT_ON_MIGRATE", "0")

@@ -5,7 +5,8 @@ then writes a payment, the order's move, its transition and the
 notification's outcome. Done one notification at a time that is some six
 statements each; the worker applies chunks of fifty, and most of those
 statements differ only in their values. So an `ApplyBatch` holds a chunk's
-state: `ApplyBatch.locked` locks the chunk's orders in one statement (sorted by
+state (read and written in SQL where a queryset would cost more: payments.raw_sql):
+`ApplyBatch.locked` locks the chunk's orders in one statement (sorted by
 transaction: two batches holding the same orders lock them in one order and
 never deadlock) and reads their payments (and any payment of the chunk's
 payment ids) in a second. The handlers (payments.services.notifications)
@@ -27,20 +28,18 @@ event reads the database as the one notification behind it left it.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Generic, TypeVar
+from typing import Any
 from uuid import UUID
 
 from django.db import connection
-from django.db.models import Model
 from django.utils import timezone
 
+from payments import raw_sql
 from payments.exceptions import InvalidTransition
 from payments.models import Notification, Order, Payment, Shop
 from payments.services.orders import OrderMove, order_flag, order_moves_write
 from payments.services.quotes import payments_received
 from payments.states import can_transition
-
-_M = TypeVar("_M", bound=Model)
 
 # What applying writes on a notification (ApplyBatch.finish).
 OUTCOME_FIELDS = (
@@ -68,10 +67,11 @@ class ApplyBatch:
         keys = sorted(set(transactions))
         if not keys:
             return cls([], [])
-        orders = _read(Order, *_orders_sql(keys))
+        orders = raw_sql.instances_read(Order, *_orders_sql(keys))
         if not orders:
             return cls([], [])  # nothing to decide against: unknown transactions
-        payments = _read(Payment, *_payments_sql([order.pk for order in orders], payment_ids))
+        order_ids = [order.pk for order in orders]
+        payments = raw_sql.instances_read(Payment, *_payments_sql(order_ids, payment_ids))
         return cls(orders, payments)
 
     def order(self, *, shop: Shop, transaction: UUID) -> Order | None:
@@ -164,78 +164,27 @@ class ApplyBatch:
 
 
 def _orders_sql(keys: list[UUID]) -> tuple[str, list[Any]]:
-    """The orders of `keys`, locked in the order of their transactions.
-
-    SQL, as the hottest statements of the service: a queryset's compilation
-    costs more CPU than reading the rows (SQLite has no FOR UPDATE: its
-    writers take turns on the whole database).
-    """
-    qn = connection.ops.quote_name
-    transaction = _column(Order, "transaction")
+    """The orders of `keys`, locked in the order of their transactions (SQLite has no
+    FOR UPDATE: its writers take turns on the whole database)."""
+    transaction = raw_sql.column(Order, "transaction")
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
     sql = (
-        f"SELECT {', '.join(_columns(Order))} FROM {qn(Order._meta.db_table)} "  # noqa: S608
-        f"WHERE {transaction} IN ({_marks(keys)}) ORDER BY {transaction}{lock}"
+        f"SELECT {', '.join(raw_sql.columns(Order))} FROM {raw_sql.table(Order)} "  # noqa: S608
+        f"WHERE {transaction} IN ({raw_sql.marks(len(keys))}) ORDER BY {transaction}{lock}"
     )
-    return sql, [_prep(Order, "transaction", key) for key in keys]
+    return sql, [raw_sql.prep(Order, "transaction", key) for key in keys]
 
 
 def _payments_sql(order_ids: list[UUID], payment_ids: Iterable[UUID]) -> tuple[str, list[Any]]:
     """The payments of `order_ids`, and those of `payment_ids` (another order's, if any)."""
-    qn = connection.ops.quote_name
     ids = sorted(set(payment_ids))
-    where = f"{_column(Payment, 'order')} IN ({_marks(order_ids)})"
+    where = f"{raw_sql.column(Payment, 'order')} IN ({raw_sql.marks(len(order_ids))})"
     if ids:
-        where += f" OR {_column(Payment, 'payment_id')} IN ({_marks(ids)})"
-    sql = f"SELECT {', '.join(_columns(Payment))} FROM {qn(Payment._meta.db_table)} WHERE {where}"  # noqa: S608
-    params = [_prep(Payment, "order", pk) for pk in order_ids]
-    return sql, params + [_prep(Payment, "payment_id", pk) for pk in ids]
-
-
-def _marks(values: list[Any]) -> str:
-    return ", ".join(["%s"] * len(values))
-
-
-def _read(model: type[_M], sql: str, params: list[Any]) -> list[_M]:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
-    make = _RowReader(model)
-    return [make(row) for row in rows]
-
-
-class _RowReader(Generic[_M]):
-    """Instances of `model` from its concrete fields' raw column values, converted as the
-    ORM converts them (UUIDs and decimals on SQLite, for one)."""
-
-    def __init__(self, model: type[_M]) -> None:
-        self.model = model
-        self.names = [field.attname for field in model._meta.concrete_fields]
-        self.converters: list[tuple[int, list[Any], Any]] = []
-        for i, field in enumerate(model._meta.concrete_fields):
-            column = field.get_col(model._meta.db_table)
-            found = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
-            if found:
-                self.converters.append((i, found, column))
-
-    def __call__(self, values: tuple[Any, ...]) -> _M:
-        converted = list(values)
-        for i, converters, column in self.converters:
-            for converter in converters:
-                converted[i] = converter(converted[i], column, connection)
-        return self.model.from_db(connection.alias, self.names, converted)
-
-
-def _columns(model: type[Model]) -> list[str]:
-    return [connection.ops.quote_name(str(field.column)) for field in model._meta.concrete_fields]
-
-
-def _column(model: type[Model], name: str) -> str:
-    return connection.ops.quote_name(str(model._meta.get_field(name).column))  # type: ignore[union-attr]
-
-
-def _prep(model: type[Model], name: str, value: Any) -> Any:
-    return model._meta.get_field(name).get_db_prep_value(value, connection)  # type: ignore[union-attr]
+        where += f" OR {raw_sql.column(Payment, 'payment_id')} IN ({raw_sql.marks(len(ids))})"
+    selected = ", ".join(raw_sql.columns(Payment))
+    sql = f"SELECT {selected} FROM {raw_sql.table(Payment)} WHERE {where}"  # noqa: S608
+    params = [raw_sql.prep(Payment, "order", pk) for pk in order_ids]
+    return sql, params + [raw_sql.prep(Payment, "payment_id", pk) for pk in ids]
 
 
 def _outcomes_write(notifications: list[Notification]) -> None:
@@ -244,7 +193,7 @@ def _outcomes_write(notifications: list[Notification]) -> None:
     fields = [field for field in Notification._meta.concrete_fields if field.name in OUTCOME_FIELDS]
     qn = connection.ops.quote_name
     assignments = ", ".join(f"{qn(str(field.column))} = %s" for field in fields)
-    table, pk = qn(Notification._meta.db_table), _column(Notification, "id")
+    table, pk = raw_sql.table(Notification), raw_sql.column(Notification, "id")
     sql = f"UPDATE {table} SET {assignments} WHERE {pk} = %s"  # noqa: S608
     rows = [
         [field.get_db_prep_save(getattr(n, field.attname), connection) for field in fields] + [n.pk]

@@ -18,7 +18,7 @@ from django.dispatch import Signal
 from django.urls import reverse
 from django.utils import timezone
 
-from payments import money, signals
+from payments import money, raw_sql, signals
 from payments.conf import payments_settings
 from payments.exceptions import (
     IdempotencyConflict,
@@ -341,15 +341,10 @@ def order_moves_write(*, moves: Sequence[OrderMove]) -> None:
 def _moves_recorded(moves: Sequence[OrderMove], now: datetime) -> None:
     """After the UPDATEs that made `moves`: their transitions' rows (one INSERT), each
     order's shop event, and its status signal after the commit."""
-    OrderTransition.objects.bulk_create(
-        OrderTransition(
-            order=move.order,
-            from_status=move.from_status,
-            to_status=move.to,
-            reason=move.reason,
-            created=now,
-        )
-        for move in moves
+    raw_sql.rows_insert(
+        OrderTransition,
+        ("order", "from_status", "to_status", "reason", "created"),
+        ((move.order.pk, move.from_status, move.to, move.reason, now) for move in moves),
     )
     for move in moves:
         order = move.order

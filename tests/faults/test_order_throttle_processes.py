@@ -1,9 +1,9 @@
-"""The order-creation throttle counts across processes that share the cache.
+"""The order-creation throttle counts across processes that share only the database.
 
-Two service processes (gunicorn, as the Procfile runs it) with one file cache, as
-`CACHE_URL` gives every process of a machine: a shop's creations add up whichever
-process answers them, whichever of its tokens asks. tests/payments/test_abuse.py
-covers the answer itself.
+Two service processes (gunicorn, as the Procfile runs it), each with a cache of its
+own, as two machines without a shared `CACHE_URL` would be: a shop's creations add
+up whichever process answers them, whichever of its tokens asks.
+tests/payments/test_abuse.py covers the answer itself.
 """
 
 from __future__ import annotations
@@ -39,17 +39,17 @@ def create(server: ServiceServer, token: str, reference: str) -> requests.Respon
     )
 
 
-def test_two_processes_share_one_count_per_shop(
+def test_two_processes_without_a_shared_cache_share_one_count_per_shop(
     service: Callable[..., ServiceServer], fake_gateway: FakeGateway, tmp_path: Path
 ) -> None:
     env: dict[str, Any] = {
         "API_ORDER_CREATE_RATE": "2/hour",
-        "CACHE_URL": f"filecache://{tmp_path / 'shared-cache'}",
         "GATEWAY_API_URL": fake_gateway.url,
     }
     other = shop_with_account("other-shop", secret_env="OTHER_SHOP_SECRET")
     env["OTHER_SHOP_SECRET"] = account_secret(other)
-    one, two = service(**env), service(**env)
+    one = service(**env, CACHE_URL=f"filecache://{tmp_path / 'cache-one'}")
+    two = service(**env, CACHE_URL=f"filecache://{tmp_path / 'cache-two'}")
     shop, second_token = api_token_key(name="web"), api_token_key(name="worker")
 
     assert create(one, shop, "a").status_code == 201

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -140,14 +139,8 @@ def test_unusable_limits_are_refused_at_start(
 
 
 @pytest.fixture
-def gateway(settings: Any, tmp_path: Path) -> Iterator[FakeGateway]:
-    """A gateway that accepts every order, and a cache (the throttle's store) of this test's own."""
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-            "LOCATION": str(tmp_path / "cache"),
-        }
-    }
+def gateway(settings: Any) -> Iterator[FakeGateway]:
+    """A gateway that accepts every order."""
     fake = FakeGateway([CREATED]).start()
     settings.GATEWAY_API_URL = fake.url
     yield fake
@@ -189,6 +182,37 @@ def test_one_creation_over_the_rate_is_429_and_reaches_nothing(
     assert create(token_client(api_token_key(name="second")), "same-shop").status_code == 429
     other_shop = shop_with_account("other-shop")
     assert create(token_client(api_token_key(shop=other_shop)), "theirs").status_code == 201
+
+
+def test_the_window_counts_the_shops_orders_by_their_creation_time(
+    gateway: FakeGateway, settings: Any
+) -> None:
+    settings.API_ORDER_CREATE_RATE = f"{LIMIT}/min"
+    shop = token_client(api_token_key())
+    assert [create(shop, f"r{n}").status_code for n in range(LIMIT)] == [201] * LIMIT
+    now = timezone.now()
+    # The oldest of the three made 50 s ago: one slot frees in 10 s.
+    Order.objects.filter(reference="r0").update(created=now - timedelta(seconds=50))
+    Order.objects.filter(reference__in=["r1", "r2"]).update(created=now - timedelta(seconds=5))
+
+    refused = create(shop, "early")
+    assert refused.status_code == 429
+    assert 9 <= int(refused["Retry-After"]) <= 10
+
+    # Out of the window: the count is one short of the rate again, for one more order.
+    Order.objects.filter(reference="r0").update(created=now - timedelta(seconds=61))
+    assert create(shop, "on-time").status_code == 201
+    assert create(shop, "over-again").status_code == 429
+
+
+def test_what_creates_no_order_is_not_counted(gateway: FakeGateway, settings: Any) -> None:
+    settings.API_ORDER_CREATE_RATE = f"{LIMIT}/min"
+    shop = token_client(api_token_key())
+    invalid = {"reference": "bad", "amount": "-1", "currency": "BTC"}
+    assert {shop.post("/api/orders/", invalid, format="json").status_code for _ in range(9)} == {
+        400
+    }
+    assert [create(shop, f"r{n}").status_code for n in range(LIMIT)] == [201] * LIMIT
 
 
 def test_no_rate_is_no_limit(gateway: FakeGateway, settings: Any) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import socket
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -247,14 +246,8 @@ def closed_port() -> int:
 
 
 def test_a_gateway_failure_names_the_order_and_the_throttle_is_a_429(
-    api_client: APIClient, settings: Any, tmp_path: Path
+    api_client: APIClient, settings: Any
 ) -> None:
-    settings.CACHES = {  # a throttle window of this test's own
-        "default": {
-            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-            "LOCATION": str(tmp_path / "cache"),
-        }
-    }
     settings.API_ORDER_CREATE_RATE = "1/min"
     settings.GATEWAY_API_URL = f"http://127.0.0.1:{closed_port()}/api/"
 

@@ -928,6 +928,23 @@ def test_a_public_call_is_cached_for_cache_seconds(
     assert len(gateway.received) == 2
 
 
+def test_a_cached_reply_is_parsed_once_and_new_bytes_again(
+    gateway: ScriptedGateway, make_client: Callable[..., Harness]
+) -> None:
+    gateway.then(success(TICKER))
+    harness = make_client()
+    first = harness.client.ticker("USD")
+    assert harness.client.ticker("USD") is first  # the same bytes in the cache: not parsed again
+
+    # Another process refreshed the cache with a new price: this one reads it, not its own.
+    (key, (content, expires)), *_ = harness.cache.items.items()
+    reply = json.loads(content)
+    reply["return"]["sell"].update(value="13.00000", value_int="1300000")
+    harness.cache.items[key] = (json.dumps(reply).encode(), expires)
+    assert harness.client.ticker("USD").sell.value_int == 1_300_000
+    assert len(gateway.received) == 1
+
+
 def test_public_calls_with_other_parameters_are_cached_apart(
     gateway: ScriptedGateway, make_client: Callable[..., Harness]
 ) -> None:
