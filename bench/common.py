@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,6 +88,41 @@ def measure(
     if pg is not None:
         other_cpu["postgres"] = pg
     return Phase(name, load, server_cpu, other_cpu)
+
+
+def measure_side_by_side(
+    name: str, runs: Mapping[str, tuple[Server, Callable[[], LoadResult]]]
+) -> dict[str, Phase]:
+    """Load several servers at the same time, each measured over the same interval.
+
+    A machine whose speed drifts over seconds (a VM among neighbours) moves
+    phases run one after the other apart by more than the difference between two
+    views; servers loaded side by side share whatever the machine does. The
+    callables run in threads (each drives its own generator processes); a failed
+    request voids the round.
+    """
+    before = {key: server.cpu() for key, (server, _) in runs.items()}
+    loads: dict[str, LoadResult] = {}
+    failures: list[BaseException] = []
+
+    def drive(key: str, run: Callable[[], LoadResult]) -> None:
+        try:
+            loads[key] = run()
+        except BaseException as exc:  # reported below, in the benchmark's thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=drive, args=(key, run)) for key, (_, run) in runs.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+    phases = {}
+    for key, (server, _) in runs.items():
+        require_success(f"{name}: {key}", loads[key])
+        phases[key] = Phase(f"{name}: {key}", loads[key], server.cpu().since(before[key]))
+    return phases
 
 
 def measure_round(
