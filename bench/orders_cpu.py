@@ -17,7 +17,8 @@ The floor is /bench/orders-floor/ (bench.orders_floor): the same authentication,
 then only the work no order-creation view can skip (insert, nonce, one signed
 gateway call over a kept session, one update). Its ratio against the same
 baseline, in `measured.floor`, is what the target is up against; it does not
-enter the benchmark's ratio.
+enter the benchmark's ratio. The order creation's ratio to the floor is
+measured with the two served side by side (bench.orders_side_by_side).
 """
 
 from __future__ import annotations

@@ -465,9 +465,9 @@ class Infrastructure:
             "DATABASE_URL": self.database_url,
             "VAR_DIR": str(self.var_dir),
             "LOG_LEVEL": "WARNING",
-            # The order throttle stays in the measured path (a cache read and write per
-            # POST), at a rate no benchmark reaches; a 1 s window keeps its history (one
-            # timestamp per request in the window) short, as production's 60/min does.
+            # The order throttle stays in the measured path (its count of the shop's
+            # orders, one statement per POST), at a rate no benchmark reaches; a 1 s
+            # period keeps the rows it reads few, as production's 60/min does.
             "API_ORDER_CREATE_RATE": "1000000/s",
         }
         if public_base_url:

@@ -89,7 +89,7 @@ def _cache() -> Found:
         yield _error(
             "E106",
             f"The cache ({backend.rsplit('.', 1)[-1]}) is not shared by every process of the "
-            "service: the gateway's public answers, the throttles and the dashboard's refresh "
+            "service: the gateway's public answers and the dashboard's refresh "
             f"guard would be kept once per {'machine' if per_machine else 'process'}.",
             "Set CACHE_URL to a shared cache, e.g. rediscache://host:6379/1 (a file cache "
             "serves one machine: DEPLOY_SINGLE_MACHINE=1).",
