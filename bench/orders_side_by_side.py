@@ -32,7 +32,7 @@ class SideBySide:
     """The rounds of order creation and floor served at once by two servers."""
 
     name: str
-    order_body: Any  # (server, index) -> bytes: the benchmark's JSON body
+    order_body: Callable[[Server, int], bytes]  # the benchmark's JSON body of an order
     headers: tuple[tuple[str, str], ...]
     floor_path: str
     made: int = FIRST_REFERENCE

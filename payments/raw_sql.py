@@ -41,24 +41,28 @@ def marks(count: int) -> str:
 
 
 def rows_insert(model: type[Model], names: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """One INSERT of `rows` (values in the order of `names`), nothing read back: the ORM's
-    bulk_create costs more CPU than a small row's round trip, and asks for the new ids."""
+    """`rows` (values in the order of `names`) by one INSERT, nothing read back: the ORM's
+    bulk_create costs more CPU than a small row's round trip, and asks for the new ids.
+    More rows than the database takes parameters in one statement go in as many as needed
+    (its bulk_batch_size, as bulk_create splits them)."""
     fields = [_field(model, name) for name in names]
-    params: list[Any] = []
-    count = 0
-    for row in rows:
-        params += [
+    prepared = [
+        [
             field.get_db_prep_save(value, connection)
             for field, value in zip(fields, row, strict=True)
         ]
-        count += 1
-    if not count:
+        for row in rows
+    ]
+    if not prepared:
         return
     one = f"({marks(len(fields))})"
     names_sql = ", ".join(column(model, name) for name in names)
-    sql = f"INSERT INTO {table(model)} ({names_sql}) VALUES {', '.join([one] * count)}"  # noqa: S608
+    head = f"INSERT INTO {table(model)} ({names_sql}) VALUES "  # noqa: S608
+    size = max(connection.ops.bulk_batch_size(fields, prepared), 1)
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        for start in range(0, len(prepared), size):
+            batch = prepared[start : start + size]
+            cursor.execute(head + ", ".join([one] * len(batch)), [v for row in batch for v in row])
 
 
 def instances_read(model: type[_M], sql: str, params: Sequence[Any]) -> list[_M]:

@@ -191,8 +191,7 @@ def _outcomes_write(notifications: list[Notification]) -> None:
     """Each notification's outcome: one UPDATE by primary key, sent together (executemany:
     one round trip on PostgreSQL; the ORM's bulk_update costs more CPU than applying)."""
     fields = [field for field in Notification._meta.concrete_fields if field.name in OUTCOME_FIELDS]
-    qn = connection.ops.quote_name
-    assignments = ", ".join(f"{qn(str(field.column))} = %s" for field in fields)
+    assignments = ", ".join(f"{raw_sql.column(Notification, field.name)} = %s" for field in fields)
     table, pk = raw_sql.table(Notification), raw_sql.column(Notification, "id")
     sql = f"UPDATE {table} SET {assignments} WHERE {pk} = %s"  # noqa: S608
     rows = [

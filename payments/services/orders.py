@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -341,10 +341,8 @@ def order_moves_write(*, moves: Sequence[OrderMove]) -> None:
 def _moves_recorded(moves: Sequence[OrderMove], now: datetime) -> None:
     """After the UPDATEs that made `moves`: their transitions' rows (one INSERT), each
     order's shop event, and its status signal after the commit."""
-    raw_sql.rows_insert(
-        OrderTransition,
-        ("order", "from_status", "to_status", "reason", "created"),
-        ((move.order.pk, move.from_status, move.to, move.reason, now) for move in moves),
+    _transitions_insert(
+        (move.order.pk, move.from_status, move.to, move.reason, now) for move in moves
     )
     for move in moves:
         order = move.order
@@ -353,6 +351,13 @@ def _moves_recorded(moves: Sequence[OrderMove], now: datetime) -> None:
         signal = STATUS_SIGNALS.get(move.to)
         if signal is not None and signal.has_listeners(sender=Order):
             transaction.on_commit(partial(signal.send_robust, sender=Order, order=order))
+
+
+def _transitions_insert(rows: Iterable[tuple[UUID, str, str, str, datetime]]) -> None:
+    """The transitions' rows (order id, from, to, reason, when): the one writer of them."""
+    raw_sql.rows_insert(
+        OrderTransition, ("order", "from_status", "to_status", "reason", "created"), rows
+    )
 
 
 def order_flag(*, order_id: UUID, kind: str, detail: str = "") -> OrderFlag:
@@ -404,12 +409,7 @@ def orders_transition(
         )
     if not moving:
         return []
-    OrderTransition.objects.bulk_create(
-        OrderTransition(
-            order_id=pk, from_status=expected_from, to_status=to, reason=reason, created=now
-        )
-        for pk in moving
-    )
+    _transitions_insert((pk, expected_from, to, reason, now) for pk in moving)
     shop_events_record_many(order_ids=moving, event_type=f"order.{to}")
     signal = STATUS_SIGNALS.get(to)
     if signal is not None and signal.has_listeners(sender=Order):

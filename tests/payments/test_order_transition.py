@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from payments.exceptions import InvalidTransition
 from payments.models import Order, OrderTransition
 from payments.services import order_transition
+from payments.services.orders import orders_transition
 
 
 def test_a_transition_records_where_the_order_came_from(make_order: Any) -> None:
@@ -61,3 +63,24 @@ def test_a_locked_row_outside_a_transaction_is_refused(make_order: Any) -> None:
     with pytest.raises(ValueError, match="locked in the caller's transaction"):
         order_transition(order_id=order.pk, to="paid", reason="x", locked=order)
     assert Order.objects.get(pk=order.pk).status == "awaiting_payment"
+
+
+def test_many_orders_moved_at_once_each_get_their_transition(make_order: Any) -> None:
+    orders = [make_order() for _ in range(250)]
+    ids = [order.pk for order in orders]
+    names = ("order", "from_status", "to_status", "reason", "created")
+    # As many rows per INSERT as the database takes parameters (SQLite: 999 in all).
+    per_insert = connection.ops.bulk_batch_size(
+        [OrderTransition._meta.get_field(name) for name in names], ids
+    )
+
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        moved = orders_transition(
+            order_ids=ids, expected_from="awaiting_payment", to="cancelled", reason="sweep"
+        )
+
+    assert sorted(moved) == sorted(ids)
+    inserts = [q for q in queries if q["sql"].startswith('INSERT INTO "payments_ordertransition"')]
+    assert len(inserts) == -(-len(ids) // per_insert)
+    recorded = OrderTransition.objects.filter(to_status="cancelled", reason="sweep")
+    assert sorted(recorded.values_list("order_id", flat=True)) == sorted(ids)
